@@ -1,0 +1,82 @@
+"""Checkpoints that carry everything a later step needs: weights, config, classes, preprocessing, split.
+
+A checkpoint is a plain dict of tensors and Python literals, so ``torch.load(weights_only=True)``
+reads it and nothing in it can run code. Writes go to a temporary file renamed into place.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import PipelineError
+
+FORMAT = "anytime-multi-exit/1"
+
+
+def save_checkpoint(path: str | Path, model: Any, model_name: str, classes: list[str], split: dict,
+                    train_state: dict | None = None) -> None:
+    """Atomically write ``model`` (an MSDNet) with its metadata; ``train_state`` makes it resumable."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "model": model_name,
+        "config": model.cfg.to_dict(),
+        "classes": list(classes),
+        "preprocess": model.cfg.preprocess.to_dict(),
+        "split": dict(split),  # how the validation split was drawn: {"seed", "size", "source"}
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+    }
+    if train_state is not None:
+        payload["train_state"] = train_state
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """Load and check a checkpoint's structure; a missing, corrupt or foreign file raises PipelineError."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"checkpoint {path} does not exist; train one with `make train` or pass --checkpoint")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for truncated or foreign files
+        raise PipelineError(f"checkpoint {path} could not be read ({type(exc).__name__}: {str(exc)[:200]}); "
+                            "it is corrupt or not a checkpoint of this project: retrain or restore it") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise PipelineError(f"checkpoint {path} has format {found!r}, expected {FORMAT!r}; "
+                            "it was not written by `pipeline.train`")
+    return ckpt
+
+
+def load_model(path: str | Path, expect_model: str | None = None, expect_config: dict | None = None) -> tuple[Any, dict]:
+    """Rebuild the model from a checkpoint and load its weights; returns ``(model in eval mode, checkpoint)``.
+
+    ``expect_model`` / ``expect_config`` reject a checkpoint of another model or configuration.
+    """
+    from pipeline.models import model_from_config
+
+    ckpt = read_checkpoint(path)
+    if expect_model is not None and ckpt["model"] != expect_model:
+        raise PipelineError(f"checkpoint {path} holds model {ckpt['model']!r}, but {expect_model!r} was requested; "
+                            "pass the matching --model or another checkpoint")
+    if expect_config is not None:
+        diff = {k: (ckpt["config"].get(k), v) for k, v in expect_config.items() if ckpt["config"].get(k) != v}
+        if diff:
+            detail = ", ".join(f"{k}: checkpoint {a!r} vs requested {b!r}" for k, (a, b) in diff.items())
+            raise PipelineError(f"checkpoint {path} does not match the requested config ({detail}); "
+                                "use another output path or the checkpoint's own config")
+    model = model_from_config(ckpt["config"])
+    missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
+    if missing or unexpected:
+        raise PipelineError(f"checkpoint {path}: weights do not fit the config (missing {missing[:3]}, "
+                            f"unexpected {unexpected[:3]}); the file is inconsistent: retrain it")
+    return model.eval(), ckpt

@@ -1,0 +1,67 @@
+"""A registry of multi-exit models: ``create_model(name, **overrides)`` and the configs that travel with weights."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from pipeline.errors import PipelineError
+
+# name -> function(**overrides) returning (config). Configs are plain dataclasses; torch is imported lazily.
+_REGISTRY: dict[str, Callable[..., Any]] = {}
+
+
+def register(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        _REGISTRY[name] = fn
+        return fn
+
+    return deco
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def model_config(name: str, **overrides: Any) -> Any:
+    """The config of a registered model, with keyword overrides (e.g. ``n_blocks=3``)."""
+    if name not in _REGISTRY:
+        raise PipelineError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
+    try:
+        return _REGISTRY[name](**overrides)
+    except TypeError as exc:
+        raise PipelineError(f"bad option for model {name!r}: {exc}") from None
+
+
+def create_model(name: str, **overrides: Any) -> Any:
+    """Build a registered model (an ``nn.Module`` with ``.stages``) from its name and overrides."""
+    from pipeline.models.msdnet import MSDNet
+
+    return MSDNet(model_config(name, **overrides))
+
+
+def model_from_config(cfg_dict: dict) -> Any:
+    from pipeline.models.msdnet import MSDNet, MSDNetConfig
+
+    return MSDNet(MSDNetConfig.from_dict(cfg_dict))
+
+
+@register("msdnet_cifar")
+def _msdnet_cifar(**kw: Any) -> Any:
+    """The paper's CIFAR configuration: 3 scales, 16 channels, growth 6, 5 exits (step 2, base 4)."""
+    from pipeline.models.msdnet import MSDNetConfig
+
+    return MSDNetConfig(**kw)
+
+
+@register("msdnet_imagenet")
+def _msdnet_imagenet(**kw: Any) -> Any:
+    """The paper's ImageNet configuration: 4 scales, 32 channels, growth 16, 5 exits (step 4, base 4), 224x224."""
+    from pipeline.models.msdnet import MSDNetConfig
+    from pipeline.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig
+
+    defaults: dict[str, Any] = dict(
+        n_blocks=5, step=4, base=4, n_channels=32, growth_rate=16, gr_factor=(1, 2, 4, 4),
+        bn_factor=(1, 2, 4, 4), num_classes=1000, stem="imagenet",
+        preprocess=PreprocessConfig(224, 224, "BGR", IMAGENET_MEAN, IMAGENET_STD),
+    )
+    return MSDNetConfig(**{**defaults, **kw})
