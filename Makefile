@@ -6,10 +6,11 @@ PY          := $(VENV)/bin/python
 DATA        ?= $(if $(wildcard ../shared/data/cifar10-jpg.tar.gz),../shared/data/cifar10-jpg.tar.gz,)
 MODEL       ?= msdnet_cifar
 CHECKPOINT  ?= models/msdnet_cifar10.pt
-EPOCHS      ?= 300
-TRAIN_ARGS  ?=
+EPOCHS      ?= 60
+TRAIN_ARGS  ?= --bf16 --distill 0.5 --threads 2
+SPLIT       ?= validation
 
-.PHONY: setup test train flops clean
+.PHONY: setup test train flops evaluate clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON_BOOT) -m venv $(VENV)
@@ -25,6 +26,9 @@ test: setup
 train: setup
 	$(PY) -m pipeline.train --model $(MODEL) --data "$(DATA)" --epochs $(EPOCHS) \
 	    --out $(CHECKPOINT) --resume $(TRAIN_ARGS)
+
+evaluate: setup
+	$(PY) -m pipeline.evaluate --checkpoint $(CHECKPOINT) --data "$(DATA)" --split $(SPLIT)
 
 flops: setup
 	$(PY) -m pipeline.models.flops --model $(MODEL)

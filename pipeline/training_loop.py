@@ -131,7 +131,7 @@ def run_training(args: argparse.Namespace) -> None:
             opt.step()
             state["step"] += 1
             seen += len(y)
-            loss_sum += float(loss) * len(y)
+            loss_sum += float(loss.detach()) * len(y)
             correct += torch.stack([(z.argmax(1) == y).sum().cpu() for z in logits])
             if bar is not None:
                 bar.update(1)

@@ -1,0 +1,398 @@
+"""Load an ImageFolder tree (``<root>/<class>/<image>``) from a directory or a tar archive.
+
+Why this shape: it is the layout every image dataset tool writes, it needs no index file, and a
+tar of it ships as one file. Archives are read member by member (never extracted to disk), and
+the decoded arrays can be cached in ``cache_dir`` so only the first run pays the 10-20 s of JPEG
+decoding that 50,000 images cost. The library prints nothing; pass ``progress`` to report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import lzma
+import os
+import tarfile
+import tempfile
+import warnings
+import zipfile
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import cv2
+import numpy as np
+
+from pipeline.data.imageset import ImageSet
+from pipeline.errors import PipelineError
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
+LAYOUT = "<root>/<class>/<image>"
+ProgressFn = Callable[[int, int], None]  # called with (images decoded so far, total)
+
+_CACHE_VERSION = 1
+_SPLIT_NAMES = frozenset({"train", "test", "val", "valid", "validation"})
+_ARCHIVE_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError)
+_Layout = tuple[tuple[str, ...], list[str], np.ndarray]  # classes, files (label order), labels (N,) int64
+
+
+def load_imagefolder(
+    source: str | Path,
+    subdir: str | None = None,
+    size: tuple[int, int] | None = None,
+    cache_dir: str | Path | None = None,
+    *,
+    progress: ProgressFn | None = None,
+) -> ImageSet:
+    """Decode every image of an ImageFolder tree into one ``ImageSet`` (BGR, as OpenCV decodes).
+
+    ``source`` is a directory or a .tar/.tar.gz/.tgz archive. Class folders sit directly under the
+    root, or under one single top-level folder (``cifar10/<class>/...``). With ``subdir`` (e.g.
+    "train"), the shallowest folder of that name is the root instead, at any depth. Classes are
+    the sorted folder names, images are sorted by path within a class. ``size=(H, W)`` resizes
+    (cv2.INTER_AREA) the images that differ; without it all images must already share a size.
+    With ``cache_dir``, decoded arrays are saved there and reused while the source is unchanged.
+    """
+    if source is None or str(source) == "":
+        raise PipelineError(
+            f"no ImageFolder source given: expected a directory or .tar/.tar.gz archive laid out as {LAYOUT}"
+        )
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise PipelineError(
+            f"data source {path} does not exist: expected a directory or a .tar/.tar.gz/.tgz archive "
+            f"laid out as {LAYOUT}; check the path"
+        )
+    size = _check_size(size)
+    subdir = subdir or None  # "" means the root itself
+    if path.is_dir():
+        return _load_dir(path, subdir, size, cache_dir, progress)
+    return _load_archive(path, subdir, size, cache_dir, progress)
+
+
+# --- directories and archives ------------------------------------------------------------------
+
+
+def _load_dir(path: Path, subdir: str | None, size: tuple[int, int] | None,
+              cache_dir: str | Path | None, progress: ProgressFn | None) -> ImageSet:
+    """Walk ``path`` once; the listing (names, sizes, mtimes) is part of the cache key."""
+    stats = _walk(path)  # relative posix path -> (bytes, mtime_ns), image files only
+    listing = hashlib.sha256(json.dumps(sorted(stats.items())).encode()).hexdigest()
+    key = _cache_key(path, subdir, size, listing)
+    cached = _cache_load(cache_dir, key)
+    if cached is not None:
+        return cached
+    top = sorted(e.name + ("/" if e.is_dir() else "") for e in os.scandir(path) if _visible(e.name))
+    classes, files, labels = _layout(list(stats), subdir, str(path), top)
+
+    def items() -> Iterator[tuple[int, str, bytes]]:
+        for i, rel in enumerate(files):
+            full = path / rel
+            try:
+                yield i, str(full), full.read_bytes()
+            except OSError as exc:
+                raise PipelineError(
+                    f"cannot read image {full}: {exc.strerror or exc}; check its permissions or remove it"
+                ) from exc
+
+    images = _decode_all(items(), len(files), size, progress)
+    result = ImageSet(images, labels, classes)
+    _cache_save(cache_dir, key, result)
+    return result
+
+
+def _load_archive(path: Path, subdir: str | None, size: tuple[int, int] | None,
+                  cache_dir: str | Path | None, progress: ProgressFn | None) -> ImageSet:
+    """List the archive's members, then read the chosen ones in archive order (one forward pass)."""
+    try:
+        is_tar = tarfile.is_tarfile(path)
+    except OSError as exc:
+        raise PipelineError(f"cannot read data source {path}: {exc.strerror or exc}; check its permissions") from exc
+    if not is_tar:
+        hint = ""
+        if zipfile.is_zipfile(path):
+            hint = " A .zip is not supported: repack it as .tar.gz (tar czf data.tar.gz <folder>)."
+        raise PipelineError(
+            f"data source {path} is a file but not a tar archive: expected a directory or a .tar/.tar.gz/.tgz "
+            f"archive laid out as {LAYOUT}.{hint}"
+        )
+    key = _cache_key(path, subdir, size, None)
+    cached = _cache_load(cache_dir, key)
+    if cached is not None:
+        return cached
+    try:
+        with tarfile.open(path, "r:*") as tf:
+            members: dict[str, tarfile.TarInfo] = {}  # normalised name -> member (a later duplicate wins)
+            names: list[str] = []
+            for m in tf:
+                name = _normalise(m.name)
+                if name is None:
+                    continue
+                names.append(name + ("/" if m.isdir() else ""))
+                if (m.isfile() or m.islnk() or m.issym()) and _is_image(name):
+                    members[name] = m
+            classes, files, labels = _layout(list(members), subdir, str(path), _summary_names(names))
+            order = sorted(range(len(files)), key=lambda i: members[files[i]].offset)
+
+            def items() -> Iterator[tuple[int, str, bytes]]:
+                for i in order:
+                    f = tf.extractfile(members[files[i]])
+                    yield i, f"{path}:{files[i]}", f.read() if f is not None else b""
+
+            images = _decode_all(items(), len(files), size, progress)
+    except _ARCHIVE_ERRORS as exc:
+        raise PipelineError(
+            f"cannot read archive {path}: {exc}. The file is truncated or corrupt: copy or build it again"
+        ) from exc
+    result = ImageSet(images, labels, classes)
+    _cache_save(cache_dir, key, result)
+    return result
+
+
+def _walk(root: Path) -> dict[str, tuple[int, int]]:
+    """Image files under ``root`` (following links, skipping hidden entries): relpath -> (bytes, mtime_ns)."""
+    found: dict[str, tuple[int, int]] = {}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = [d for d in dirnames if _visible(d)]
+        rel_dir = Path(dirpath).relative_to(root).as_posix()
+        for name in filenames:
+            if _visible(name) and _is_image(name):
+                full = os.path.join(dirpath, name)
+                try:
+                    st = os.stat(full)
+                except OSError as exc:
+                    raise PipelineError(f"cannot read image {full}: {exc.strerror or exc}; fix or remove it") from exc
+                found[name if rel_dir == "." else f"{rel_dir}/{name}"] = (st.st_size, st.st_mtime_ns)
+    return found
+
+
+def _visible(name: str) -> bool:
+    """Skip dotfiles and the ``__MACOSX`` junk that macOS adds to archives."""
+    return not name.startswith(".") and name != "__MACOSX"
+
+
+def _normalise(name: str) -> str | None:
+    """``./a//b/`` -> ``a/b``; None for hidden, ``..`` or empty names."""
+    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+    if not parts or any(p == ".." or not _visible(p) for p in parts):
+        return None
+    return "/".join(parts)
+
+
+def _is_image(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _summary_names(names: list[str]) -> list[str]:
+    """Top-level entries of an archive listing, ``dir/`` for folders (members may omit folder entries)."""
+    top: set[str] = set()
+    for n in names:
+        head, sep, _ = n.partition("/")
+        top.add(head + sep)
+    return sorted(top)
+
+
+# --- layout ------------------------------------------------------------------------------------
+
+
+def _layout(paths: list[str], subdir: str | None, where: str, top: list[str]) -> _Layout:
+    """Pick the class root among image ``paths`` and return (classes, files in label order, labels)."""
+    root = _find_root(paths, subdir, where, top)
+    shown = f"{where} (folder {root}/)" if root else where
+    prefix = root + "/" if root else ""
+    by_class: dict[str, list[str]] = {}
+    stray = 0
+    for p in paths:
+        if not p.startswith(prefix):
+            continue
+        cls, sep, rest = p[len(prefix):].partition("/")
+        if sep:
+            by_class.setdefault(cls, []).append(rest)
+        else:
+            stray += 1
+    if not by_class:
+        found = f"found {stray} image(s) directly in it but no class folders" if stray else "found no images in it"
+        raise PipelineError(
+            f"no class folders in {shown}: {found}. Expected the layout {LAYOUT} "
+            f"(e.g. {LAYOUT.replace('<root>', 'data').replace('<class>', 'cat').replace('<image>', '0001.jpg')}), "
+            f"with images ending in {', '.join(sorted(IMAGE_EXTENSIONS))}"
+        )
+    classes = tuple(sorted(by_class))
+    if subdir is None and set(classes) <= _SPLIT_NAMES and all("/" in r for c in classes for r in by_class[c]):
+        raise PipelineError(
+            f"the folders in {shown} look like splits ({', '.join(classes)}), not classes: expected {LAYOUT}. "
+            f"Pass subdir={classes[-1]!r} (or the split option) to load one split"
+        )
+    files: list[str] = []
+    labels: list[int] = []
+    for label, cls in enumerate(classes):
+        for rest in sorted(by_class[cls]):
+            files.append(f"{prefix}{cls}/{rest}")
+            labels.append(label)
+    return classes, files, np.asarray(labels, dtype=np.int64)  # (N,) int64
+
+
+def _find_root(paths: list[str], subdir: str | None, where: str, top: list[str]) -> str:
+    """The folder (relative, "" for the top) whose sub-folders are the classes."""
+    if subdir is not None:
+        want = "/".join(p for p in subdir.replace("\\", "/").split("/") if p)
+        folders = {p.rsplit("/", k)[0] for p in paths for k in range(1, p.count("/") + 1)}
+        hits = [f for f in folders if f == want or f.endswith("/" + want)]
+        if not hits:
+            raise PipelineError(
+                f"no folder named {subdir!r} in {where}: found at top level: {_listing(top)}. "
+                f"Expected {LAYOUT.replace('<root>', '<root>/' + want)} (optionally inside one top-level folder); "
+                f"check the source or the split name"
+            )
+        depth = min(f.count("/") for f in hits)
+        best = sorted(f for f in hits if f.count("/") == depth)
+        if len(best) > 1:
+            raise PipelineError(
+                f"several folders named {subdir!r} at the same depth in {where}: {_listing(best)}; "
+                f"pass a longer subdir (e.g. {best[0]!r}) to pick one"
+            )
+        return best[0]
+    heads = {p.split("/", 1)[0] for p in paths}
+    # One top-level folder that holds only folders (no images directly): treat it as a wrapper.
+    if len(heads) == 1 and all(p.count("/") >= 2 for p in paths):
+        return heads.pop()
+    return ""
+
+
+def _listing(names: list[str], limit: int = 12) -> str:
+    if not names:
+        return "(nothing)"
+    more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+# --- decoding ----------------------------------------------------------------------------------
+
+
+def _check_size(size: tuple[int, int] | None) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    try:
+        h, w = (int(v) for v in size)
+        ok = h > 0 and w > 0 and (h, w) == tuple(size)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise PipelineError(f"size must be (height, width) in whole pixels, e.g. (32, 32); got {size!r}")
+    return h, w
+
+
+def _decode(data: bytes, name: str) -> np.ndarray:
+    """Bytes -> (H, W, 3) uint8 BGR, or a PipelineError naming the file."""
+    try:
+        img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:
+        img = None
+    if img is None or img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+        raise PipelineError(
+            f"cannot decode image {name}: it is empty, corrupt or not an image "
+            f"({', '.join(sorted(IMAGE_EXTENSIONS))}); replace or delete it"
+        )
+    return img
+
+
+def _decode_all(items: Iterable[tuple[int, str, bytes]], n: int, size: tuple[int, int] | None,
+                progress: ProgressFn | None) -> np.ndarray:
+    """Decode ``(index, name, bytes)`` items into one preallocated (n, H, W, 3) uint8 BGR array."""
+    images: np.ndarray | None = None
+    first = ""
+    for done, (index, name, data) in enumerate(items, 1):
+        img = _decode(data, name)  # (h, w, 3) uint8 BGR
+        if size is not None and img.shape[:2] != size:
+            img = cv2.resize(img, (size[1], size[0]), interpolation=cv2.INTER_AREA)  # dsize is (W, H)
+        if images is None:
+            images = np.empty((n, *img.shape[:2], 3), dtype=np.uint8)  # (N, H, W, 3) uint8 BGR
+            first = name
+        elif img.shape[:2] != images.shape[1:3]:
+            (h, w), (fh, fw) = img.shape[:2], images.shape[1:3]
+            raise PipelineError(
+                f"images differ in size: {name} is {h}x{w} (HxW) but {first} is {fh}x{fw}. "
+                f"Pass size=(H, W), e.g. size=({fh}, {fw}), to resize them all on load"
+            )
+        images[index] = img
+        if progress is not None and (done % 1000 == 0 or done == n):
+            progress(done, n)
+    assert images is not None, "layout guarantees at least one image"
+    return images
+
+
+# --- decoded cache -----------------------------------------------------------------------------
+
+
+def _cache_key(path: Path, subdir: str | None, size: tuple[int, int] | None, listing: str | None) -> str:
+    """sha256 of what decides the decoded pixels: the source file's identity, subdir, size, OpenCV version."""
+    st = path.stat()
+    payload = {
+        "version": _CACHE_VERSION,
+        "source": str(path.resolve()),
+        "bytes": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "listing": listing,  # directories: hash of every image's (path, bytes, mtime_ns)
+        "subdir": subdir,
+        "size": list(size) if size else None,
+        "opencv": cv2.__version__,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _cache_paths(cache_dir: str | Path, key: str) -> tuple[Path, Path, Path]:
+    base = Path(cache_dir).expanduser() / f"imagefolder-{key}"
+    return (base.with_name(base.name + ".images.npy"), base.with_name(base.name + ".labels.npy"),
+            base.with_name(base.name + ".json"))
+
+
+def _cache_load(cache_dir: str | Path | None, key: str) -> ImageSet | None:
+    """The cached ``ImageSet`` for ``key``, or None if absent or unusable (then it is rebuilt)."""
+    if cache_dir is None:
+        return None
+    images_path, labels_path, meta_path = _cache_paths(cache_dir, key)
+    try:
+        meta = json.loads(meta_path.read_text())  # written last: its presence marks a complete entry
+        images = np.load(images_path, mmap_mode=None, allow_pickle=False)  # (N, H, W, 3) uint8 BGR
+        labels = np.load(labels_path, mmap_mode=None, allow_pickle=False)  # (N,) int64
+        if (meta.get("version") != _CACHE_VERSION or list(images.shape) != meta["shape"]
+                or images.dtype != np.uint8 or labels.shape != images.shape[:1]):
+            return None
+        return ImageSet(images, labels, tuple(meta["classes"]))
+    except (OSError, ValueError, KeyError, TypeError, EOFError):
+        return None
+
+
+def _cache_save(cache_dir: str | Path | None, key: str, data: ImageSet) -> None:
+    """Write arrays, then the json marker, each via temp file + os.replace; a failure only warns."""
+    if cache_dir is None:
+        return
+    images_path, labels_path, meta_path = _cache_paths(cache_dir, key)
+    meta = {"version": _CACHE_VERSION, "classes": list(data.classes), "shape": list(data.images.shape)}
+    try:
+        images_path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(images_path, lambda f: np.save(f, data.images))
+        _atomic_write(labels_path, lambda f: np.save(f, data.labels))
+        _atomic_write(meta_path, lambda f: f.write(json.dumps(meta).encode()))
+    except OSError as exc:
+        warnings.warn(f"could not write the decoded-image cache in {images_path.parent}: {exc}; "
+                      f"the next run decodes again", RuntimeWarning, stacklevel=3)
+
+
+def _atomic_write(dest: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write to a temp file in ``dest``'s folder, fsync, then rename over ``dest``: never a half file."""
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shared cache should stay readable
+        os.replace(tmp, dest)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise

@@ -1,0 +1,123 @@
+"""Training: the loss falls, checkpoints are written every epoch, --resume repeats an uninterrupted run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+cv2 = pytest.importorskip("cv2")
+
+from pipeline import train  # noqa: E402
+from pipeline.checkpoint import load_model, read_checkpoint  # noqa: E402
+
+TINY_OPTS = ["--model-opt", "n_blocks=3", "--model-opt", "step=1", "--model-opt", "base=2",
+             "--model-opt", "n_channels=8", "--model-opt", "growth_rate=4", "--model-opt", "num_classes=2"]
+
+
+def make_imagefolder(root: Path, per_class: int = 40) -> Path:
+    """Two easy classes: reddish and bluish 32x32 images with noise, under root/train/<class>/."""
+    rng = np.random.default_rng(0)
+    for name, colour in (("blue", (200, 40, 40)), ("red", (40, 40, 200))):  # BGR
+        folder = root / "train" / name
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            img = np.clip(np.array(colour) + rng.normal(0, 40, (32, 32, 3)), 0, 255).astype(np.uint8)
+            cv2.imwrite(str(folder / f"{i:03d}.png"), img)
+    return root
+
+
+def run(tmp_path: Path, out: Path, *extra: str) -> int:
+    data = tmp_path / "data"
+    if not data.exists():
+        make_imagefolder(data)
+    return train.main(["--data", str(data), "--cache-dir", str(tmp_path / "cache"), "--out", str(out),
+                       "--batch-size", "16", "--val-size", "16", "--lr", "0.05", "--threads", "1",
+                       "--no-progress", *TINY_OPTS, *extra])
+
+
+def test_loss_falls_and_checkpoint_loads(tmp_path):
+    out = tmp_path / "m.pt"
+    assert run(tmp_path, out, "--epochs", "3") == 0
+    ckpt = read_checkpoint(out)
+    hist = ckpt["train_state"]["history"]
+    assert [h["epoch"] for h in hist] == [1, 2, 3]
+    assert hist[-1]["loss"] < hist[0]["loss"]
+    assert ckpt["classes"] == ["blue", "red"]
+    assert ckpt["split"] == {"seed": 0, "size": 16, "source": str(tmp_path / "data")}
+    assert ckpt["preprocess"]["colour_order"] == "BGR"
+    model, _ = load_model(out)
+    assert model.num_exits == 3
+
+
+def test_resume_continues_from_the_same_step(tmp_path):
+    straight, resumed = tmp_path / "a.pt", tmp_path / "b.pt"
+    run(tmp_path, straight, "--epochs", "2")
+    steps_per_epoch = read_checkpoint(straight)["train_state"]["history"][0]["step"]
+    run(tmp_path, resumed, "--epochs", "2", "--max-steps", str(steps_per_epoch))  # "interrupted" after epoch 1
+    assert read_checkpoint(resumed)["train_state"]["epoch"] == 1
+    run(tmp_path, resumed, "--epochs", "2", "--resume")
+    a, b = read_checkpoint(straight), read_checkpoint(resumed)
+    assert b["train_state"]["step"] == a["train_state"]["step"] == 2 * steps_per_epoch
+    for key, value in a["state_dict"].items():
+        assert torch.allclose(value.float(), b["state_dict"][key].float(), atol=1e-5), key
+
+
+def test_resume_rejects_another_config(tmp_path, capsys):
+    out = tmp_path / "m.pt"
+    run(tmp_path, out, "--epochs", "1")
+    with pytest.raises(SystemExit) as exc:
+        run(tmp_path, out, "--epochs", "1", "--resume", "--model-opt", "growth_rate=6")
+    assert exc.value.code == 2
+    assert "does not match the requested config" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("setup,message", [
+    ("missing", "does not exist"),
+    ("empty", "class"),
+    ("corrupt-image", "001.png"),
+])
+def test_bad_data_gives_a_clear_error(tmp_path, capsys, setup, message):
+    data = tmp_path / "bad"
+    if setup != "missing":
+        (data / "train").mkdir(parents=True)
+    if setup == "corrupt-image":
+        make_imagefolder(tmp_path / "good")
+        data = tmp_path / "good"
+        (data / "train" / "red" / "001.png").write_bytes(b"not an image")
+    with pytest.raises(SystemExit) as exc:
+        train.main(["--data", str(data), "--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "o.pt"),
+                    "--epochs", "1", "--no-progress", *TINY_OPTS])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_corrupt_checkpoint_is_refused(tmp_path, capsys):
+    out = tmp_path / "m.pt"
+    out.write_bytes(b"\x00garbage")
+    with pytest.raises(SystemExit) as exc:
+        run(tmp_path, out, "--epochs", "1", "--resume")
+    assert exc.value.code == 2
+    assert "corrupt" in capsys.readouterr().err
+
+
+def test_bad_options_are_rejected_before_any_work(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        train.main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o.pt"), "--epochs", "0"])
+    assert exc.value.code == 2
+    assert "--epochs must be positive" in capsys.readouterr().err
+
+
+def test_evaluate_reports_every_exit(tmp_path, capsys):
+    from pipeline import evaluate
+
+    out = tmp_path / "m.pt"
+    run(tmp_path, out, "--epochs", "1")
+    assert evaluate.main(["--checkpoint", str(out), "--data", str(tmp_path / "data"),
+                          "--cache-dir", str(tmp_path / "cache"), "--split", "validation"]) == 0
+    text = capsys.readouterr().out
+    assert "validation split, 16 images" in text
+    assert text.count("\n| ") == 4  # header + 3 exits
