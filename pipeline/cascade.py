@@ -1,0 +1,191 @@
+"""The anytime cascade: run stage 1, 2, ... on a frame until an exit is sure enough or the budget ends.
+
+    cascade = Cascade.from_folder("engines/msdnet_cifar", precision="int8", policy="default")
+    result = cascade.classify(frame, budget_ms=5.0)  # frame: (H, W, 3) uint8, model size and colour order
+
+Exit rule: exit k answers when its softmax score passes threshold k (``pipeline.thresholds``: max
+softmax >= t, or entropy <= t). Deadline rule: ``pipeline.deadline``. The per-frame path is numpy
+and the backend's chain only: no torch, no per-frame buffers besides the result.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Literal, Sequence
+
+import numpy as np
+
+from pipeline.backends.base import StageChain
+from pipeline.deadline import LatencyPredictor
+from pipeline.errors import PipelineError
+from pipeline.thresholds import LAST_EXIT_POLICY, check_criterion, policy_thresholds, to_scores
+
+StoppedBy = Literal["confidence", "deadline", "last-exit"]
+
+
+@dataclass(frozen=True)
+class CascadeResult:
+    label: int
+    class_name: str
+    confidence: float  # max softmax at the exit taken
+    exit: int  # 1-based
+    num_exits: int
+    stage_ms: list[float]  # one per stage run: the stage plus the exit test on its logits
+    total_ms: float  # from the frame's arrival in classify to the answer
+    budget_ms: float | None
+    deadline_met: bool | None  # None when there was no budget
+    stopped_by: StoppedBy
+
+
+class Cascade:
+    """A loaded StageChain, exit thresholds and a latency predictor: one frame in, one answer out."""
+
+    def __init__(self, chain: StageChain, classes: Sequence[str], thresholds: Sequence[float] | None,
+                 predictor: LatencyPredictor, criterion: str = "confidence", *,
+                 frame_size: tuple[int, int] | None = None, colour_order: str = "",
+                 notes: Sequence[str] = (), clock: Callable[[], float] = time.perf_counter):
+        """``thresholds``: (K,) in criterion units, or None to run to the last exit unless the deadline stops it.
+        ``frame_size``: (H, W) the stages expect, checked on every frame when given.
+        ``clock``: seconds, monotonic (tests pass a fake one).
+        """
+        self.chain = chain
+        self.backend, self.precision, self.policy = chain.backend, chain.precision, ""
+        self.num_exits = chain.num_stages
+        self.classes = list(classes)
+        self.criterion = check_criterion(criterion)
+        if thresholds is None:
+            thresholds = [math.inf] * self.num_exits if criterion == "confidence" else [-math.inf] * self.num_exits
+        if len(thresholds) != self.num_exits or any(math.isnan(t) for t in thresholds):
+            raise PipelineError(f"expected {self.num_exits} thresholds (one per exit, no NaN), got {list(thresholds)}")
+        if predictor.num_stages != self.num_exits:
+            raise PipelineError(f"the latency predictor covers {predictor.num_stages} stages, the chain has "
+                                f"{self.num_exits}")
+        self.thresholds = tuple(float(t) for t in thresholds)
+        self._score_thr = to_scores(self.thresholds, criterion).tolist()  # rule: score >= s_k; s_K = -inf
+        self.predictor = predictor
+        self.frame_size = tuple(frame_size) if frame_size else None
+        self.colour_order = colour_order
+        self.notes = list(notes)
+        self._clock = clock
+        c = len(self.classes)
+        self._shifted = np.empty(c, dtype=np.float64)  # (C,) logits minus their max
+        self._exp = np.empty(c, dtype=np.float64)  # (C,) exp of the above
+        self.chain.activate()
+
+    @classmethod
+    def from_folder(cls, folder: str | Path, backend: str = "auto", precision: str = "fp32",
+                    policy: str = "default", criterion: str | None = None, threads: int = 1) -> "Cascade":
+        """Load a built model folder through its manifest; ``backend="auto"`` picks the best one present."""
+        from pipeline.backends import load_chain, pick_backend
+        from pipeline.manifest import load_manifest, variant_key
+        from pipeline.names import PRECISIONS
+
+        if precision not in PRECISIONS:
+            raise PipelineError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
+        if criterion is not None:
+            check_criterion(criterion)
+        manifest = load_manifest(folder)
+        if backend == "auto":
+            backend = pick_backend(manifest, folder)
+        key = variant_key(backend, precision)
+        notes: list[str] = []
+        table = manifest.thresholds.get(key)
+        if table:
+            stored = check_criterion(table.get("criterion", "confidence"))
+            if criterion is not None and criterion != stored:
+                raise PipelineError(f"the thresholds for {key} were calibrated on {stored!r}, not {criterion!r}; "
+                                    f"drop the criterion option or recalibrate with {criterion!r}")
+            criterion = stored
+            thresholds: list[float] | None = policy_thresholds(table, policy).tolist()
+            if len(thresholds) != manifest.num_exits:
+                raise PipelineError(f"policy {policy!r} for {key} has {len(thresholds)} thresholds, the model "
+                                    f"has {manifest.num_exits} exits; re-run the latency profiler")
+        elif policy in ("default", LAST_EXIT_POLICY):
+            thresholds = None
+            notes.append(f"no exit thresholds for {key} in the manifest: every frame runs to the last exit unless "
+                         "the deadline stops it (run the latency profiler to calibrate thresholds)")
+        else:
+            known = ", ".join(sorted(manifest.thresholds)) or "none"
+            raise PipelineError(f"policy {policy!r} needs thresholds for {key}, which the manifest lacks "
+                                f"(calibrated variants: {known}); use policy 'default' or run the latency profiler")
+        predictor = LatencyPredictor.from_manifest(manifest, backend, precision)
+        if not predictor.measured:
+            notes.append(predictor.source)
+        spec = manifest.stages[0].inputs[0].shape if manifest.stages[0].inputs else []  # ["N", H, W, 3]
+        frame_size = (spec[1], spec[2]) if len(spec) == 4 and all(isinstance(x, int) for x in spec[1:3]) else None
+        chain = load_chain(manifest, folder, backend, precision, threads)
+        cascade = cls(chain, manifest.classes, thresholds, predictor, criterion or "confidence",
+                      frame_size=frame_size, colour_order=str(manifest.input.get("colour_order", "")), notes=notes)
+        cascade.backend, cascade.precision, cascade.policy = backend, precision, policy
+        return cascade
+
+    def _batch(self, frame: np.ndarray) -> np.ndarray:
+        """(H, W, 3) or (1, H, W, 3) uint8 -> (1, H, W, 3) view, or a PipelineError saying what was expected."""
+        ok = isinstance(frame, np.ndarray) and frame.dtype == np.uint8 and frame.ndim in (3, 4)
+        if ok:
+            batch = frame[None] if frame.ndim == 3 else frame
+            ok = batch.shape[0] == 1 and batch.shape[3] == 3 and (
+                self.frame_size is None or batch.shape[1:3] == self.frame_size)
+            if ok:
+                return batch
+        size = f"{self.frame_size[0]}x{self.frame_size[1]} " if self.frame_size else ""
+        order = f" in {self.colour_order} order" if self.colour_order else ""
+        found = f"shape {frame.shape} {frame.dtype}" if isinstance(frame, np.ndarray) else type(frame).__name__
+        raise PipelineError(f"expected a {size}(H, W, 3) or (1, H, W, 3) uint8 frame{order}, got {found}; "
+                            "resize and convert frames before classify (the camera app does this)")
+
+    def _exit_test(self, logits: np.ndarray, stage: int) -> tuple[int, float, float]:
+        """(1, C) logits -> label, max softmax, score (confidence, or minus the entropy in nats)."""
+        z = logits.reshape(-1)  # (C,)
+        if z.shape[0] != self._exp.shape[0]:
+            raise PipelineError(f"stage {stage} returned {z.shape[0]} logits, the model lists "
+                                f"{self._exp.shape[0]} classes; rebuild the engines with `make engines`")
+        label = int(z.argmax())
+        np.subtract(z, z[label], out=self._shifted)  # <= 0
+        np.exp(self._shifted, out=self._exp)
+        total = float(self._exp.sum())
+        conf = 1.0 / total  # exp(0) / sum
+        if self.criterion == "confidence":
+            return label, conf, conf
+        # entropy = log(sum) - sum(p * (z - max)), with p = exp(z - max) / sum
+        return label, conf, float(self._exp.dot(self._shifted)) / total - math.log(total)
+
+    def classify(self, frame: np.ndarray, budget_ms: float | None = None) -> CascadeResult:
+        """Answer one frame; with ``budget_ms``, stop before a stage predicted to overrun it (stage 1 always runs)."""
+        batch = self._batch(frame)
+        clock, predictor, chain, k_last = self._clock, self.predictor, self.chain, self.num_exits
+        stage_ms: list[float] = []
+        t0 = prev = clock()
+        chain.set_frame(batch)
+        stopped: StoppedBy = "last-exit"
+        label, conf, k = 0, 0.0, 0
+        for k in range(1, k_last + 1):
+            if k > 1 and not predictor.should_run(k, (prev - t0) * 1e3, budget_ms):
+                predictor.skipped(k)
+                k -= 1
+                stopped = "deadline"
+                break
+            label, conf, score = self._exit_test(chain.run(k), k)
+            now = clock()
+            ms = (now - prev) * 1e3
+            stage_ms.append(ms)
+            predictor.observe(k, ms)
+            prev = now
+            if k < k_last and score >= self._score_thr[k - 1]:
+                stopped = "confidence"
+                break
+        total = (prev - t0) * 1e3
+        return CascadeResult(label, self.classes[label], conf, k, k_last, stage_ms, total, budget_ms,
+                             None if budget_ms is None else total <= budget_ms, stopped)
+
+    def close(self) -> None:
+        self.chain.deactivate()
+
+    def __enter__(self) -> "Cascade":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

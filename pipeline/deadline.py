@@ -1,0 +1,163 @@
+"""The deadline rule and the online per-stage time predictor it relies on.
+
+Rule: before stage k+1, if the time already spent on the frame plus stage k+1's predicted time
+exceeds the frame's budget, stop and answer with exit k. Stage 1 always runs, so every frame gets
+an answer.
+
+Predictor: per stage, a smoothed mean ``m`` and a smoothed mean absolute deviation ``d`` of the
+observed times, predicting ``m + margin * d`` (Jacobson's estimator, the one TCP uses for its
+retransmission timeout: gains 1/8 and 1/4, margin 4). Why this rather than a running high quantile:
+
+- it costs O(1) per observation with no buffer to sort, which matters when a stage takes 0.3 ms;
+- it follows a step change (a stage slowed by throttling or a competing process) within one or two
+  frames, where a windowed p99 needs a window of hundreds of frames and is as slow to react;
+- the margin grows with observed jitter and shrinks when times are steady, so it tracks the tail
+  of the distribution without assuming its shape.
+
+It starts from the manifest's measured latency for the backend and precision: ``m`` = p50 and
+``d`` chosen so the first prediction equals the requested percentile (p99 by default). Without
+measurements, a stage's first guess is stage 1's observed time scaled by the stages' FLOP ratio.
+A stage that the rule keeps skipping is never observed, and one slow run would otherwise keep it
+off for good under a fixed budget. So each skip pulls its estimate a small step (``recover``) back
+toward the starting point, and the stage is tried again once that fits the budget. A retry that
+overruns its prediction halves the step for that stage (as TCP backs off its timer), so a lasting
+slowdown costs a few missed deadlines in all, while a one-off spike is forgotten after tens of
+frames; a run within its prediction restores the step.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+from pipeline.errors import PipelineError
+
+PERCENTILES = ("p99", "p90", "p50", "mean")  # fallback order when the requested one is not measured
+MAX_BACKOFF = 256  # the recovery step shrinks at most this many times after repeated overruns
+
+
+class LatencyPredictor:
+    """Predicted time of each stage, in ms, for the deadline rule. Stages count from 1."""
+
+    def __init__(self, num_stages: int, start_ms: Sequence[float | None] | None = None,
+                 typical_ms: Sequence[float | None] | None = None, weights: Sequence[float] | None = None, *,
+                 margin: float = 4.0, gain: float = 1 / 8, spread_gain: float = 1 / 4, recover: float = 1 / 16,
+                 source: str = ""):
+        """``start_ms``: first prediction per stage (a measured high percentile), None where unknown.
+        ``typical_ms``: the measured median, the starting mean (defaults to ``start_ms``).
+        ``weights``: relative cost of each stage (e.g. its own FLOPs), to guess unmeasured stages.
+        """
+        if num_stages < 1:
+            raise PipelineError(f"a predictor needs at least one stage, got {num_stages}")
+        for name, seq in (("start_ms", start_ms), ("typical_ms", typical_ms), ("weights", weights)):
+            if seq is not None and len(seq) != num_stages:
+                raise PipelineError(f"{name} has {len(seq)} entries, expected {num_stages} (one per stage)")
+        if not (margin >= 0 and 0 < gain <= 1 and 0 < spread_gain <= 1 and 0 <= recover <= 1):
+            raise PipelineError(f"predictor settings out of range: margin {margin} (>= 0), gain {gain} and "
+                                f"spread_gain {spread_gain} (in (0, 1]), recover {recover} (in [0, 1])")
+        self.num_stages = num_stages
+        self.margin, self.gain, self.spread_gain, self.recover = margin, gain, spread_gain, recover
+        self.source = source
+        self._w = [float(w) if w and w > 0 else 1.0 for w in weights] if weights else [1.0] * num_stages
+        start = list(start_ms) if start_ms is not None else [None] * num_stages
+        typical = list(typical_ms) if typical_ms is not None else [None] * num_stages
+        # Per stage (index k - 1): mean and deviation, and the prior they relax toward when skipped.
+        self._m: list[float | None] = [None] * num_stages
+        self._d: list[float] = [0.0] * num_stages
+        self._prior: list[tuple[float, float] | None] = [None] * num_stages
+        self._backoff = [1] * num_stages  # divides ``recover``; doubles on each overrun
+        for i, (s, t) in enumerate(zip(start, typical)):
+            if s is None or not math.isfinite(s) or s < 0:
+                continue
+            m = t if t is not None and math.isfinite(t) and 0 <= t <= s else s
+            d = (s - m) / margin if margin > 0 else 0.0
+            self._prior[i] = (m, d)
+            self._m[i], self._d[i] = m, d
+
+    @property
+    def measured(self) -> bool:
+        """Whether the predictions start from measured times (else from guesses)."""
+        return any(p is not None for p in self._prior)
+
+    @classmethod
+    def from_manifest(cls, manifest: Any, backend: str, precision: str, percentile: str = "p99",
+                      **kw: Any) -> "LatencyPredictor":
+        """Start from ``manifest.latency["<backend>/<precision>"]["stages"][k]["<percentile>_ms"]``."""
+        from pipeline.manifest import variant_key
+
+        key = variant_key(backend, precision)
+        n = manifest.num_exits
+        flops = [s.flops for s in manifest.stages]  # cumulative to each exit
+        weights = [b - a for a, b in zip([0] + flops[:-1], flops)]
+        rows = (manifest.latency.get(key) or {}).get("stages") or []
+        if not rows:
+            return cls(n, weights=weights, **kw,
+                       source=f"no measured latencies for {key} in the manifest: stages are first guessed from "
+                              "stage 1's observed time and the FLOP ratio (run the latency profiler to measure them)")
+        if len(rows) != n or not all(isinstance(r, dict) for r in rows):
+            raise PipelineError(f"the manifest's latency table for {key} has {len(rows)} stage rows, expected {n}; "
+                                "re-run the latency profiler")
+        order = [percentile] + [p for p in PERCENTILES if p != percentile]
+        used = next((p for p in order if all(f"{p}_ms" in r for r in rows)), None)
+        if used is None:
+            raise PipelineError(f"the manifest's latency table for {key} has none of "
+                                f"{', '.join(p + '_ms' for p in order)}; re-run the latency profiler")
+        try:
+            start = [float(r[f"{used}_ms"]) for r in rows]
+            typical = [float(r["p50_ms"]) if "p50_ms" in r else None for r in rows]
+        except (TypeError, ValueError):
+            raise PipelineError(f"the manifest's latency table for {key} has non-numeric times; "
+                                "re-run the latency profiler") from None
+        return cls(n, start, typical, weights, **kw, source=f"measured {used} latency of {key}")
+
+    def _guess(self, i: int) -> tuple[float, float] | None:
+        """Mean and deviation for a stage with no prior: known stages' ms per unit weight, times its weight."""
+        known = [j for j in range(self.num_stages) if j != i and self._m[j] is not None]
+        if not known:
+            return None
+        per_w = sum(self._m[j] for j in known) / sum(self._w[j] for j in known)  # type: ignore[misc]
+        m = per_w * self._w[i]
+        return m, m / 2
+
+    def predict(self, stage: int) -> float:
+        """Predicted time of ``stage`` in ms (0 while nothing at all is known)."""
+        i = stage - 1
+        m = self._m[i]
+        if m is None:
+            g = self._guess(i)
+            return 0.0 if g is None else g[0] + self.margin * g[1]
+        return m + self.margin * self._d[i]
+
+    def observe(self, stage: int, ms: float) -> None:
+        """Fold one measured time of ``stage`` into its estimate."""
+        if not (math.isfinite(ms) and ms >= 0):
+            return
+        i = stage - 1
+        m = self._m[i]
+        if m is None:  # first sight: mean = x, deviation = x / 2 (as TCP starts its estimator)
+            self._m[i], self._d[i] = ms, ms / 2
+            return
+        over = ms > m + self.margin * self._d[i]  # slower than predicted
+        self._backoff[i] = min(2 * self._backoff[i], MAX_BACKOFF) if over else 1
+        err = ms - m
+        self._m[i] = m + self.gain * err
+        self._d[i] += self.spread_gain * (abs(err) - self._d[i])
+
+    def skipped(self, stage: int) -> None:
+        """The rule skipped ``stage``: relax its estimate a step toward its starting point."""
+        i = stage - 1
+        m = self._m[i]
+        if m is None or self.recover == 0:
+            return
+        target = self._prior[i] or self._guess(i)
+        if target is None:
+            return
+        step = self.recover / self._backoff[i]
+        self._m[i] = m + step * (target[0] - m)
+        self._d[i] += step * (target[1] - self._d[i])
+
+    def should_run(self, next_stage: int, spent_ms: float, budget_ms: float | None) -> bool:
+        """True when ``next_stage`` is predicted to finish within the budget; stage 1 and no budget: always."""
+        if next_stage <= 1 or budget_ms is None:
+            return True
+        return spent_ms + self.predict(next_stage) <= budget_ms

@@ -1,0 +1,205 @@
+"""Exit thresholds: known answers on hand-built probabilities, the budgeted sweep, target selection, JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from pipeline.errors import PipelineError
+from pipeline.thresholds import (DEFAULT_QS, CurvePoint, budgeted_curve, exit_index, exit_scores,
+                                 geometric_distribution, last_exit_point, max_accuracy_for_cost,
+                                 min_cost_for_accuracy, policy_thresholds, simulate, softmax, thresholds_from_json,
+                                 thresholds_table, thresholds_to_json, to_scores)
+
+C = 3  # classes in the hand-built sets
+
+
+def probs_from(conf: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """(N, K) confidence and predicted class -> (N, K, C) probabilities: the rest split evenly (conf > 1/C)."""
+    p = np.repeat(((1 - conf) / (C - 1))[..., None], C, axis=-1)
+    np.put_along_axis(p, pred[..., None], conf[..., None], axis=-1)
+    return p.astype(np.float32)
+
+
+def entropy(conf: float) -> float:
+    rest = (1 - conf) / (C - 1)
+    return -(conf * math.log(conf) + (C - 1) * rest * math.log(rest))
+
+
+def four_samples():
+    """Sample 1, 2 leave at exit 1; 3 at exit 2; 4 at exit 3 with thresholds (0.75, 0.9, -inf). All correct."""
+    conf = np.array([[0.9, 0.9, 0.9], [0.8, 0.6, 0.6], [0.6, 0.95, 0.5], [0.5, 0.7, 0.8]])
+    pred = np.array([[0, 0, 0], [1, 1, 1], [0, 2, 2], [1, 1, 0]])
+    labels = np.array([0, 1, 2, 0])
+    return probs_from(conf, pred), labels
+
+
+def test_simulate_known_answer():
+    probs, labels = four_samples()
+    sim = simulate(probs, labels, [0.75, 0.9, -math.inf], [1.0, 2.0, 4.0])
+    assert sim.exit_counts == (2, 1, 1)
+    assert sim.accuracy == pytest.approx(100.0)
+    assert sim.mean_cost == pytest.approx((1 + 1 + 2 + 4) / 4)
+    # Stricter exit 1: sample 2 (0.8) moves on, is unsure at exit 2 (0.6) and answered by exit 3.
+    sim = simulate(probs, labels, [0.85, 0.9, -math.inf], [1.0, 2.0, 4.0])
+    assert sim.exit_counts == (1, 1, 2)
+    assert sim.accuracy == pytest.approx(100.0) and sim.mean_cost == pytest.approx((1 + 2 + 4 + 4) / 4)
+    # Exit 1 with threshold 0 answers everything: samples 3 and 4 are wrong there.
+    sim = simulate(probs, labels, [0.0, 0.9, -math.inf], [1.0, 2.0, 4.0])
+    assert sim.exit_counts == (4, 0, 0) and sim.accuracy == pytest.approx(50.0) and sim.mean_cost == 1.0
+
+
+def test_entropy_thresholds_give_the_same_exits():
+    """Here entropy falls as confidence rises, so entropy <= H(t) is the same rule as confidence >= t."""
+    probs, labels = four_samples()
+    costs = [1.0, 2.0, 4.0]
+    conf = simulate(probs, labels, [0.75, 0.9, -math.inf], costs)
+    ent = simulate(probs, labels, [entropy(0.75), entropy(0.9), math.inf], costs, criterion="entropy")
+    assert ent == conf
+    scores = exit_scores(probs, "entropy")
+    assert scores[0, 0] == pytest.approx(-entropy(0.9), abs=1e-6)
+
+
+def test_budgeted_method_on_a_known_set():
+    """Half easy (sure and right at exit 1), half hard (unsure and wrong at exit 1, right at exit 2).
+
+    The default policy must send exactly the easy half out at exit 1: 100% at half the extra cost.
+    """
+    n = 100
+    easy = np.arange(n) < n // 2
+    conf = np.where(easy[:, None], [[0.99, 0.99]], [[0.5, 0.9]])
+    labels = np.zeros(n, dtype=np.int64)
+    pred = np.where(easy[:, None], [[0, 0]], [[1, 0]])
+    probs = probs_from(conf, pred)
+    table = thresholds_table(probs, labels, [1.0, 3.0])
+    default = table["policies"]["default"]
+    assert default["expected_accuracy"] == pytest.approx(100.0)
+    assert default["expected_cost_ms"] == pytest.approx(2.0)
+    assert default["thresholds"][0] == pytest.approx(0.99) and default["thresholds"][1] is None
+    full = table["policies"]["last-exit"]
+    assert full["expected_cost_ms"] == pytest.approx(3.0) and full["expected_accuracy"] == pytest.approx(100.0)
+
+
+@pytest.fixture
+def random_set():
+    """Continuous per-exit probabilities that get better with depth: no tied scores."""
+    rng = np.random.default_rng(0)
+    n, k, c = 600, 4, 10
+    labels = rng.integers(0, c, n)
+    logits = rng.normal(size=(n, k, c)) * 2
+    logits[np.arange(n), :, labels] += np.linspace(0.5, 3.0, k)  # deeper exits favour the label more
+    return softmax(logits).astype(np.float32), labels, np.array([1.0, 1.8, 2.5, 3.0])
+
+
+def test_geometric_distribution():
+    p = geometric_distribution(2.0, 3)
+    assert p == pytest.approx(np.array([2, 4, 8]) / 14)
+    assert geometric_distribution(1.0, 4) == pytest.approx(np.full(4, 0.25))
+    with pytest.raises(PipelineError, match="q must be > 0"):
+        geometric_distribution(0.0, 3)
+
+
+def test_sweep_leaves_the_target_share_at_each_exit(random_set):
+    probs, labels, costs = random_set
+    n, k = len(labels), probs.shape[1]
+    for point in budgeted_curve(probs, labels, costs, qs=(0.2, 1.0, 3.0)):
+        counts = np.round(np.array(point.exit_fractions) * n).astype(int)
+        want = np.floor(n * np.cumsum(geometric_distribution(point.q, k)) + 1e-9).astype(int)
+        assert np.cumsum(counts)[:-1].tolist() == want[:-1].tolist()
+        assert point.thresholds[-1] == -math.inf
+
+
+@pytest.mark.parametrize("criterion", ["confidence", "entropy"])
+def test_sweep_is_monotone_in_cost(random_set, criterion):
+    probs, labels, costs = random_set
+    curve = budgeted_curve(probs, labels, costs, criterion)
+    assert [p.q for p in curve] == list(DEFAULT_QS)
+    cost = np.array([p.cost for p in curve])
+    assert np.all(np.diff(cost) >= -1e-12)
+    assert cost[0] < 1.5 and cost[-1] > 2.5  # spans from mostly exit 1 to mostly the last exit
+    for p in curve:  # each point's numbers are what simulate() says for its thresholds
+        sim = simulate(probs, labels, p.thresholds, costs, criterion)
+        assert sim.accuracy == pytest.approx(p.accuracy) and sim.mean_cost == pytest.approx(p.cost)
+
+
+def test_target_selection_picks_the_right_point():
+    def pt(acc, cost):
+        return CurvePoint(None, acc, cost, (0.5, -math.inf), (0.5, 0.5))
+
+    curve = [pt(80, 1.0), pt(85, 2.0), pt(84, 2.5), pt(90, 3.0), pt(90, 3.5), pt(91, 5.0)]
+    assert max_accuracy_for_cost(curve, 2.9) == pt(85, 2.0)
+    assert max_accuracy_for_cost(curve, 4.0) == pt(90, 3.0)  # tie on accuracy: the cheaper one
+    assert max_accuracy_for_cost(curve, 100) == pt(91, 5.0)
+    assert min_cost_for_accuracy(curve, 84.5) == pt(85, 2.0)
+    assert min_cost_for_accuracy(curve, 90) == pt(90, 3.0)
+    with pytest.raises(PipelineError, match="cheapest costs 1"):
+        max_accuracy_for_cost(curve, 0.5)
+    with pytest.raises(PipelineError, match="best reaches 91.00%"):
+        min_cost_for_accuracy(curve, 95)
+
+
+def test_table_is_strict_json_and_round_trips(random_set):
+    probs, labels, costs = random_set
+    full = last_exit_point(probs, labels, costs)
+    table = thresholds_table(probs, labels, costs, max_accuracy_at_ms=[2.0], min_latency_at_accuracy=[full.accuracy - 1])
+    table = json.loads(json.dumps(table, allow_nan=False))  # infinities were written as null
+    assert set(table["policies"]) == {"default", "last-exit", "max-accuracy@2ms",
+                                      f"min-latency@{full.accuracy - 1:g}%"}
+    assert table["criterion"] == "confidence" and table["samples"] == len(labels)
+    for name, pol in table["policies"].items():
+        t = policy_thresholds(table, name)
+        sim = simulate(probs, labels, t, costs)
+        assert sim.accuracy == pytest.approx(pol["expected_accuracy"]), name
+        assert sim.mean_cost == pytest.approx(pol["expected_cost_ms"]), name
+    assert table["policies"]["max-accuracy@2ms"]["expected_cost_ms"] <= 2.0
+    default = table["policies"]["default"]
+    assert default["expected_accuracy"] >= full.accuracy - 0.3
+    assert default["expected_cost_ms"] <= full.cost
+    assert {"q", "accuracy", "cost_ms", "thresholds"} <= set(table["curve"][0])
+    # A target not stored is chosen from the stored curve.
+    t = policy_thresholds(table, "max-accuracy@1.5ms")
+    assert simulate(probs, labels, t, costs).mean_cost <= 1.5
+
+
+def test_json_thresholds_null_means_never_and_last_always():
+    assert thresholds_to_json([0.7, math.inf, -math.inf]) == [0.7, None, None]
+    t = thresholds_from_json([0.7, None, None], "confidence")
+    assert t.tolist() == [0.7, math.inf, -math.inf]
+    t = thresholds_from_json([0.3, None, None], "entropy")
+    assert t.tolist() == [0.3, -math.inf, math.inf]
+    s = to_scores(t, "entropy")  # minus entropy >= -0.3; never; always
+    assert s.tolist() == [-0.3, math.inf, -math.inf]
+    assert exit_index(np.array([[-0.2, 0, 0], [-0.5, 0, 0]]), s).tolist() == [0, 2]
+
+
+def test_unknown_policy_lists_the_known_ones(random_set):
+    probs, labels, costs = random_set
+    table = thresholds_table(probs, labels, costs)
+    with pytest.raises(PipelineError, match=r"unknown threshold policy 'fastest'; known: default, last-exit"):
+        policy_thresholds(table, "fastest")
+    with pytest.raises(PipelineError, match="cheapest costs"):
+        policy_thresholds(table, "max-accuracy@0.01ms")
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(probs=np.zeros((4, 3))), r"shape \(N, K, C\)"),
+    (dict(labels=np.zeros(3, dtype=np.int64)), "integer labels"),
+    (dict(labels=np.zeros(4)), "integer labels"),
+    (dict(costs=[1.0, 2.0]), r"\(3,\) cumulative costs"),
+    (dict(costs=[1.0, 3.0, 2.0]), "nondecreasing"),
+    (dict(criterion="margin"), "unknown exit criterion 'margin'"),
+])
+def test_bad_inputs_are_refused(kwargs, match):
+    probs, labels = four_samples()
+    args = dict(probs=probs, labels=labels, costs=[1.0, 2.0, 4.0], criterion="confidence") | kwargs
+    with pytest.raises(PipelineError, match=match):
+        budgeted_curve(**args)
+
+
+def test_infeasible_target_in_table_is_an_error(random_set):
+    probs, labels, costs = random_set
+    with pytest.raises(PipelineError, match="no operating point reaches 101%"):
+        thresholds_table(probs, labels, costs, min_latency_at_accuracy=[101])
