@@ -1,0 +1,27 @@
+"""Frames in, for the camera app: sources, capture threads, model-input conversion, overlay, logs.
+
+Every module here imports OpenCV lazily, inside the functions that need it, so importing
+``pipeline.video`` costs nothing on a machine without a camera or a display.
+
+- :mod:`~pipeline.video.sources`: parse ``--source`` (V4L2, CSI via GStreamer, RTSP/HTTP, a video
+  file, images) and open it with a clear error when it cannot be; :func:`redact` hides credentials.
+- :mod:`~pipeline.video.capture`: a latest-frame thread for live sources (drops counted, bounded
+  reconnects with backoff), in-order readers for files and image folders (optional pacing).
+- :mod:`~pipeline.video.frames`: any frame (grey, BGRA, any size) to the model's input.
+- :mod:`~pipeline.video.overlay`: the answer, exit, timing against budget, FPS and drops, drawn.
+- :mod:`~pipeline.video.report`: the per-frame JSON-lines log and the end-of-run summary.
+"""
+
+from pipeline.video.capture import Frame, FrameStream, LatestFrameCapture, open_stream
+from pipeline.video.frames import to_bgr, to_model_input
+from pipeline.video.overlay import display_frame, draw_overlay
+from pipeline.video.report import FrameLog, RunSummary, format_summary, frame_record
+from pipeline.video.sources import SourceSpec, open_capture, parse_source, redact
+
+__all__ = [
+    "Frame", "FrameStream", "LatestFrameCapture", "open_stream",
+    "to_bgr", "to_model_input",
+    "display_frame", "draw_overlay",
+    "FrameLog", "RunSummary", "format_summary", "frame_record",
+    "SourceSpec", "open_capture", "parse_source", "redact",
+]

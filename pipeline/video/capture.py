@@ -1,0 +1,361 @@
+"""Frame streams: a latest-frame thread for live sources, in-order readers for files and images.
+
+A live camera keeps producing while we classify. Reading it in the loop would hand us frames
+that queued up while the previous one was processed, each older than the last; instead a thread
+reads continuously and keeps only the newest frame, counting the ones nobody took (drops). When
+the source stops giving frames (disconnect, end of stream, or a read blocked for longer than the
+stall timeout) the thread reopens it with exponential backoff, a bounded number of times, then
+fails with an error that the next ``read`` raises.
+
+Files and image folders are not live: every frame is read, in order, optionally paced at the
+file's frame rate so a recorded clip plays like the camera that made it.
+
+Every stream has the same small interface (:class:`FrameStream`); tests inject a source double
+(anything with ``read() -> (ok, image)`` and ``release()``), a clock and a sleep.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from pipeline.errors import PipelineError
+from pipeline.video.sources import SourceSpec, _open_advice, open_capture, redact
+
+_POLL_S = 0.05  # how often a waiting read() wakes to check for a stall or a stop
+
+
+class FrameSource(Protocol):
+    """The part of ``cv2.VideoCapture`` a stream uses."""
+
+    def read(self) -> tuple[bool, np.ndarray | None]: ...
+
+    def release(self) -> None: ...
+
+
+@dataclass
+class Frame:
+    image: np.ndarray  # as the source gives it: (H, W), (H, W, 1|3|4), uint8 or uint16
+    index: int  # 0-based position in the source; live: capture sequence number, so gaps are drops
+    name: str | None = None  # the image file, for sources that are folders of images
+    waited_s: float = 0.0  # idle time inside read(): waiting for a live frame or for the pace
+    timestamp: float = 0.0  # the stream's clock when the frame was captured
+
+
+class FrameStream(Protocol):
+    name: str  # redacted
+    live: bool
+    fps: float | None  # the source's nominal rate, when it says
+    dropped: int
+    finished: bool  # no more frames will come (end of file, closed, or failed)
+
+    def read(self, timeout: float | None = None) -> Frame | None:
+        """The next frame; None at the end, on close, or when ``timeout`` (s) passes with none."""
+
+    def close(self) -> None: ...
+
+
+def _release(src: Any) -> None:
+    try:
+        src.release()
+    except Exception:  # a broken source may fail to close too; nothing more to do with it
+        pass
+
+
+class LatestFrameCapture:
+    """Reads a live source on a thread, keeping only the newest frame.
+
+    ``open_source`` opens (or reopens) the source and raises if it cannot. The first open happens
+    in :meth:`start`, so a source that never opens fails at once, without retries. After that,
+    each failure (no frame, or a read blocked longer than ``stall_timeout_s``) is followed by a
+    reconnect after a backoff of ``backoff_s * 2**(n-1)`` (capped at ``backoff_max_s``); after
+    ``max_reconnects`` consecutive attempts without a frame, :meth:`read` raises a PipelineError.
+    """
+
+    live = True
+
+    def __init__(self, open_source: Callable[[], FrameSource], name: str, *, advice: str = "",
+                 stall_timeout_s: float = 5.0, max_reconnects: int = 5, backoff_s: float = 0.5,
+                 backoff_max_s: float = 8.0, fps: float | None = None,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], Any] | None = None):
+        self.name = redact(name)
+        self.fps = fps
+        self.stall_timeout_s = stall_timeout_s
+        self.max_reconnects = max_reconnects
+        self.backoff_s, self.backoff_max_s = backoff_s, backoff_max_s
+        self._open, self._advice, self._clock = open_source, advice, clock
+        self._closed_event = threading.Event()
+        self._sleep = sleep or self._closed_event.wait  # the default wakes at once on close()
+        self._cond = threading.Condition()
+        self._latest: Frame | None = None  # the newest frame not yet read
+        self._gen = 0  # bumped when a stalled worker is abandoned; its late frames are ignored
+        self._failures = 0  # consecutive failures since the last good frame
+        self._reading_since: float | None = None  # when the current worker entered src.read()
+        self._problem = ""
+        self._error: PipelineError | None = None
+        self._closed = False
+        self._threads: list[threading.Thread] = []
+        self.captured = 0  # frames taken from the source
+        self.dropped = 0  # frames replaced by a newer one before anyone read them
+        self.reconnects = 0  # reopen attempts
+        self.backoffs: list[float] = []  # the delays waited before each attempt
+
+    # -- consumer side -------------------------------------------------------------------------
+
+    def start(self) -> LatestFrameCapture:
+        src = self._open()
+        self._spawn(src)
+        return self
+
+    @property
+    def finished(self) -> bool:
+        with self._cond:
+            return self._latest is None and (self._closed or self._error is not None)
+
+    def read(self, timeout: float | None = None) -> Frame | None:
+        """The newest frame not yet read, waiting for one if needed.
+
+        Returns None after :meth:`close` or when ``timeout`` seconds pass without a new frame;
+        raises the capture's PipelineError once reconnecting has failed.
+        """
+        t_call = self._clock()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while True:
+                if self._latest is not None:
+                    frame, self._latest = self._latest, None
+                    frame.waited_s = max(0.0, frame.timestamp - t_call)  # 0 when it was already waiting
+                    return frame
+                if self._error is not None:
+                    raise self._error
+                if self._closed:
+                    return None
+                since = self._reading_since
+                if since is not None and self._clock() - since > self.stall_timeout_s:
+                    self._abandon_stalled()
+                wait = _POLL_S if deadline is None else min(_POLL_S, deadline - time.monotonic())
+                if wait <= 0:
+                    return None
+                self._cond.wait(wait)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._closed_event.set()
+        for t in self._threads:
+            t.join(timeout=1.0)  # a worker stuck inside a read is a daemon; let it go
+
+    def __enter__(self) -> LatestFrameCapture:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- worker side ---------------------------------------------------------------------------
+
+    def _spawn(self, src: FrameSource | None) -> None:
+        t = threading.Thread(target=self._worker, args=(self._gen, src), daemon=True,
+                             name=f"capture-{self._gen}")
+        self._threads.append(t)
+        t.start()
+
+    def _current(self, gen: int) -> bool:
+        return not self._closed and gen == self._gen
+
+    def _abandon_stalled(self) -> None:
+        """Called with the lock held: the worker is stuck in a read; start a fresh one that reopens."""
+        self._gen += 1
+        self._failures += 1
+        self._reading_since = None
+        self._problem = f"no frame for {self.stall_timeout_s:g} s (the source stalled)"
+        self._spawn(None)
+
+    def _worker(self, gen: int, src: FrameSource | None) -> None:
+        try:
+            while True:
+                if src is None:
+                    src = self._reconnect(gen)
+                    if src is None:
+                        return
+                with self._cond:
+                    if not self._current(gen):
+                        return
+                    self._reading_since = self._clock()
+                try:
+                    ok, image = src.read()
+                    problem = "the source gave no frame (disconnected, ended or timed out)"
+                except Exception as exc:  # a backend error is one more failure to recover from
+                    ok, image, problem = False, None, f"reading failed: {redact(str(exc))}"
+                now = self._clock()
+                with self._cond:
+                    if not self._current(gen):
+                        return
+                    self._reading_since = None
+                    if ok and image is not None:
+                        self._failures = 0
+                        if self._latest is not None:
+                            self.dropped += 1
+                        self._latest = Frame(image, self.captured, timestamp=now)
+                        self.captured += 1
+                        self._cond.notify_all()
+                        continue
+                    self._failures += 1
+                    self._problem = problem
+                _release(src)
+                src = None
+        finally:
+            if src is not None:
+                _release(src)
+
+    def _reconnect(self, gen: int) -> FrameSource | None:
+        """Backoff, reopen; repeat until a source opens, or give up after the bounded attempts."""
+        while True:
+            with self._cond:
+                if not self._current(gen):
+                    return None
+                if self._failures > self.max_reconnects:
+                    self._error = PipelineError(redact(
+                        f"lost {self.name}: no frame after {self.max_reconnects} reconnect attempts "
+                        f"(backoff {', '.join(f'{d:g}' for d in self.backoffs)} s); last problem: "
+                        f"{self._problem}. {self._advice}".rstrip(". ") + "."))
+                    self._cond.notify_all()
+                    return None
+                delay = min(self.backoff_s * 2 ** (self._failures - 1), self.backoff_max_s)
+                self.backoffs.append(delay)
+            self._sleep(delay)
+            with self._cond:
+                if not self._current(gen):
+                    return None
+                self.reconnects += 1
+            try:
+                return self._open()
+            except Exception as exc:
+                with self._cond:
+                    self._failures += 1
+                    self._problem = f"reopening failed: {redact(str(exc))}"
+
+
+class _Pacer:
+    """Waits so that frame i is handed out no sooner than ``i / fps`` after the first one."""
+
+    def __init__(self, fps: float | None, clock: Callable[[], float], sleep: Callable[[float], Any]):
+        self.fps, self._clock, self._sleep = fps, clock, sleep
+        self._t0: float | None = None
+
+    def wait(self, index: int) -> float:
+        if not self.fps:
+            return 0.0
+        now = self._clock()
+        if self._t0 is None:
+            self._t0 = now - index / self.fps
+        delay = self._t0 + index / self.fps - now
+        if delay <= 0:  # behind schedule: every frame is still processed, none are skipped
+            return 0.0
+        self._sleep(delay)
+        return delay
+
+
+class VideoFileReader:
+    """Every frame of a video file, in order; paced at ``fps`` when given."""
+
+    live = False
+    dropped = 0
+
+    def __init__(self, capture: FrameSource, name: str, fps: float | None = None, pace: bool = False,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], Any] = time.sleep):
+        self.name, self.fps, self.finished = name, fps, False
+        self._cap, self._clock, self._index = capture, clock, 0
+        self._pacer = _Pacer(fps if pace else None, clock, sleep)
+
+    def read(self, timeout: float | None = None) -> Frame | None:
+        if self.finished:
+            return None
+        ok, image = self._cap.read()
+        if not ok or image is None:
+            self.close()
+            if self._index == 0:
+                raise PipelineError(f"video file {self.name} opened but no frame could be decoded: "
+                                    "check it with ffprobe, or re-encode it (e.g. MJPG in .avi, H.264 in .mp4)")
+            return None
+        waited = self._pacer.wait(self._index)  # after decoding, so decoding overlaps the wait
+        frame = Frame(image, self._index, waited_s=waited, timestamp=self._clock())
+        self._index += 1
+        return frame
+
+    def close(self) -> None:
+        if not self.finished:
+            self.finished = True
+            _release(self._cap)
+
+
+class ImageReader:
+    """Images from a list of paths, in that order; paced at ``fps`` when given."""
+
+    live = False
+    dropped = 0
+
+    def __init__(self, paths: Sequence[str], name: str, fps: float | None = None,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], Any] = time.sleep):
+        self.name, self.fps, self.finished = name, fps, False
+        self._paths, self._clock, self._index = list(paths), clock, 0
+        self._pacer = _Pacer(fps, clock, sleep)
+
+    def read(self, timeout: float | None = None) -> Frame | None:
+        import cv2
+
+        if self._index >= len(self._paths):
+            self.finished = True
+            return None
+        path = self._paths[self._index]
+        image = cv2.imread(path, cv2.IMREAD_UNCHANGED)  # keep grey / alpha / 16-bit: frames.py converts
+        if image is None:
+            raise PipelineError(f"could not read image {path}: it is missing or not an image OpenCV can decode")
+        waited = self._pacer.wait(self._index)
+        frame = Frame(image, self._index, name=path, waited_s=waited, timestamp=self._clock())
+        self._index += 1
+        return frame
+
+    def close(self) -> None:
+        self.finished = True
+
+
+def open_stream(spec: SourceSpec, *, pace: bool = False, pace_fps: float | None = None,
+                stall_timeout_s: float = 5.0, max_reconnects: int = 5,
+                opener: Callable[..., FrameSource] | None = None,
+                clock: Callable[[], float] = time.monotonic) -> FrameStream:
+    """Open ``spec`` as a :class:`FrameStream`.
+
+    ``pace``: hand out a file's frames at its own rate (images at ``pace_fps``; a file that
+    states no rate falls back to ``pace_fps``). ``opener(spec, read_timeout_s=...)`` opens a
+    video source (default :func:`~pipeline.video.sources.open_capture`); tests pass a double.
+    """
+    import cv2
+
+    opener = opener or open_capture
+    if spec.kind == "images":
+        return ImageReader(spec.paths, spec.name, fps=pace_fps if pace else None, clock=clock)
+    if spec.kind == "file":
+        cap = opener(spec)
+        fps = _nominal_fps(cap, cv2) or pace_fps
+        return VideoFileReader(cap, spec.name, fps=fps, pace=pace, clock=clock)
+    capture = LatestFrameCapture(lambda: opener(spec, read_timeout_s=stall_timeout_s), spec.name,
+                                 advice=f"Check: {_open_advice(spec)}", stall_timeout_s=stall_timeout_s,
+                                 max_reconnects=max_reconnects, clock=clock)
+    first = capture._open()  # fail now, clearly, if it never opens; the worker takes it over
+    capture.fps = _nominal_fps(first, cv2)
+    capture._spawn(first)
+    return capture
+
+
+def _nominal_fps(cap: Any, cv2: Any) -> float | None:
+    try:
+        fps = float(cap.get(cv2.CAP_PROP_FPS))
+    except Exception:
+        return None
+    return fps if 0 < fps < 1000 else None
