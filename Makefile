@@ -9,8 +9,13 @@ CHECKPOINT  ?= models/msdnet_cifar10.pt
 EPOCHS      ?= 60
 TRAIN_ARGS  ?= --bf16 --distill 0.5 --threads 2
 SPLIT       ?= validation
+ENGINES     ?= engines
+ENGINE_ARGS ?=
+REPORTS     ?= reports
+PROFILE_ARGS ?=
+BENCH_ARGS  ?=
 
-.PHONY: setup test train flops evaluate clean
+.PHONY: setup test train flops evaluate engines clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON_BOOT) -m venv $(VENV)
@@ -29,6 +34,22 @@ train: setup
 
 evaluate: setup
 	$(PY) -m pipeline.evaluate --checkpoint $(CHECKPOINT) --data "$(DATA)" --split $(SPLIT)
+
+# Per-stage ONNX (FP32, FP16, INT8), engines for this machine, manifest: $(ENGINES)/<model>/manifest.json
+engines: setup
+	$(PY) -m pipeline.build --checkpoint $(CHECKPOINT) --data "$(DATA)" --out $(ENGINES) $(ENGINE_ARGS)
+
+# Per-stage latency percentiles and accuracy-vs-latency curves ($(REPORTS)/latency.json, .md, .png);
+# writes the measured latencies and validation-calibrated exit thresholds into the manifest.
+.PHONY: profile bench
+profile: engines
+	$(PY) apps/profile_latency.py --engines $(ENGINES)/$(MODEL) --data "$(DATA)" --split $(SPLIT) \
+	    $(if $(wildcard $(CHECKPOINT)),--checkpoint $(CHECKPOINT)) --out $(REPORTS) $(PROFILE_ARGS)
+
+# The README's four benchmarks, side by side in one run ($(REPORTS)/benchmarks.json); --frames N to shorten.
+bench: engines
+	$(PY) benchmarks/cascade_benchmarks.py --engines $(ENGINES)/$(MODEL) --data "$(DATA)" \
+	    $(if $(wildcard $(CHECKPOINT)),--checkpoint $(CHECKPOINT)) --json $(REPORTS)/benchmarks.json $(BENCH_ARGS)
 
 flops: setup
 	$(PY) -m pipeline.models.flops --model $(MODEL)

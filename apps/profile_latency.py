@@ -1,0 +1,254 @@
+"""Per-stage latency of every built backend and precision, the accuracy-versus-latency curves, and the
+manifest's latency and threshold tables that the cascade's deadline and exit rules read.
+
+    python apps/profile_latency.py --engines engines/msdnet_cifar --data DATA
+    python apps/profile_latency.py --engines engines/msdnet_cifar --backends onnxruntime \\
+        --precisions fp32,int8 --runs 1000 --warmup 100 --threads 1 --split test \\
+        --checkpoint models/msdnet_cifar10.pt --out reports
+
+For each variant: ``--warmup`` runs, then ``--runs`` timed runs of the full chain on real frames
+of ``--split`` (batch 1); per-stage mean/p50/p90/p99/max and the cumulative latency to each exit;
+per-exit accuracy on ``--split``; the anytime curve and the budgeted curve. With ``--checkpoint``
+the same stages run in PyTorch eager mode as a baseline (where torch is installed; not written to the
+manifest).
+
+Thresholds are only ever calibrated on the validation split: with ``--split test`` the test split
+is evaluated with the validation thresholds, never fitted to. Writes ``latency.json``,
+``latency.md`` and ``latency.png`` under ``--out`` and updates ``manifest.latency`` and
+``manifest.thresholds`` of the profiled variants (the manifest only: engines and artifacts are
+untouched, so their sha256 still hold).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.errors import PipelineError, cli_main
+from pipeline.manifest import Manifest, load_manifest, sha256_file, variant_key, write_manifest
+from pipeline.names import PRECISIONS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="apps/profile_latency.py", description=__doc__.split("\n")[0])
+    ap.add_argument("--engines", type=Path, required=True, help="a built model folder, e.g. engines/msdnet_cifar")
+    ap.add_argument("--backends", default="all", help="all (every built one that runs here), onnxruntime, tensorrt")
+    ap.add_argument("--precisions", default="all", help="all (every built one) or a comma list: fp32,fp16,int8")
+    ap.add_argument("--runs", type=int, default=1000, help="timed runs of the full chain per variant")
+    ap.add_argument("--warmup", type=int, default=100, help="untimed runs first")
+    ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime (and PyTorch) intra-op threads")
+    ap.add_argument("--split", default="validation", choices=["validation", "test"],
+                    help="the split the curves are evaluated on (thresholds always come from validation)")
+    ap.add_argument("--data", default=os.environ.get("ANYTIME_DATA", ""),
+                    help="the data the model was trained on (ImageFolder folder/archive or CIFAR-10 archive)")
+    ap.add_argument("--cache-dir", type=Path, default=None, help="decoded-image cache (default ~/.cache)")
+    ap.add_argument("--checkpoint", type=Path, default=None,
+                    help="the engines' checkpoint: adds a PyTorch eager baseline")
+    ap.add_argument("--out", type=Path, default=Path("reports"), help="folder for latency.json, .md and .png")
+    return ap
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Reject bad numbers and impossible requests before anything is loaded."""
+    if args.runs < 1:
+        raise PipelineError(f"--runs must be at least 1, got {args.runs}")
+    if args.warmup < 0:
+        raise PipelineError(f"--warmup must be 0 or more, got {args.warmup}")
+    if args.threads < 1:
+        raise PipelineError(f"--threads must be at least 1, got {args.threads}")
+    if args.checkpoint is not None and not args.checkpoint.is_file():
+        raise PipelineError(f"--checkpoint {args.checkpoint} does not exist; pass the checkpoint the engines were "
+                            "built from, or drop --checkpoint to skip the PyTorch baseline")
+    if args.out.exists() and not args.out.is_dir():
+        raise PipelineError(f"--out {args.out} is a file; pass a folder for the reports")
+
+
+def _split_list(value: str, known: tuple[str, ...], option: str) -> list[str]:
+    items = list(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
+    unknown = [v for v in items if v not in known]
+    if unknown or not items:
+        raise PipelineError(f"{option} must be 'all' or a comma list of {', '.join(known)}; got {value!r}")
+    return items
+
+
+def select_variants(manifest: Manifest, folder: Path, backends: str, precisions: str
+                    ) -> tuple[list[tuple[str, str]], list[str]]:
+    """The (backend, precision) pairs to profile, and notes on what was skipped and why."""
+    from pipeline.backends import BACKENDS, tensorrt_unavailable_reason
+
+    built = {(e.backend, e.precision) for e in manifest.engines}
+    listing = ", ".join(sorted(variant_key(*v) for v in built)) or "none"
+    explicit = backends != "all"
+    chosen = _split_list(backends, BACKENDS, "--backends") if explicit else [b for b in BACKENDS if any(
+        b == bb for bb, _ in built)]
+    notes: list[str] = []
+    runnable = []
+    for backend in chosen:
+        if not any(b == backend for b, _ in built):
+            raise PipelineError(f"{folder} has no {backend} engines (built: {listing}); build them with "
+                                "`make engines` or pick another --backends")
+        if backend == "tensorrt":
+            reason = tensorrt_unavailable_reason()
+            if reason is None:
+                from pipeline.backends.tensorrt import check_plan_device
+
+                try:
+                    check_plan_device(manifest.device, f"the plans in {folder}")
+                except PipelineError as exc:
+                    reason = str(exc)
+            if reason is not None:
+                if explicit:
+                    raise PipelineError(f"cannot profile the TensorRT engines here: {reason}")
+                notes.append(f"TensorRT engines skipped: {reason}")
+                continue
+        runnable.append(backend)
+    variants = []
+    for backend in runnable:
+        have = [p for p in PRECISIONS if (backend, p) in built]
+        if precisions == "all":
+            variants += [(backend, p) for p in have]
+            continue
+        for p in _split_list(precisions, PRECISIONS, "--precisions"):
+            if p not in have:
+                why = [u["reason"] for u in manifest.unsupported
+                       if (u.get("backend"), u.get("precision")) == (backend, p)]
+                raise PipelineError(f"{folder} has no {variant_key(backend, p)} engines"
+                                    f"{' (' + why[0] + ')' if why else ''}; built: {listing}. Pick one of those "
+                                    "with --precisions, or rebuild with `make engines`")
+            variants.append((backend, p))
+    if not variants:
+        raise PipelineError(f"nothing to profile in {folder} (built: {listing}; {'; '.join(notes) or 'no engines'})")
+    return variants, notes
+
+
+def variant_report(profile: Any, val: tuple[np.ndarray, np.ndarray], evaluated: tuple[np.ndarray, np.ndarray] | None
+                   ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(report entry, thresholds table) of one variant from its timings and per-exit probabilities.
+
+    ``val``: (N, K, C) validation probs and labels; ``evaluated``: the same on the test split, or
+    None when the curves are evaluated on validation itself.
+    """
+    from pipeline.profiling import accuracy_per_exit, anytime_curve, budgeted_points
+    from pipeline.thresholds import policy_thresholds, simulate, thresholds_table
+
+    costs = profile.cumulative_p50()
+    table = thresholds_table(val[0], val[1], costs)  # calibrated on validation only
+    probs, labels = evaluated if evaluated is not None else val
+    accuracy = accuracy_per_exit(probs, labels)
+    default = simulate(probs, labels, policy_thresholds(table, "default"), costs)
+    entry = {**profile.to_json(), "accuracy": accuracy, "anytime": anytime_curve(accuracy, costs),
+             "budgeted": budgeted_points(val[0], val[1], costs, *(evaluated or (None, None))),
+             "default_policy": {"accuracy": default.accuracy, "cost_ms": default.mean_cost,
+                                "exit_fractions": list(default.exit_fractions),
+                                "thresholds": table["policies"]["default"]["thresholds"]}}
+    return entry, table
+
+
+def update_manifest(folder: Path, before: Manifest, latency: dict[str, Any], thresholds: dict[str, Any]) -> Path:
+    """Merge the new tables into the manifest as it is now and write it atomically; files untouched."""
+    current = load_manifest(folder, verify=False)
+    files = lambda m: sorted((f.path, f.sha256) for f in m.artifacts + m.engines)  # noqa: E731
+    if files(current) != files(before):
+        raise PipelineError(f"the engines in {folder} changed while profiling (rebuilt?); run the profiler again")
+    current.latency.update(latency)
+    current.thresholds.update(thresholds)
+    return write_manifest(folder, current)
+
+
+def _log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    check_options(args)
+    from pipeline.backends import load_chain
+    from pipeline.profiling import (chain_exit_probs, device_facts, format_markdown, plot_report, profile_chain,
+                                    profile_torch, split_images, torch_available, torch_exit_probs)
+    from pipeline.train import default_cache_dir
+
+    folder = args.engines
+    manifest = load_manifest(folder, verify=True)
+    variants, notes = select_variants(manifest, folder, args.backends, args.precisions)
+    if args.checkpoint is not None and sha256_file(args.checkpoint) != manifest.model.get("checkpoint_sha256"):
+        raise PipelineError(f"{args.checkpoint} is not the checkpoint the engines in {folder} were built from; "
+                            "pass that one to --checkpoint, or drop --checkpoint")
+    baseline = args.checkpoint is not None and torch_available()
+    if args.checkpoint is not None and not baseline:
+        notes.append("torch is not installed here: no PyTorch eager baseline")
+    plot = importlib.util.find_spec("matplotlib") is not None
+    if not plot:
+        notes.append("matplotlib is not installed: no latency.png (pip install matplotlib)")
+
+    started = time.time()
+    cache_dir = args.cache_dir or default_cache_dir()
+    val = split_images(manifest, args.data, "validation", cache_dir)
+    test = split_images(manifest, args.data, "test", cache_dir) if args.split == "test" else None
+    images = (test if test is not None else val)[0]
+    frames = images[:args.runs + args.warmup]  # real frames for timing, cycled when fewer
+    device = device_facts(sorted({b for b, _ in variants}), args.threads)
+    for w in device["warnings"]:
+        print(f"warning: {w}", file=sys.stderr)
+    _log(f"profiling {', '.join(variant_key(*v) for v in variants)} of {folder}: {args.runs} runs after "
+         f"{args.warmup} warm-up, {args.threads} thread(s); accuracy on {args.split} ({len(images)} images)")
+
+    report: dict[str, Any] = {
+        "model": manifest.model.get("name", folder.name), "engines": str(folder), "split": args.split,
+        "images": int(len(images)), "calibration_images": int(len(val[1])), "runs": args.runs,
+        "warmup": args.warmup, "threads": args.threads, "device": device, "notes": notes, "variants": {}}
+    measured_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    latency, thresholds = {}, {}
+    for backend, precision in variants:
+        key = variant_key(backend, precision)
+        t0 = time.time()
+        with load_chain(manifest, folder, backend, precision, args.threads) as chain:
+            profile = profile_chain(chain, frames, args.runs, args.warmup, args.threads)
+            val_probs = chain_exit_probs(chain, val[0])  # (N, K, C)
+            test_probs = chain_exit_probs(chain, test[0]) if test is not None else None
+        entry, table = variant_report(profile, (val_probs, val[1]),
+                                      (test_probs, test[1]) if test is not None else None)
+        report["variants"][key] = {"backend": backend, "precision": precision, **entry}
+        latency[key] = {"stages": entry["stages"], "cumulative_p50_ms": entry["cumulative_p50_ms"],
+                        "runs": profile.runs, "threads": args.threads, "clock": profile.clock, "device": device,
+                        "measured_at": measured_at}
+        thresholds[key] = table
+        _log(f"{key}: cumulative p50 " + " ".join(f"{ms:.3f}" for ms in entry["cumulative_p50_ms"]) +
+             " ms; accuracy " + " ".join(f"{a:.2f}" for a in entry["accuracy"]) + f" % ({time.time() - t0:.1f} s)")
+
+    if baseline:
+        from pipeline.checkpoint import load_model
+
+        t0 = time.time()
+        model, _ = load_model(args.checkpoint)
+        profile = profile_torch(model, frames, args.runs, args.warmup, args.threads)
+        val_probs = torch_exit_probs(model, val[0])
+        test_probs = torch_exit_probs(model, test[0]) if test is not None else None
+        entry, _ = variant_report(profile, (val_probs, val[1]), (test_probs, test[1]) if test is not None else None)
+        report["variants"][profile.key] = {"backend": profile.key.split("/")[0], "precision": "fp32", **entry}
+        _log(f"{profile.key}: cumulative p50 " + " ".join(f"{ms:.3f}" for ms in entry["cumulative_p50_ms"]) +
+             f" ms ({time.time() - t0:.1f} s)")
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    written = [args.out / "latency.json", args.out / "latency.md"]
+    written[0].write_text(json.dumps(report, indent=2) + "\n")
+    written[1].write_text(format_markdown(report))
+    if plot:
+        written.append(plot_report(report, args.out / "latency.png"))
+    path = update_manifest(folder, manifest, latency, thresholds)
+    _log(f"wrote {', '.join(str(p) for p in written)}; updated {path} (latency and thresholds of "
+         f"{', '.join(latency)}) in {time.time() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

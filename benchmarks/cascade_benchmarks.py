@@ -1,0 +1,333 @@
+"""The README's four benchmarks, measured side by side in one run on this machine from built engines.
+
+    python benchmarks/cascade_benchmarks.py --engines engines/msdnet_cifar --data DATA \\
+        --checkpoint models/msdnet_cifar10.pt [--backend onnxruntime] [--precision fp32] [--threads 1] \\
+        [--frames 0] [--calib-frames 0] [--runs 1000] [--warmup 100] [--json reports/benchmarks.json]
+
+1. The cascade against always running the full network, at matched accuracy: thresholds are
+   calibrated on the validation split (the "default" policy: cheapest point of the budgeted sweep
+   within ``--tolerance`` points of the last exit), then the Cascade runs on every test frame and,
+   interleaved with it, the full chain runs on the same frame, same backend, precision, threads and
+   sessions. Figure: mean latency per frame of the full network / of the cascade. Matched means the
+   cascade's test accuracy is at most 0.3 points below the last exit's FP32 test accuracy.
+2. ONNX Runtime against PyTorch eager, full network (all stages), batch 1, same threads: p50 and
+   mean latency ratios (needs ``--checkpoint`` and torch).
+3. INT8 against FP32 per stage on ONNX Runtime: p50 latency ratio and test accuracy difference
+   per exit (needs the int8 engines).
+4. Deadline adherence: budget = half the full network's p50; the Cascade runs every test frame
+   under it, the deadline predictor starting from this run's measured per-stage times; figure: the
+   share of frames answered (wall time around ``classify``) within budget + 1 ms, and the accuracy.
+
+Latencies are batch 1, wall time from ``time.perf_counter``. ``--frames`` and ``--calib-frames``
+keep a seeded random subset of the test and validation splits, to bound the run time.
+Prints a Markdown table and writes the figures as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from pipeline.errors import PipelineError, cli_main
+from pipeline.names import PRECISIONS
+
+MATCH_POINTS = 0.3  # the cascade may be at most this far below the last exit's FP32 test accuracy
+DEADLINE_SLACK_MS = 1.0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="benchmarks/cascade_benchmarks.py", description=__doc__.split("\n")[0])
+    ap.add_argument("--engines", type=Path, required=True, help="a built model folder, e.g. engines/msdnet_cifar")
+    ap.add_argument("--checkpoint", type=Path, default=None, help="the engines' checkpoint, for benchmark 2")
+    ap.add_argument("--data", default=os.environ.get("ANYTIME_DATA", ""), help="the data the model was trained on")
+    ap.add_argument("--cache-dir", type=Path, default=None, help="decoded-image cache (default ~/.cache)")
+    ap.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "tensorrt"],
+                    help="backend of benchmarks 1 and 4")
+    ap.add_argument("--precision", default="fp32", choices=list(PRECISIONS), help="precision of benchmarks 1 and 4")
+    ap.add_argument("--threads", type=int, default=1, help="intra-op threads (ONNX Runtime and PyTorch)")
+    ap.add_argument("--frames", type=int, default=0, help="test frames to use (0: the whole test split)")
+    ap.add_argument("--calib-frames", type=int, default=0, help="validation frames for the thresholds (0: all)")
+    ap.add_argument("--runs", type=int, default=1000, help="timed full-chain runs of each latency profile")
+    ap.add_argument("--warmup", type=int, default=100, help="untimed runs before each measurement")
+    ap.add_argument("--tolerance", type=float, default=MATCH_POINTS,
+                    help="accuracy points below the last exit that the thresholds may give up on validation")
+    ap.add_argument("--json", type=Path, default=Path("reports/benchmarks.json"), help="where to write the figures")
+    return ap
+
+
+def check_options(args: argparse.Namespace) -> None:
+    for name in ("threads", "runs"):
+        if getattr(args, name) < 1:
+            raise PipelineError(f"--{name} must be at least 1, got {getattr(args, name)}")
+    for name in ("frames", "calib_frames", "warmup"):
+        if getattr(args, name) < 0:
+            raise PipelineError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(args, name)}")
+    if not args.tolerance >= 0:
+        raise PipelineError(f"--tolerance must be 0 or more accuracy points, got {args.tolerance}")
+    if args.checkpoint is not None and not args.checkpoint.is_file():
+        raise PipelineError(f"--checkpoint {args.checkpoint} does not exist; pass the engines' checkpoint or drop it "
+                            "(benchmark 2 is then skipped)")
+
+
+class Bench:
+    """Loaded data, and each variant's latency profile and test probabilities, measured once and reused."""
+
+    def __init__(self, args: argparse.Namespace):
+        from pipeline.manifest import load_manifest
+        from pipeline.profiling import split_images
+        from pipeline.train import default_cache_dir
+
+        self.args = args
+        self.folder = args.engines
+        self.manifest = load_manifest(self.folder, verify=True)
+        cache = args.cache_dir or default_cache_dir()
+        self.val = split_images(self.manifest, args.data, "validation", cache, limit=args.calib_frames or None)
+        self.test = split_images(self.manifest, args.data, "test", cache, limit=args.frames or None)
+        self._measured: dict[tuple[str, str], tuple[Any, np.ndarray]] = {}
+
+    def chain(self, backend: str, precision: str) -> Any:
+        from pipeline.backends import load_chain
+
+        return load_chain(self.manifest, self.folder, backend, precision, self.args.threads)
+
+    def has(self, backend: str, precision: str) -> bool:
+        return len(self.manifest.files(backend=backend, precision=precision, engines=True)) == self.manifest.num_exits
+
+    def measure(self, backend: str, precision: str) -> tuple[Any, np.ndarray]:
+        """(LatencyProfile, (N, K, C) test softmax) of one variant."""
+        from pipeline.profiling import chain_exit_probs, profile_chain
+
+        key = (backend, precision)
+        if key not in self._measured:
+            with self.chain(backend, precision) as chain:
+                profile = profile_chain(chain, self.test[0], self.args.runs, self.args.warmup, self.args.threads)
+                self._measured[key] = (profile, chain_exit_probs(chain, self.test[0]))
+        return self._measured[key]
+
+
+def _timed(clock: Callable[[], float], fn: Callable[[], Any]) -> tuple[float, Any]:
+    t0 = clock()
+    out = fn()
+    return (clock() - t0) * 1e3, out
+
+
+def cascade_vs_full(bench: Bench, clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
+    """Benchmark 1 (and the thresholds and profile that benchmark 4 reuses)."""
+    from pipeline.cascade import Cascade
+    from pipeline.deadline import LatencyPredictor
+    from pipeline.profiling import accuracy_per_exit, chain_exit_probs, profile_chain
+    from pipeline.thresholds import policy_thresholds, thresholds_table
+
+    a, m = bench.args, bench.manifest
+    images, labels = bench.test
+    k_last = m.num_exits
+    chain = bench.chain(a.backend, a.precision)
+    with chain:
+        profile = profile_chain(chain, images, a.runs, a.warmup, a.threads)
+        val_probs = chain_exit_probs(chain, bench.val[0])  # (N, K, C)
+        table = thresholds_table(val_probs, bench.val[1], profile.cumulative_p50(), tolerance=a.tolerance)
+        thresholds = policy_thresholds(table, "default").tolist()
+        size = tuple(m.input["shape"][1:3])
+        cascade = Cascade(chain, m.classes, thresholds, LatencyPredictor(k_last), frame_size=size)  # no budget
+
+        def full(frame: np.ndarray) -> int:
+            chain.set_frame(frame)
+            for k in range(1, k_last + 1):
+                z = chain.run(k)
+            return int(z.argmax())
+
+        for i in range(min(a.warmup, len(images))):
+            cascade.classify(images[i:i + 1])
+            full(images[i:i + 1])
+        n = len(labels)
+        casc_ms, full_ms = np.empty(n), np.empty(n)
+        casc_pred, full_pred, exits = (np.empty(n, dtype=np.int64) for _ in range(3))
+        for i in range(n):
+            frame = images[i:i + 1]  # (1, H, W, 3)
+            for which in ((0, 1) if i % 2 == 0 else (1, 0)):  # alternate the order: shared noise hits both
+                if which == 0:
+                    casc_ms[i], r = _timed(clock, lambda: cascade.classify(frame))
+                    casc_pred[i], exits[i] = r.label, r.exit
+                else:
+                    full_ms[i], full_pred[i] = _timed(clock, lambda: full(frame))
+
+    full_acc = 100.0 * float((full_pred == labels).mean())
+    if a.precision == "fp32":
+        fp32_last: float | None = full_acc  # the full network's answer is the last exit's
+    elif bench.has(a.backend, "fp32"):
+        fp32_last = accuracy_per_exit(bench.measure(a.backend, "fp32")[1], labels)[-1]
+    else:
+        fp32_last = None
+    casc_acc = 100.0 * float((casc_pred == labels).mean())
+    return {
+        "variant": f"{a.backend}/{a.precision}", "frames": n, "threads": a.threads,
+        "ratio_mean": float(full_ms.mean() / casc_ms.mean()),
+        "cascade_mean_ms": float(casc_ms.mean()), "full_mean_ms": float(full_ms.mean()),
+        "cascade_p50_ms": float(np.median(casc_ms)), "full_p50_ms": float(np.median(full_ms)),
+        "cascade_accuracy": casc_acc, "full_accuracy": full_acc, "fp32_last_exit_accuracy": fp32_last,
+        "matched": None if fp32_last is None else bool(casc_acc >= fp32_last - MATCH_POINTS),
+        "exit_fractions": (np.bincount(exits - 1, minlength=k_last) / n).tolist(),
+        "thresholds": table["policies"]["default"]["thresholds"], "calibration_frames": int(len(bench.val[1])),
+        "validation_expected": {"accuracy": table["policies"]["default"]["expected_accuracy"],
+                                "cost_ms": table["policies"]["default"]["expected_cost_ms"]},
+        "_profile": profile, "_thresholds": thresholds,
+    }
+
+
+def ort_vs_torch(bench: Bench) -> dict[str, Any]:
+    """Benchmark 2: full network, batch 1, ONNX Runtime FP32 against PyTorch eager."""
+    from pipeline.profiling import profile_torch, torch_available
+
+    a = bench.args
+    if a.checkpoint is None:
+        return {"skipped": "no --checkpoint given"}
+    if not torch_available():
+        return {"skipped": "torch is not installed"}
+    if not bench.has("onnxruntime", "fp32"):
+        return {"skipped": "no onnxruntime/fp32 engines"}
+    from pipeline.checkpoint import load_model
+    from pipeline.manifest import sha256_file
+
+    if sha256_file(a.checkpoint) != bench.manifest.model.get("checkpoint_sha256"):
+        raise PipelineError(f"{a.checkpoint} is not the checkpoint the engines in {bench.folder} were built from; "
+                            "pass that one to --checkpoint")
+    ort_profile = bench.measure("onnxruntime", "fp32")[0]
+    model, _ = load_model(a.checkpoint)
+    torch_profile = profile_torch(model, bench.test[0], a.runs, a.warmup, a.threads)
+    ort, tch = ort_profile.cumulative()[-1], torch_profile.cumulative()[-1]
+    return {"threads": a.threads, "runs": a.runs, "onnxruntime": ort, "pytorch_eager": tch,
+            "ratio_p50": tch["p50_ms"] / ort["p50_ms"], "ratio_mean": tch["mean_ms"] / ort["mean_ms"]}
+
+
+def int8_vs_fp32(bench: Bench) -> dict[str, Any]:
+    """Benchmark 3: per stage on ONNX Runtime, latency ratio FP32/INT8 and test accuracy INT8 - FP32."""
+    from pipeline.profiling import accuracy_per_exit
+
+    missing = [p for p in ("fp32", "int8") if not bench.has("onnxruntime", p)]
+    if missing:
+        return {"skipped": f"no onnxruntime/{' or '.join(missing)} engines"}
+    (p32, probs32), (p8, probs8) = bench.measure("onnxruntime", "fp32"), bench.measure("onnxruntime", "int8")
+    labels = bench.test[1]
+    acc32, acc8 = accuracy_per_exit(probs32, labels), accuracy_per_exit(probs8, labels)
+    s32, s8 = p32.stages(), p8.stages()
+    stages = [{"stage": k, "fp32_p50_ms": a["p50_ms"], "int8_p50_ms": b["p50_ms"],
+               "ratio_p50": a["p50_ms"] / b["p50_ms"],
+               "fp32_accuracy": x, "int8_accuracy": y, "accuracy_diff": y - x}
+              for k, (a, b, x, y) in enumerate(zip(s32, s8, acc32, acc8), start=1)]
+    full32, full8 = p32.cumulative()[-1]["p50_ms"], p8.cumulative()[-1]["p50_ms"]
+    return {"stages": stages, "full_ratio_p50": full32 / full8, "fp32_full_p50_ms": full32, "int8_full_p50_ms": full8}
+
+
+def deadline_adherence(bench: Bench, first: dict[str, Any], clock: Callable[[], float] = time.perf_counter
+                       ) -> dict[str, Any]:
+    """Benchmark 4: budget = half the full network's p50; share answered within budget + 1 ms, and accuracy."""
+    from pipeline.cascade import Cascade
+    from pipeline.deadline import LatencyPredictor
+
+    a, m = bench.args, bench.manifest
+    profile = first["_profile"]
+    budget = 0.5 * profile.cumulative_p50()[-1]
+    stages = profile.stages()
+    flops = [s.flops for s in m.stages]
+    predictor = LatencyPredictor(m.num_exits, [s["p99_ms"] for s in stages], [s["p50_ms"] for s in stages],
+                                 [b - c for c, b in zip([0] + flops[:-1], flops)], source="this run's profile")
+    images, labels = bench.test
+    n = len(labels)
+    wall, preds, exits = np.empty(n), np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+    met = np.empty(n, dtype=bool)
+    cascade = Cascade(bench.chain(a.backend, a.precision), m.classes, first["_thresholds"], predictor,
+                      frame_size=tuple(m.input["shape"][1:3]))
+    with cascade:
+        for i in range(min(a.warmup, n)):
+            cascade.classify(images[i:i + 1], budget_ms=budget)
+        for i in range(n):
+            frame = images[i:i + 1]
+            wall[i], r = _timed(clock, lambda: cascade.classify(frame, budget_ms=budget))
+            preds[i], exits[i], met[i] = r.label, r.exit, bool(r.deadline_met)
+    return {"variant": f"{a.backend}/{a.precision}", "budget_ms": budget, "frames": n,
+            "within_budget_plus_1ms": float((wall <= budget + DEADLINE_SLACK_MS).mean()),
+            "within_budget": float((wall <= budget).mean()), "cascade_deadline_met": float(met.mean()),
+            "accuracy": 100.0 * float((preds == labels).mean()), "p99_ms": float(np.percentile(wall, 99)),
+            "max_ms": float(wall.max()), "exit_fractions": (np.bincount(exits - 1, minlength=m.num_exits) / n).tolist()}
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}%"
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """The four figures as one Markdown table, then benchmark 3 per stage."""
+    b1, b2, b3, b4 = (results[k] for k in ("cascade_vs_full", "ort_vs_torch", "int8_vs_fp32", "deadline"))
+    rows = [f"| 1 | cascade vs full network, {b1['variant']}, thresholds from validation | "
+            f"**{b1['ratio_mean']:.2f}x** lower mean latency per frame | cascade {b1['cascade_mean_ms']:.3f} ms, "
+            f"{_pct(b1['cascade_accuracy'])}; full network {b1['full_mean_ms']:.3f} ms, {_pct(b1['full_accuracy'])}; "
+            f"last exit FP32 {_pct(b1['fp32_last_exit_accuracy'])}; matched (<= {MATCH_POINTS} points below): "
+            f"{'n/a' if b1['matched'] is None else 'yes' if b1['matched'] else 'NO'}; exits "
+            + " / ".join(f"{f:.0%}" for f in b1["exit_fractions"]) + " |"]
+    if "skipped" in b2:
+        rows.append(f"| 2 | ONNX Runtime vs PyTorch eager, full network, batch 1 | not measured | {b2['skipped']} |")
+    else:
+        rows.append(f"| 2 | ONNX Runtime vs PyTorch eager, full network, batch 1 | **{b2['ratio_p50']:.2f}x** (p50), "
+                    f"{b2['ratio_mean']:.2f}x (mean) | ONNX Runtime p50 {b2['onnxruntime']['p50_ms']:.3f} ms, mean "
+                    f"{b2['onnxruntime']['mean_ms']:.3f} ms; PyTorch p50 {b2['pytorch_eager']['p50_ms']:.3f} ms, mean "
+                    f"{b2['pytorch_eager']['mean_ms']:.3f} ms; {b2['threads']} thread(s) |")
+    if "skipped" in b3:
+        rows.append(f"| 3 | INT8 vs FP32 per stage, ONNX Runtime | not measured | {b3['skipped']} |")
+    else:
+        rows.append("| 3 | INT8 vs FP32 per stage, ONNX Runtime | " +
+                    ", ".join(f"{s['ratio_p50']:.2f}x" for s in b3["stages"]) + " (p50, stage 1..K); accuracy "
+                    + ", ".join(f"{s['accuracy_diff']:+.2f}" for s in b3["stages"]) +
+                    f" points | full network {b3['full_ratio_p50']:.2f}x (p50) |")
+    rows.append(f"| 4 | deadline adherence, {b4['variant']}, budget {b4['budget_ms']:.3f} ms (half the full p50) | "
+                f"**{b4['within_budget_plus_1ms']:.1%}** within budget + {DEADLINE_SLACK_MS:g} ms; accuracy "
+                f"{_pct(b4['accuracy'])} | {b4['within_budget']:.1%} within the budget itself; p99 {b4['p99_ms']:.3f} "
+                f"ms, max {b4['max_ms']:.3f} ms; exits " + " / ".join(f"{f:.0%}" for f in b4["exit_fractions"]) + " |")
+    lines = [f"Device: {results['device_line']}", f"Test frames: {b1['frames']}; validation frames for the "
+             f"thresholds: {b1['calibration_frames']}; {results['runs']} timed runs per latency profile.", "",
+             "| # | benchmark | figure | details |", "|---|---|---|---|", *rows]
+    if "skipped" not in b3:
+        lines += ["", "| stage | FP32 p50 (ms) | INT8 p50 (ms) | ratio | FP32 acc. (%) | INT8 acc. (%) "
+                  "| diff (points) |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {s['stage']} | {s['fp32_p50_ms']:.3f} | {s['int8_p50_ms']:.3f} | {s['ratio_p50']:.2f}x | "
+                  f"{s['fp32_accuracy']:.2f} | {s['int8_accuracy']:.2f} | {s['accuracy_diff']:+.2f} |"
+                  for s in b3["stages"]]
+    return "\n".join(lines) + "\n"
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    check_options(args)
+    from pipeline.profiling import describe_device, device_facts
+
+    started = time.time()
+    bench = Bench(args)
+    facts = device_facts([args.backend], args.threads)
+    for w in facts["warnings"]:
+        print(f"warning: {w}", file=sys.stderr)
+    first = cascade_vs_full(bench)
+    results = {"command": " ".join(shlex.quote(a) for a in ["python", "benchmarks/cascade_benchmarks.py",
+                                                              *(sys.argv[1:] if argv is None else argv)]),
+               "device": facts, "device_line": describe_device(facts), "runs": args.runs,
+               "ort_vs_torch": ort_vs_torch(bench), "int8_vs_fp32": int8_vs_fp32(bench),
+               "deadline": deadline_adherence(bench, first),
+               "cascade_vs_full": {k: v for k, v in first.items() if not k.startswith("_")}}
+    results["seconds"] = time.time() - started
+    print(format_table(results), end="")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.json} ({results['seconds']:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

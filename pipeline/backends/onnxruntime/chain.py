@@ -1,0 +1,115 @@
+"""StageChain on ONNX Runtime sessions, through I/O bindings fixed once at activation.
+
+Every tensor between stages is one OrtValue: stage k's output binding and stage k+1's input
+binding point at the same buffer, so carried maps never pass through numpy and nothing is
+allocated per frame. On the CPU the frame and logits buffers are numpy arrays that the OrtValues
+share; with the CUDA/TensorRT providers the maps live on the GPU and only logits come back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from pipeline import names
+from pipeline.backends.base import StageChain
+from pipeline.errors import PipelineError
+from pipeline.manifest import StageSpec
+
+
+def _batch1(shape: Sequence[int | str]) -> tuple[int, ...]:
+    return tuple(1 if isinstance(d, str) else int(d) for d in shape)  # (N, ...) -> (1, ...)
+
+
+class OnnxRuntimeChain(StageChain):
+    backend = "onnxruntime"
+
+    def __init__(self, paths: Sequence[str | Path], stages: Sequence[StageSpec], precision: str, threads: int = 1,
+                 *, optimize: str = "all", use_providers: Sequence[str] | None = None) -> None:
+        if len(paths) != len(stages):
+            raise PipelineError(f"{len(paths)} stage graphs for {len(stages)} stages in the manifest")
+        self.paths = [Path(p) for p in paths]
+        self.stages = list(stages)
+        self.precision = precision
+        self.threads = threads
+        self.optimize = optimize
+        self.use_providers = use_providers
+        self._active = False
+        self._done = 0
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.paths)
+
+    def activate(self) -> None:
+        if self._active:
+            return
+        import onnxruntime as ort
+
+        from pipeline.backends.onnxruntime.builder import GPU_PROVIDERS, create_session, providers
+
+        chosen = list(self.use_providers or providers())
+        on_gpu = chosen[0] in GPU_PROVIDERS
+        self.sessions = [create_session(p, self.threads, optimize=self.optimize, use_providers=chosen)
+                         for p in self.paths]
+        values: dict[str, Any] = {}  # tensor name -> OrtValue, shared between producer and consumer
+        self._keep: list[np.ndarray] = []  # host arrays that CPU OrtValues share: keep them alive
+        self._bindings, self._logits = [], []
+
+        def host_value(shape: tuple[int, ...], dtype: str) -> tuple[np.ndarray, Any]:
+            arr = np.zeros(shape, dtype=dtype)
+            self._keep.append(arr)
+            return arr, ort.OrtValue.ortvalue_from_numpy(arr)
+
+        for sess, spec in zip(self.sessions, self.stages):
+            binding = sess.io_binding()
+            for t in spec.inputs:
+                if t.name not in values:  # only the frame is not produced by an earlier stage
+                    if t.name != names.FRAME:
+                        raise PipelineError(f"stage {spec.index} reads {t.name}, which no earlier stage writes")
+                    if on_gpu:
+                        self._frame = np.zeros(_batch1(t.shape), dtype=t.dtype)
+                        values[t.name] = ort.OrtValue.ortvalue_from_shape_and_type(
+                            _batch1(t.shape), np.dtype(t.dtype).type, "cuda", 0)
+                    else:
+                        self._frame, values[t.name] = host_value(_batch1(t.shape), t.dtype)
+                binding.bind_ortvalue_input(t.name, values[t.name])
+            logits_arr, logits_val = host_value(_batch1(spec.outputs[0].shape), spec.outputs[0].dtype)
+            binding.bind_ortvalue_output(spec.outputs[0].name, logits_val)  # (1, classes) on the host
+            self._logits.append(logits_arr)
+            for t in spec.outputs[1:]:  # carried maps (1, C, H, W): device memory on a GPU
+                if on_gpu:
+                    values[t.name] = ort.OrtValue.ortvalue_from_shape_and_type(
+                        _batch1(t.shape), np.dtype(t.dtype).type, "cuda", 0)
+                else:
+                    values[t.name] = host_value(_batch1(t.shape), t.dtype)[1]
+                binding.bind_ortvalue_output(t.name, values[t.name])
+            self._bindings.append(binding)
+        self._values = values
+        self._on_gpu = on_gpu
+        self._active = True
+
+    def set_frame(self, frame: np.ndarray) -> None:
+        if frame.shape != self._frame.shape or frame.dtype != self._frame.dtype:
+            raise PipelineError(f"frame must be {self._frame.shape} {self._frame.dtype}, "
+                                f"got {frame.shape} {frame.dtype}")
+        if self._on_gpu:
+            self._values[names.FRAME].update_inplace(np.ascontiguousarray(frame))
+        else:
+            np.copyto(self._frame, frame)
+        self._done = 0
+
+    def run(self, stage: int) -> np.ndarray:
+        if not 1 <= stage <= self._done + 1:
+            raise PipelineError(f"stage {stage} needs stage {stage - 1}'s maps for this frame; run the stages in order")
+        self.sessions[stage - 1].run_with_iobinding(self._bindings[stage - 1])
+        self._done = max(self._done, stage)
+        return self._logits[stage - 1].copy()  # (1, classes) float32
+
+    def deactivate(self) -> None:
+        if not self._active:
+            return
+        del self._bindings, self._values, self.sessions, self._keep, self._logits
+        self._active = False

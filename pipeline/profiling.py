@@ -1,0 +1,463 @@
+"""Latency and accuracy of built stages: the numbers the profiler reports and the deadline rule reads.
+
+Timing. ``profile_chain`` runs the full chain (stage 1..K) on real frames, batch 1: a warm-up,
+then ``runs`` timed runs. A stage's time is read with ``time.perf_counter`` around ``run(k)``;
+stage 1's time also covers ``set_frame`` (copying the frame in), as in the cascade, so the
+numbers are what the deadline rule observes. Every chain's ``run`` returns host logits, so it
+has waited for the stage to finish: on ONNX Runtime the call is synchronous, and the TensorRT
+chain synchronises its CUDA stream before returning, so wall time around ``run`` is the stage's
+time including the launch and the logits' copy back. A chain that also measures its device time
+with CUDA events can expose ``last_run_ms()`` (ms of the latest ``run``, or None); the profiler
+then uses it and says so (``clock: "cuda-events"``). ``TensorRTChain`` does not expose it today,
+so its times come from ``perf_counter`` too.
+
+Statistics per stage: mean, p50, p90, p99 and max over the runs. Cumulative latency to exit k is
+taken per run (stage 1 + ... + k in the same run) before its percentiles, so cumulative p50s are
+nondecreasing, as the threshold sweep requires of its costs.
+
+Curves. The anytime curve is the accuracy at exit k against the cumulative p50 to exit k. The
+budgeted curve is MSDNet's budgeted-batch sweep (``pipeline.thresholds.budgeted_curve``) with
+per-stage p50 costs: thresholds are always calibrated on the validation split; on another split
+each point's thresholds are only applied (``simulate``), never refitted.
+
+Device facts: CPU model and threads, or the GPU; ONNX Runtime and TensorRT versions; on a Jetson
+the nvpmodel power mode and whether the CPU and GPU clocks are locked, with a warning when not.
+
+numpy only at import; torch, onnxruntime, tensorrt and matplotlib are imported where used.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import platform
+import re
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from pipeline.backends.base import StageChain
+from pipeline.errors import PipelineError
+from pipeline.thresholds import budgeted_curve, simulate, softmax, thresholds_to_json
+
+STATS = ("mean", "p50", "p90", "p99", "max")
+TORCH_EAGER = "pytorch-eager"  # the "backend" name of the PyTorch baseline in reports
+_GPU_DEVFREQ = re.compile(r"gpu|gv11b|ga10b|gp10b|gm20b|gk20a|gb10b", re.IGNORECASE)
+
+
+# --- latency ---------------------------------------------------------------------------------------
+
+
+def latency_stats(samples_ms: np.ndarray) -> dict[str, float]:
+    """(R,) times in ms -> {"mean_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms"}."""
+    x = np.asarray(samples_ms, dtype=np.float64)
+    if x.ndim != 1 or x.size == 0:
+        raise PipelineError(f"expected a non-empty 1-D array of times, got shape {x.shape}")
+    p50, p90, p99 = np.percentile(x, [50, 90, 99])
+    return {"mean_ms": float(x.mean()), "p50_ms": float(p50), "p90_ms": float(p90), "p99_ms": float(p99),
+            "max_ms": float(x.max())}
+
+
+@dataclass
+class LatencyProfile:
+    """Per-run, per-stage times of one variant (e.g. "onnxruntime/int8"), batch 1."""
+
+    key: str
+    stage_ms: np.ndarray  # (R, K) time of stage k in run r
+    clock: str  # "perf_counter" or "cuda-events"
+    threads: int
+    warmup: int
+
+    @property
+    def runs(self) -> int:
+        return int(self.stage_ms.shape[0])
+
+    @property
+    def num_stages(self) -> int:
+        return int(self.stage_ms.shape[1])
+
+    def stages(self) -> list[dict[str, float]]:
+        return [latency_stats(self.stage_ms[:, k]) for k in range(self.num_stages)]
+
+    def cumulative(self) -> list[dict[str, float]]:
+        """Statistics of the time to reach each exit, summed within each run."""
+        cum = np.cumsum(self.stage_ms, axis=1)  # (R, K)
+        return [latency_stats(cum[:, k]) for k in range(self.num_stages)]
+
+    def cumulative_p50(self) -> list[float]:
+        return [s["p50_ms"] for s in self.cumulative()]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"runs": self.runs, "warmup": self.warmup, "threads": self.threads, "clock": self.clock,
+                "stages": self.stages(), "cumulative": self.cumulative(), "cumulative_p50_ms": self.cumulative_p50()}
+
+
+def _check_frames(frames: np.ndarray) -> np.ndarray:
+    if not (isinstance(frames, np.ndarray) and frames.dtype == np.uint8 and frames.ndim == 4 and len(frames)
+            and frames.shape[3] == 3):
+        found = f"{frames.shape} {frames.dtype}" if isinstance(frames, np.ndarray) else type(frames).__name__
+        raise PipelineError(f"expected frames of shape (N, H, W, 3) uint8 with N >= 1, got {found}")
+    return np.ascontiguousarray(frames)
+
+
+def _check_runs(runs: int, warmup: int) -> None:
+    if runs < 1 or warmup < 0:
+        raise PipelineError(f"need at least 1 timed run and no negative warm-up, got runs={runs}, warmup={warmup}")
+
+
+def profile_chain(chain: StageChain, frames: np.ndarray, runs: int = 1000, warmup: int = 100, threads: int = 1,
+                  clock: Callable[[], float] = time.perf_counter) -> LatencyProfile:
+    """Time every stage of ``chain`` over ``runs`` full-chain runs on ``frames`` (N, H, W, 3) uint8, cycled.
+
+    Activates the chain (and leaves it active for the caller, who owns it).
+    """
+    frames = _check_frames(frames)
+    _check_runs(runs, warmup)
+    chain.activate()
+    k_last = chain.num_stages
+    device_ms = getattr(chain, "last_run_ms", None)  # CUDA-event time of the latest run(), where offered
+    use_events = callable(device_ms)
+    times = np.empty((runs, k_last), dtype=np.float64)  # (R, K) ms
+    for i in range(warmup + runs):
+        frame = frames[i % len(frames)][None]  # (1, H, W, 3) view
+        t0 = clock()
+        chain.set_frame(frame)
+        for k in range(1, k_last + 1):
+            chain.run(k)
+            t1 = clock()
+            if i >= warmup:
+                ms = device_ms() if use_events else None  # type: ignore[misc]
+                if ms is None:
+                    use_events = False
+                    ms = (t1 - t0) * 1e3
+                times[i - warmup, k - 1] = ms
+            t0 = t1
+    key = f"{chain.backend}/{chain.precision}"
+    return LatencyProfile(key, times, "cuda-events" if use_events else "perf_counter", threads, warmup)
+
+
+def chain_exit_probs(chain: StageChain, images: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> (N, K, C) float32 softmax of every exit, frame by frame exactly as the runtime runs."""
+    images = _check_frames(images)
+    chain.activate()
+    k_last = chain.num_stages
+    logits: np.ndarray | None = None
+    for i in range(len(images)):
+        chain.set_frame(images[i:i + 1])  # (1, H, W, 3)
+        for k in range(1, k_last + 1):
+            z = chain.run(k).reshape(-1)  # (C,)
+            if logits is None:
+                logits = np.empty((len(images), k_last, z.shape[0]), dtype=np.float32)  # (N, K, C)
+            logits[i, k - 1] = z
+    return softmax(logits, axis=-1)  # type: ignore[arg-type]
+
+
+# --- the PyTorch baseline ----------------------------------------------------------------------------
+
+
+def torch_available() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+def profile_torch(model: Any, frames: np.ndarray, runs: int = 1000, warmup: int = 100, threads: int = 1,
+                  clock: Callable[[], float] = time.perf_counter) -> LatencyProfile:
+    """The same stages in PyTorch eager mode, batch 1, ``threads`` intra-op threads, timed like the chain."""
+    import torch
+
+    frames = _check_frames(frames)
+    _check_runs(runs, warmup)
+    stages = list(model.eval().stages)
+    used = frames[:warmup + runs]
+    inputs = [torch.from_numpy(np.ascontiguousarray(f[None])) for f in used]  # (1, H, W, 3) uint8 each
+    times = np.empty((runs, len(stages)), dtype=np.float64)  # (R, K) ms
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            for i in range(warmup + runs):
+                carried: tuple[Any, ...] = (inputs[i % len(inputs)],)
+                t0 = clock()
+                for k, stage in enumerate(stages):
+                    out = stage(*carried)  # (logits (1, C), *maps)
+                    carried = out[1:]
+                    t1 = clock()
+                    if i >= warmup:
+                        times[i - warmup, k] = (t1 - t0) * 1e3
+                    t0 = t1
+    finally:
+        torch.set_num_threads(before)
+    return LatencyProfile(f"{TORCH_EAGER}/fp32", times, "perf_counter", threads, warmup)
+
+
+def torch_exit_probs(model: Any, images: np.ndarray, batch: int = 256) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> (N, K, C) float32 softmax of every exit of the PyTorch model, in batches."""
+    import torch
+
+    images = _check_frames(images)
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(images), batch):
+            logits = model.eval()(torch.from_numpy(images[i:i + batch]))  # K x (B, C)
+            out.append(torch.stack(logits, dim=1).float().numpy())  # (B, K, C)
+    return softmax(np.concatenate(out), axis=-1)
+
+
+# --- data ---------------------------------------------------------------------------------------------
+
+
+SPLITS = ("validation", "test")
+
+
+def split_images(manifest: Any, data: str, split: str, cache_dir: str | Path, limit: int | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(N, H, W, 3) uint8 frames and (N,) labels of ``split`` at the model's input size.
+
+    "validation" is the checkpoint's own split of the training images, drawn as the manifest says
+    (``model.split``); "test" is the test split. ``limit`` keeps a seeded random subset.
+    """
+    from pipeline.data import load_dataset, validation_split
+
+    if split not in SPLITS:
+        raise PipelineError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    size = tuple(manifest.input["shape"][1:3])  # ["N", H, W, 3]
+    source = load_dataset(data or None, "train" if split == "validation" else "test", cache_dir=cache_dir, size=size)
+    if list(source.classes) != list(manifest.classes):
+        raise PipelineError(f"the data's classes {list(source.classes)[:5]}... differ from the model's "
+                            f"{list(manifest.classes)[:5]}...; pass the --data the model was trained on")
+    images, labels = source.images, source.labels
+    if split == "validation":
+        drawn = manifest.model.get("split") or {}
+        if "size" not in drawn or "seed" not in drawn:
+            raise PipelineError("the manifest does not say how the validation split was drawn (model.split with "
+                                "size and seed); rebuild the engines from the checkpoint with `make engines`")
+        _, idx = validation_split(labels, size=int(drawn["size"]), seed=int(drawn["seed"]))
+        images, labels = images[idx], labels[idx]
+    if limit is not None and 0 < limit < len(labels):
+        keep = np.sort(np.random.default_rng(0).choice(len(labels), size=limit, replace=False))
+        images, labels = images[keep], labels[keep]
+    return np.ascontiguousarray(images), labels.astype(np.int64)
+
+
+# --- accuracy and curves -----------------------------------------------------------------------------
+
+
+def accuracy_per_exit(probs: np.ndarray, labels: np.ndarray) -> list[float]:
+    """(N, K, C) probs, (N,) labels -> top-1 accuracy (%) of each exit."""
+    hits = probs.argmax(axis=-1) == np.asarray(labels)[:, None]  # (N, K)
+    return [float(100.0 * h) for h in hits.mean(axis=0)]
+
+
+def anytime_curve(accuracy: Sequence[float], cumulative_ms: Sequence[float]) -> list[dict[str, float]]:
+    """Accuracy at exit k against the latency to reach it: one point per exit."""
+    return [{"exit": k, "latency_ms": float(ms), "accuracy": float(acc)}
+            for k, (acc, ms) in enumerate(zip(accuracy, cumulative_ms), start=1)]
+
+
+def budgeted_points(calib_probs: np.ndarray, calib_labels: np.ndarray, costs_ms: Sequence[float],
+                    eval_probs: np.ndarray | None = None, eval_labels: np.ndarray | None = None,
+                    criterion: str = "confidence") -> list[dict[str, Any]]:
+    """The budgeted-batch sweep, calibrated on ``calib_*`` (the validation split) with per-exit costs.
+
+    With ``eval_*`` (another split), each point's thresholds are applied to it and its accuracy and
+    mean cost are those measured there; otherwise they are the calibration set's own.
+    """
+    curve = budgeted_curve(calib_probs, calib_labels, costs_ms, criterion)
+    points = []
+    for p in curve:
+        acc, cost, fractions = p.accuracy, p.cost, p.exit_fractions
+        if eval_probs is not None:
+            sim = simulate(eval_probs, eval_labels, p.thresholds, costs_ms, criterion)  # type: ignore[arg-type]
+            acc, cost, fractions = sim.accuracy, sim.mean_cost, sim.exit_fractions
+        points.append({"q": p.q, "accuracy": acc, "cost_ms": cost, "exit_fractions": list(fractions),
+                       "thresholds": thresholds_to_json(p.thresholds)})
+    return points
+
+
+# --- device facts --------------------------------------------------------------------------------
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip().strip("\x00")
+    except OSError:
+        return None
+
+
+def _version(*dists: str) -> str | None:
+    for dist in dists:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def _freq_lock(folder: Path, low: str, high: str) -> dict[str, Any] | None:
+    lo, hi = _read(folder / low), _read(folder / high)
+    if lo is None or hi is None:
+        return None
+    return {"min": lo, "max": hi, "locked": lo == hi}
+
+
+def _nvpmodel(run: Callable[..., Any]) -> dict[str, Any]:
+    """``nvpmodel -q``: "NV Power Mode: MAXN" then the mode number."""
+    try:
+        proc = run(["nvpmodel", "-q"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return {"error": f"nvpmodel -q failed: {exc}"}
+    text = f"{proc.stdout or ''}\n{proc.stderr or ''}"
+    name = re.search(r"Power Mode:\s*(\S.*)", text)
+    number = re.findall(r"^\s*(\d+)\s*$", proc.stdout or "", re.MULTILINE)
+    if not name:
+        return {"error": f"nvpmodel -q gave no power mode (exit {proc.returncode}): {text.strip()[:200]}"}
+    return {"power_mode": name.group(1).strip(), "power_mode_id": int(number[-1]) if number else None}
+
+
+def jetson_facts(root: str | Path = "/", run: Callable[..., Any] = subprocess.run) -> dict[str, Any] | None:
+    """On a Jetson (``/etc/nv_tegra_release``): L4T release, board, power mode and clock locks; else None.
+
+    Clocks are locked when each CPU's scaling_min_freq equals its scaling_max_freq and the GPU
+    devfreq's min_freq equals its max_freq (what ``jetson_clocks`` sets). ``warnings`` says when not.
+    """
+    root = Path(root)
+    release = _read(root / "etc/nv_tegra_release")
+    if release is None:
+        return None
+    facts: dict[str, Any] = {"l4t": release.splitlines()[0] if release else "",
+                             "board": _read(root / "proc/device-tree/model")}
+    facts.update(_nvpmodel(run))
+    warnings = []
+    cpus = {}
+    for cpufreq in sorted((root / "sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq")):
+        lock = _freq_lock(cpufreq, "scaling_min_freq", "scaling_max_freq")
+        if lock is not None:
+            cpus[cpufreq.parent.name] = lock
+    facts["cpu_clocks"] = cpus
+    unlocked = [f"{c} ({v['min']} < {v['max']} kHz)" for c, v in cpus.items() if not v["locked"]]
+    if not cpus:
+        warnings.append("could not read the CPU clock limits (cpufreq); cannot tell whether clocks are locked")
+    elif unlocked:
+        warnings.append(f"CPU clocks are not locked: {', '.join(unlocked[:4])}{' ...' if len(unlocked) > 4 else ''}; "
+                        "latencies will follow the governor: run `sudo jetson_clocks` before profiling")
+    gpus = {}
+    for dev in sorted((root / "sys/class/devfreq").glob("*")):
+        if _GPU_DEVFREQ.search(dev.name):
+            lock = _freq_lock(dev, "min_freq", "max_freq")
+            if lock is not None:
+                gpus[dev.name] = lock
+    facts["gpu_clocks"] = gpus
+    if not gpus:
+        warnings.append("could not find the GPU's devfreq limits; cannot tell whether its clock is locked")
+    for name, v in gpus.items():
+        if not v["locked"]:
+            warnings.append(f"GPU clock {name} is not locked ({v['min']} < {v['max']} Hz): run `sudo jetson_clocks` "
+                            "before profiling")
+    if "error" in facts:
+        warnings.append(facts["error"])
+    facts["warnings"] = warnings
+    return facts
+
+
+def device_facts(backends: Sequence[str] = ("onnxruntime",), threads: int = 1, root: str | Path = "/",
+                 run: Callable[..., Any] = subprocess.run) -> dict[str, Any]:
+    """What the latencies were measured on; ``warnings`` lists what makes them less trustworthy."""
+    from pipeline.backends import cpu_name
+
+    facts: dict[str, Any] = {
+        "cpu": cpu_name(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "threads": threads, "python": platform.python_version(),
+        "onnxruntime": _version("onnxruntime", "onnxruntime-gpu"), "tensorrt": _version("tensorrt"),
+    }
+    warnings: list[str] = []
+    if "tensorrt" in backends:
+        from pipeline.backends.tensorrt import gpu_info
+
+        facts.update(gpu_info())  # gpu, compute_capability, tensorrt (the imported module's version)
+    jetson = jetson_facts(root, run)
+    if jetson is not None:
+        warnings += jetson.pop("warnings")
+        facts["jetson"] = jetson
+    facts["warnings"] = warnings
+    return facts
+
+
+def describe_device(facts: dict[str, Any]) -> str:
+    """One line: "CPU AMD EPYC ... (2 usable cores), 1 thread; GPU ...; ONNX Runtime 1.x; TensorRT 10.x"."""
+    parts = [f"CPU {facts.get('cpu')} ({facts.get('cpus_usable')} usable cores), {facts.get('threads')} thread(s)"]
+    if facts.get("gpu"):
+        parts.append(f"GPU {facts['gpu']} (compute {facts.get('compute_capability')})")
+    jetson = facts.get("jetson")
+    if jetson:
+        parts.append(f"{jetson.get('board') or 'Jetson'}, {jetson.get('l4t')}, power mode "
+                     f"{jetson.get('power_mode', '?')}")
+    parts.append(f"ONNX Runtime {facts.get('onnxruntime') or 'not installed'}")
+    parts.append(f"TensorRT {facts.get('tensorrt') or 'not installed'}")
+    return "; ".join(parts)
+
+
+# --- reports ----------------------------------------------------------------------------------------
+
+
+def format_markdown(report: dict[str, Any]) -> str:
+    """The report as Markdown: device, settings, and one table per variant."""
+    lines = [f"# Latency profile: {report['model']}", "",
+             f"- device: {describe_device(report['device'])}",
+             f"- {report['runs']} timed runs of the full chain after {report['warmup']} warm-up runs, batch 1, "
+             f"{report['threads']} intra-op thread(s)",
+             f"- accuracy on the {report['split']} split ({report['images']} images); thresholds calibrated on the "
+             f"validation split ({report['calibration_images']} images)"]
+    lines += [f"- note: {n}" for n in report.get("notes", [])]
+    lines += [f"- **warning**: {w}" for w in report["device"].get("warnings", [])]
+    for key, v in report["variants"].items():
+        lines += ["", f"## {key}", "", f"clock: {v['clock']}", "",
+                  "| stage | mean (ms) | p50 (ms) | p90 (ms) | p99 (ms) | max (ms) | cumulative p50 to exit (ms) "
+                  "| accuracy at exit (%) |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for k, (s, cum, acc) in enumerate(zip(v["stages"], v["cumulative_p50_ms"], v["accuracy"]), start=1):
+            lines.append(f"| {k} | {s['mean_ms']:.3f} | {s['p50_ms']:.3f} | {s['p90_ms']:.3f} | {s['p99_ms']:.3f} "
+                         f"| {s['max_ms']:.3f} | {cum:.3f} | {acc:.2f} |")
+        default = v.get("default_policy")
+        if default:
+            lines += ["", f"Cascade, default thresholds (from validation): {default['accuracy']:.2f}% at a mean "
+                          f"{default['cost_ms']:.3f} ms per frame on the {report['split']} split; the full network: "
+                          f"{v['accuracy'][-1]:.2f}% at {v['cumulative_p50_ms'][-1]:.3f} ms (p50)."]
+    return "\n".join(lines) + "\n"
+
+
+def plot_report(report: dict[str, Any], path: str | Path) -> Path:
+    """Anytime and budgeted curves of every variant, side by side, as a PNG (matplotlib's Agg canvas)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12, 4.8), dpi=100)
+    FigureCanvasAgg(fig)
+    ax_any, ax_bud = fig.subplots(1, 2)
+    for key, v in report["variants"].items():
+        style = "--" if key.startswith(TORCH_EAGER) else "-"
+        xs = [p["latency_ms"] for p in v["anytime"]]
+        line, = ax_any.plot(xs, [p["accuracy"] for p in v["anytime"]], style, marker="o", label=key)
+        for p in v["anytime"]:
+            ax_any.annotate(str(p["exit"]), (p["latency_ms"], p["accuracy"]), textcoords="offset points",
+                            xytext=(3, 3), fontsize=7)
+        if v.get("budgeted"):
+            pts = sorted(v["budgeted"], key=lambda p: p["cost_ms"])
+            ax_bud.plot([p["cost_ms"] for p in pts], [p["accuracy"] for p in pts], style, marker=".",
+                        color=line.get_color(), label=key)
+    split = report["split"]
+    ax_any.set(title=f"anytime: accuracy at exit k ({split})", xlabel="cumulative p50 latency to exit (ms)",
+               ylabel="top-1 accuracy (%)")
+    ax_bud.set(title=f"budgeted: thresholds from validation ({split})", xlabel="mean latency per frame (ms)",
+               ylabel="top-1 accuracy (%)")
+    for ax in (ax_any, ax_bud):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    return path

@@ -1,0 +1,153 @@
+"""The latency profiler end to end on the tiny built model: JSON, Markdown and PNG out, the manifest's
+latency and threshold tables updated (and still verified), thresholds from validation only; every
+user mistake exits 2 with a message."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from apps.profile_latency import main
+from pipeline.manifest import load_manifest, sha256_file
+from tests.test_profiling import PNG, tiny_build
+
+ROOT = Path(__file__).resolve().parents[2]
+STAT_KEYS = {"mean_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms"}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    return tiny_build(tmp_path_factory)
+
+
+def args(built, folder, out, *extra):
+    return ["--engines", str(folder), "--data", str(built.data), "--cache-dir", str(built.cache), "--out", str(out),
+            "--runs", "20", "--warmup", "5", *extra]
+
+
+def fails(argv, capsys, match):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and match in err, err
+    return err
+
+
+def test_profile_writes_reports_and_updates_the_manifest(built, tmp_path, capsys):
+    folder = built.copy(tmp_path)
+    before = {p.name: sha256_file(p) for p in folder.rglob("*") if p.is_file() and p.name != "manifest.json"}
+    out = tmp_path / "reports"
+    assert main(args(built, folder, out, "--split", "test", "--checkpoint", str(built.checkpoint))) == 0
+    log = capsys.readouterr().out
+    assert "onnxruntime/int8: cumulative p50" in log and "pytorch-eager/fp32" in log
+
+    report = json.loads((out / "latency.json").read_text())
+    assert report["split"] == "test" and report["images"] == 30 and report["calibration_images"] == 20
+    assert set(report["variants"]) == {"onnxruntime/fp32", "onnxruntime/fp16", "onnxruntime/int8",
+                                       "pytorch-eager/fp32"}
+    v = report["variants"]["onnxruntime/int8"]
+    assert len(v["stages"]) == 3 and set(v["stages"][0]) == STAT_KEYS and v["runs"] == 20
+    assert len(v["anytime"]) == 3 and v["budgeted"] and len(v["accuracy"]) == 3
+    assert report["device"]["threads"] == 1 and report["device"]["cpu"]
+    md = (out / "latency.md").read_text()
+    assert md.count("| stage | mean (ms) | p50 (ms) |") == 4 and "## onnxruntime/fp16" in md
+    assert (out / "latency.png").read_bytes()[:8] == PNG
+
+    manifest = load_manifest(folder, verify=True)  # engines and artifacts untouched: sha256 still hold
+    after = {p.name: sha256_file(p) for p in folder.rglob("*") if p.is_file() and p.name != "manifest.json"}
+    assert after == before
+    assert set(manifest.latency) == set(manifest.thresholds) == {"onnxruntime/fp32", "onnxruntime/fp16",
+                                                                 "onnxruntime/int8"}
+    lat = manifest.latency["onnxruntime/fp32"]
+    assert [set(s) for s in lat["stages"]] == [STAT_KEYS] * 3 and lat["runs"] == 20 and lat["threads"] == 1
+    assert lat["cumulative_p50_ms"] == sorted(lat["cumulative_p50_ms"]) and lat["measured_at"] and lat["device"]["cpu"]
+    table = manifest.thresholds["onnxruntime/fp32"]
+    assert table["samples"] == 20  # calibrated on the validation split, although the curves are on test
+    assert {"default", "last-exit"} <= set(table["policies"]) and table["curve"]
+
+
+def test_the_cascade_reads_what_the_profiler_wrote(built, tmp_path):
+    from pipeline.cascade import Cascade
+
+    folder = built.copy(tmp_path)
+    assert main(args(built, folder, tmp_path / "r", "--precisions", "fp32")) == 0
+    manifest = load_manifest(folder)
+    assert list(manifest.latency) == ["onnxruntime/fp32"]
+    with Cascade.from_folder(folder, backend="onnxruntime", precision="fp32") as cascade:
+        assert cascade.predictor.measured and cascade.notes == []
+        assert cascade.thresholds[-1] == -float("inf")
+    with Cascade.from_folder(folder, backend="onnxruntime", precision="int8") as cascade:
+        assert not cascade.predictor.measured  # not profiled: the cascade says so
+    # A second run of another precision keeps the first one's tables.
+    assert main(args(built, folder, tmp_path / "r", "--precisions", "int8", "--backends", "onnxruntime")) == 0
+    assert set(load_manifest(folder).latency) == {"onnxruntime/fp32", "onnxruntime/int8"}
+
+
+def test_without_torch_the_baseline_is_skipped_with_a_note(built, tmp_path, monkeypatch):
+    import pipeline.profiling
+
+    monkeypatch.setattr(pipeline.profiling, "torch_available", lambda: False)
+    folder = built.copy(tmp_path)
+    out = tmp_path / "r"
+    assert main(args(built, folder, out, "--precisions", "fp32", "--checkpoint", str(built.checkpoint))) == 0
+    report = json.loads((out / "latency.json").read_text())
+    assert list(report["variants"]) == ["onnxruntime/fp32"]
+    assert "note: torch is not installed here: no PyTorch eager baseline" in (out / "latency.md").read_text()
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--precisions", "fp64"], "--precisions must be 'all' or a comma list of fp32, fp16, int8"),
+    (["--backends", "cuda"], "--backends must be 'all' or a comma list of onnxruntime, tensorrt"),
+    (["--backends", "tensorrt"], "has no tensorrt engines"),
+    (["--runs", "0"], "--runs must be at least 1"),
+    (["--warmup", "-1"], "--warmup must be 0 or more"),
+    (["--threads", "0"], "--threads must be at least 1"),
+    (["--checkpoint", "missing.pt"], "--checkpoint missing.pt does not exist"),
+])
+def test_bad_options_are_refused(built, tmp_path, capsys, extra, match):
+    fails(args(built, built.folder, tmp_path / "r", *extra), capsys, match)
+    assert not (tmp_path / "r").exists()
+
+
+def test_missing_manifest_and_unbuilt_precision(built, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    fails(args(built, tmp_path / "empty", tmp_path / "r"), capsys, "no manifest at")
+    folder = built.copy(tmp_path)
+    raw = json.loads((folder / "manifest.json").read_text())
+    raw["engines"] = [e for e in raw["engines"] if e["precision"] != "int8"]
+    raw["unsupported"].append({"backend": "onnxruntime", "precision": "int8", "reason": "built but does not run"})
+    (folder / "manifest.json").write_text(json.dumps(raw))
+    err = fails(args(built, folder, tmp_path / "r", "--precisions", "fp32,int8"), capsys,
+                "has no onnxruntime/int8 engines (built but does not run)")
+    assert "onnxruntime/fp16, onnxruntime/fp32" in err
+
+
+def test_altered_engine_and_foreign_checkpoint(built, tmp_path, capsys):
+    import torch
+
+    from pipeline.checkpoint import save_checkpoint
+    from pipeline.models import create_model
+    from tests.conftest import TINY
+    from tests.test_profiling import CLASSES
+
+    torch.manual_seed(1)
+    other = tmp_path / "other.pt"
+    save_checkpoint(other, create_model("msdnet_cifar", **TINY), "msdnet_cifar", CLASSES, {"seed": 0, "size": 20})
+    fails(args(built, built.folder, tmp_path / "r", "--checkpoint", str(other)), capsys,
+          "is not the checkpoint the engines")
+    folder = built.copy(tmp_path)
+    engine = next((folder / "onnxruntime").glob("stage2.*"))
+    engine.write_bytes(engine.read_bytes() + b"x")
+    fails(args(built, folder, tmp_path / "r"), capsys, "does not match the manifest")
+
+
+def test_the_command_line_exits_2_without_a_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "apps/profile_latency.py"), "--engines", str(tmp_path / "none")],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: no manifest at") and "Traceback" not in proc.stderr

@@ -1,0 +1,62 @@
+"""The README benchmarks on the tiny built model with a handful of frames: all four figures printed
+and written as JSON; a missing checkpoint skips benchmark 2 and says why; bad options exit 2."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks.cascade_benchmarks import main
+from tests.test_profiling import tiny_build
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    return tiny_build(tmp_path_factory)
+
+
+def args(built, out, *extra):
+    return ["--engines", str(built.folder), "--data", str(built.data), "--cache-dir", str(built.cache),
+            "--json", str(out), "--frames", "12", "--runs", "10", "--warmup", "2", *extra]
+
+
+def test_all_four_benchmarks(built, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(args(built, out, "--checkpoint", str(built.checkpoint))) == 0
+    printed = capsys.readouterr().out
+    for row in ("| 1 | cascade vs full network, onnxruntime/fp32", "| 2 | ONNX Runtime vs PyTorch eager",
+                "| 3 | INT8 vs FP32 per stage", "| 4 | deadline adherence"):
+        assert row in printed
+    assert "not measured" not in printed and "| stage | FP32 p50 (ms) | INT8 p50 (ms) |" in printed
+    r = json.loads(out.read_text())
+    b1, b2, b3, b4 = r["cascade_vs_full"], r["ort_vs_torch"], r["int8_vs_fp32"], r["deadline"]
+    assert b1["frames"] == 12 and b1["calibration_frames"] == 20 and b1["ratio_mean"] > 0
+    assert b1["fp32_last_exit_accuracy"] == b1["full_accuracy"] and isinstance(b1["matched"], bool)
+    assert sum(b1["exit_fractions"]) == pytest.approx(1.0)
+    assert b2["ratio_p50"] > 0 and b2["ratio_mean"] > 0 and b2["onnxruntime"]["p50_ms"] > 0
+    assert [s["stage"] for s in b3["stages"]] == [1, 2, 3] and all(s["ratio_p50"] > 0 for s in b3["stages"])
+    assert b4["budget_ms"] > 0 and 0.0 <= b4["within_budget_plus_1ms"] <= 1.0 and 0.0 <= b4["accuracy"] <= 100.0
+    assert r["command"].startswith("python benchmarks/cascade_benchmarks.py --engines")
+
+
+def test_without_checkpoint_benchmark_2_is_skipped(built, tmp_path, capsys):
+    assert main(args(built, tmp_path / "b.json", "--precision", "int8", "--calib-frames", "10")) == 0
+    printed = capsys.readouterr().out
+    assert ("| 2 | ONNX Runtime vs PyTorch eager, full network, batch 1 | not measured | no --checkpoint given |"
+            in printed)
+    r = json.loads((tmp_path / "b.json").read_text())
+    assert r["cascade_vs_full"]["variant"] == "onnxruntime/int8" and r["cascade_vs_full"]["calibration_frames"] == 10
+    assert r["cascade_vs_full"]["fp32_last_exit_accuracy"] is not None  # measured on the fp32 engines
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--frames", "-1"], "--frames must be 0 or more"),
+    (["--runs", "0"], "--runs must be at least 1"),
+    (["--checkpoint", "nope.pt"], "--checkpoint nope.pt does not exist"),
+])
+def test_bad_options_exit_2(built, tmp_path, capsys, extra, match):
+    with pytest.raises(SystemExit) as exc:
+        main(args(built, tmp_path / "b.json", *extra))
+    assert exc.value.code == 2 and match in capsys.readouterr().err
+    assert not (tmp_path / "b.json").exists()
