@@ -14,6 +14,11 @@ ENGINE_ARGS ?=
 REPORTS     ?= reports
 PROFILE_ARGS ?=
 BENCH_ARGS  ?=
+# make demo: SOURCE empty runs headless on a clip of labelled test images; SOURCE=0 or csi://0 runs live.
+SOURCE      ?=
+PRECISION   ?= fp32
+DEMO        ?= runs/demo
+DEMO_ARGS   ?= --fps 30
 
 .PHONY: setup test train flops evaluate engines clean
 
@@ -50,6 +55,20 @@ profile: engines
 bench: engines
 	$(PY) benchmarks/cascade_benchmarks.py --engines $(ENGINES)/$(MODEL) --data "$(DATA)" \
 	    $(if $(wildcard $(CHECKPOINT)),--checkpoint $(CHECKPOINT)) --json $(REPORTS)/benchmarks.json $(BENCH_ARGS)
+
+# The README's main command: engines for this machine, exit thresholds, then the camera app.
+.PHONY: demo
+demo: engines
+	$(PY) apps/profile_latency.py --engines $(ENGINES)/$(MODEL) --data "$(DATA)" --precisions $(PRECISION) \
+	    --runs 300 --warmup 30 --out $(DEMO)/profile
+ifeq ($(SOURCE),)
+	$(PY) -m pipeline.video.clip --data "$(DATA)" --split test --frames 300 --out $(DEMO)
+	$(PY) apps/camera.py --engines $(ENGINES)/$(MODEL) --source $(DEMO)/clip.avi --labels $(DEMO)/labels.json \
+	    --headless --output $(DEMO)/annotated.avi --log $(DEMO)/frames.jsonl --precision $(PRECISION) $(DEMO_ARGS)
+else
+	$(PY) apps/camera.py --engines $(ENGINES)/$(MODEL) --source '$(SOURCE)' --precision $(PRECISION) \
+	    --log $(DEMO)/frames.jsonl $(DEMO_ARGS)
+endif
 
 flops: setup
 	$(PY) -m pipeline.models.flops --model $(MODEL)
