@@ -2,6 +2,10 @@
 PYTHON_BOOT ?= python3
 VENV        ?= .venv
 PY          := $(VENV)/bin/python
+# What `make setup` installs. A Jetson: EXTRAS=jetson,plot VENV_ARGS=--system-site-packages
+# (TensorRT's Python bindings come with JetPack; torch and onnxsim stay on the host that exports).
+EXTRAS      ?= export,plot,test
+VENV_ARGS   ?=
 # CIFAR-10 for development: an ImageFolder archive, or leave empty to download the official one.
 DATA        ?= $(if $(wildcard ../shared/data/cifar10-jpg.tar.gz),../shared/data/cifar10-jpg.tar.gz,)
 MODEL       ?= msdnet_cifar
@@ -23,9 +27,9 @@ DEMO_ARGS   ?= --fps 30
 .PHONY: setup test train flops evaluate engines clean
 
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON_BOOT) -m venv $(VENV)
+	$(PYTHON_BOOT) -m venv $(VENV_ARGS) $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[export,plot,test]'
+	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
 	touch $@
 
 setup: $(VENV)/.installed
