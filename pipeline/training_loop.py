@@ -99,7 +99,9 @@ def run_training(args: argparse.Namespace) -> None:
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
     if "optimizer" in state:
         opt.load_state_dict(state["optimizer"])
-    net = DistributedDataParallel(model) if world > 1 else model
+    # The last stage's finer-scale maps feed no exit in some configurations: their parameters get no
+    # gradient, which DDP must be told about.
+    net = DistributedDataParallel(model, find_unused_parameters=True) if world > 1 else model
     steps_per_epoch = len(ys) // (args.batch_size * world)
     if steps_per_epoch == 0:
         raise PipelineError(f"{len(ys)} training images are fewer than one batch of {args.batch_size * world}")

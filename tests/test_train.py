@@ -121,3 +121,20 @@ def test_evaluate_reports_every_exit(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "validation split, 16 images" in text
     assert text.count("\n| ") == 4  # header + 3 exits
+
+
+def test_torchrun_two_processes_share_the_epoch(tmp_path):
+    """DistributedDataParallel through torchrun (gloo on the CPU): each rank takes half of every epoch."""
+    import subprocess
+    import sys
+
+    make_imagefolder(tmp_path / "data")
+    out = tmp_path / "ddp.pt"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
+           "-m", "pipeline.train", "--data", str(tmp_path / "data"), "--cache-dir", str(tmp_path / "cache"),
+           "--out", str(out), "--epochs", "1", "--batch-size", "8", "--val-size", "16", "--threads", "1",
+           "--no-progress", *TINY_OPTS]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "device cpu x2" in done.stdout
+    assert read_checkpoint(out)["train_state"]["step"] == 64 // (8 * 2)  # 64 training images, 2 ranks
