@@ -407,13 +407,14 @@ def _loop(args: argparse.Namespace, spec: Any, folder: Path, budget_ms: float | 
             t_c1 = clock()
             so_far_ms = (t_c1 - t_read - frame.waited_s) * 1000
             fps = 1000.0 / interval.value if interval.value else None
-            shown = display_frame(frame.image)
-            draw_overlay(shown, result, frame_ms=so_far_ms + (tail.value or 0.0), budget_ms=budget_ms,
-                         fps=fps, dropped=stream.dropped)
-            if video is not None:
-                video.write(shown)
-            if window is not None and not window.show(shown):
-                stop.reason = "window closed (q/Esc)"
+            if video is not None or window is not None:  # headless without --output draws nothing
+                shown = display_frame(frame.image)
+                draw_overlay(shown, result, frame_ms=so_far_ms + (tail.value or 0.0), budget_ms=budget_ms,
+                             fps=fps, dropped=stream.dropped)
+                if video is not None:
+                    video.write(shown)
+                if window is not None and not window.show(shown):
+                    stop.reason = "window closed (q/Esc)"
             t_end = clock()
             frame_ms = (t_end - t_read - frame.waited_s) * 1000
             rec = frame_record(frame.index, result, frame_ms=frame_ms, budget_ms=budget_ms,
