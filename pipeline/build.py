@@ -135,6 +135,10 @@ def check_options(args: argparse.Namespace) -> Plan:
         backends = available_backends()
     if args.dla_core is not None and (args.dla_core < 0 or "tensorrt" not in backends):
         raise PipelineError("--dla-core needs a non-negative core number and the TensorRT backend")
+    if args.dla_core is not None and set(precisions) != {"fp16"}:
+        raise PipelineError(f"--dla-core builds FP16 plans only (DLA runs FP16, and INT8 only through implicit "
+                            f"quantization, which these Q/DQ artifacts are not); got --precisions "
+                            f"{','.join(precisions)}: pass --precisions fp16")
     compile_only = args.compile_only or not _can_export()
     if not compile_only and args.checkpoint is None:
         raise PipelineError("--checkpoint is required to export; pass it, or --compile-only to compile "

@@ -6,10 +6,10 @@ stage 1's time also covers ``set_frame`` (copying the frame in), as in the casca
 numbers are what the deadline rule observes. Every chain's ``run`` returns host logits, so it
 has waited for the stage to finish: on ONNX Runtime the call is synchronous, and the TensorRT
 chain synchronises its CUDA stream before returning, so wall time around ``run`` is the stage's
-time including the launch and the logits' copy back. A chain that also measures its device time
-with CUDA events can expose ``last_run_ms()`` (ms of the latest ``run``, or None); the profiler
-then uses it and says so (``clock: "cuda-events"``). ``TensorRTChain`` does not expose it today,
-so its times come from ``perf_counter`` too.
+time including the launch and the logits' copy back: that wall time is what the deadline rule
+observes, so it is what the manifest's latency table holds. A chain that also measures device time
+with CUDA events exposes ``last_run_ms()`` (the TensorRT chain does); the profiler then records
+those GPU stage times beside the wall times (``device_stages``, ``clock: "cuda-events"``).
 
 Statistics per stage: mean, p50, p90, p99 and max over the runs. Cumulative latency to exit k is
 taken per run (stage 1 + ... + k in the same run) before its percentiles, so cumulative p50s are
@@ -69,9 +69,10 @@ class LatencyProfile:
 
     key: str
     stage_ms: np.ndarray  # (R, K) time of stage k in run r
-    clock: str  # "perf_counter" or "cuda-events"
+    clock: str  # "perf_counter", or "cuda-events" when device_ms holds CUDA-event times as well
     threads: int
     warmup: int
+    device_ms: np.ndarray | None = None  # (R, K) GPU time of stage k in run r, from CUDA events
 
     @property
     def runs(self) -> int:
@@ -93,8 +94,11 @@ class LatencyProfile:
         return [s["p50_ms"] for s in self.cumulative()]
 
     def to_json(self) -> dict[str, Any]:
-        return {"runs": self.runs, "warmup": self.warmup, "threads": self.threads, "clock": self.clock,
-                "stages": self.stages(), "cumulative": self.cumulative(), "cumulative_p50_ms": self.cumulative_p50()}
+        out = {"runs": self.runs, "warmup": self.warmup, "threads": self.threads, "clock": self.clock,
+               "stages": self.stages(), "cumulative": self.cumulative(), "cumulative_p50_ms": self.cumulative_p50()}
+        if self.device_ms is not None:
+            out["device_stages"] = [latency_stats(self.device_ms[:, k]) for k in range(self.num_stages)]
+        return out
 
 
 def _check_frames(frames: np.ndarray) -> np.ndarray:
@@ -120,9 +124,9 @@ def profile_chain(chain: StageChain, frames: np.ndarray, runs: int = 1000, warmu
     _check_runs(runs, warmup)
     chain.activate()
     k_last = chain.num_stages
-    device_ms = getattr(chain, "last_run_ms", None)  # CUDA-event time of the latest run(), where offered
-    use_events = callable(device_ms)
-    times = np.empty((runs, k_last), dtype=np.float64)  # (R, K) ms
+    last_run_ms = getattr(chain, "last_run_ms", None)  # CUDA-event time of the latest run(), where offered
+    times = np.empty((runs, k_last), dtype=np.float64)  # (R, K) wall ms
+    device = np.empty((runs, k_last), dtype=np.float64) if callable(last_run_ms) else None  # (R, K) GPU ms
     for i in range(warmup + runs):
         frame = frames[i % len(frames)][None]  # (1, H, W, 3) view
         t0 = clock()
@@ -131,14 +135,17 @@ def profile_chain(chain: StageChain, frames: np.ndarray, runs: int = 1000, warmu
             chain.run(k)
             t1 = clock()
             if i >= warmup:
-                ms = device_ms() if use_events else None  # type: ignore[misc]
-                if ms is None:
-                    use_events = False
-                    ms = (t1 - t0) * 1e3
-                times[i - warmup, k - 1] = ms
+                times[i - warmup, k - 1] = (t1 - t0) * 1e3
+                if device is not None:
+                    ms = last_run_ms()  # type: ignore[misc]
+                    if ms is None:  # the chain could not time this run: keep wall times only
+                        device = None
+                    else:
+                        device[i - warmup, k - 1] = ms
             t0 = t1
     key = f"{chain.backend}/{chain.precision}"
-    return LatencyProfile(key, times, "cuda-events" if use_events else "perf_counter", threads, warmup)
+    return LatencyProfile(key, times, "cuda-events" if device is not None else "perf_counter", threads, warmup,
+                          device)
 
 
 def chain_exit_probs(chain: StageChain, images: np.ndarray) -> np.ndarray:

@@ -176,6 +176,8 @@ def test_option_errors_are_rejected_before_any_work(project, tmp_path, capsys, m
     monkeypatch.setattr(build, "_buildable", lambda backend: {"fp32"})
     fails(project.args("--backend", "tensorrt", "--precisions", "fp32,fp16", out=out), capsys,
           "tensorrt cannot build fp16 on this device")
+    fails(project.args("--backend", "tensorrt", "--dla-core", "0", "--precisions", "fp32,int8", out=out), capsys,
+          "--dla-core builds FP16 plans only")
     assert not out.exists()
 
 

@@ -174,16 +174,20 @@ def test_cumulative_percentiles_are_taken_per_run():
     assert prof.cumulative()[1]["max_ms"] == pytest.approx(4.0)
 
 
-def test_cuda_event_times_are_used_where_the_chain_offers_them():
+def test_cuda_event_times_are_recorded_beside_the_wall_times():
+    """GPU stage times come from CUDA events; the wall times, which the deadline rule sees, stay the stage times."""
     clock = FakeClock()
     chain = EventChain([2.0, 1.0], clock, events=[0.7, 0.3])
     prof = profile_chain(chain, frames(), runs=4, warmup=1, clock=clock)
     assert prof.clock == "cuda-events"
-    np.testing.assert_allclose(prof.stage_ms, [[0.7, 0.3]] * 4)
-    chain = EventChain([2.0, 1.0], clock, events=[None, None])  # no events after all: the wall clock
-    prof = profile_chain(chain, frames(), runs=4, warmup=1, clock=clock)
-    assert prof.clock == "perf_counter"
     np.testing.assert_allclose(prof.stage_ms, [[2.0, 1.0]] * 4)
+    np.testing.assert_allclose(prof.device_ms, [[0.7, 0.3]] * 4)
+    assert [s["p50_ms"] for s in prof.to_json()["device_stages"]] == pytest.approx([0.7, 0.3])
+    chain = EventChain([2.0, 1.0], clock, events=[None, None])  # no events after all: wall times only
+    prof = profile_chain(chain, frames(), runs=4, warmup=1, clock=clock)
+    assert prof.clock == "perf_counter" and prof.device_ms is None
+    np.testing.assert_allclose(prof.stage_ms, [[2.0, 1.0]] * 4)
+    assert "device_stages" not in prof.to_json()
 
 
 def test_profile_rejects_bad_frames_and_counts():

@@ -1,11 +1,19 @@
 """The TensorRT backend. Plans are built and run only where tensorrt, pycuda and a GPU are present;
-the refusal paths are tested everywhere."""
+everywhere else fake ``tensorrt`` and ``pycuda`` modules check which API calls the builder makes
+for each TensorRT version, how the chain binds its buffers, and the refusal paths."""
 
 from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import types
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from pipeline import names
 from pipeline.backends import load_chain, tensorrt_unavailable_reason
 from pipeline.errors import PipelineError
 from pipeline.manifest import FileEntry, load_manifest
@@ -13,6 +21,369 @@ from tests.export.conftest import image_like
 
 REASON = tensorrt_unavailable_reason()
 needs_gpu = pytest.mark.skipif(REASON is not None, reason=f"TensorRT cannot run here: {REASON}")
+HERE = {"gpu": "NVIDIA H100", "compute_capability": "9.0", "tensorrt": "10.9.0"}
+
+
+# --- fake tensorrt and pycuda ------------------------------------------------------------------------
+
+
+def fake_tensorrt(version: str, *, dla_cores: int = 0, parse_ok: bool = True, build_ok: bool = True,
+                  cache_ok: bool = True, fast_int8: bool = True) -> types.ModuleType:
+    """Just the API surface the backend uses, as each version has it; ``trt.calls`` records the calls."""
+    major = int(version.split(".")[0])
+    trt = types.ModuleType("tensorrt")
+    trt.__version__ = version
+    trt.calls = calls = []
+    creation = {8: {"EXPLICIT_BATCH": 0}, 10: {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1}}.get(major, {"STRONGLY_TYPED": 0})
+    trt.NetworkDefinitionCreationFlag = SimpleNamespace(**creation)
+    trt.BuilderFlag = SimpleNamespace(GPU_FALLBACK="GPU_FALLBACK",
+                                      **({"FP16": "FP16", "INT8": "INT8"} if major < 11 else {}))
+    trt.MemoryPoolType = SimpleNamespace(WORKSPACE="WORKSPACE")
+    trt.DeviceType = SimpleNamespace(GPU="GPU", DLA="DLA")
+    trt.TensorIOMode = SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT")
+    trt.Logger = type("Logger", (), {"WARNING": 2, "ERROR": 1, "__init__": lambda self, severity: None})
+    trt.nptype = np.dtype
+
+    class Config:
+        def set_memory_pool_limit(self, pool, size):
+            calls.append(("pool", pool, size))
+
+        def set_flag(self, flag):
+            calls.append(("flag", flag))
+
+        def add_optimization_profile(self, profile):
+            calls.append(("profile", profile.shapes))
+
+        def create_timing_cache(self, data):
+            return SimpleNamespace(serialize=lambda: b"timed:" + data)
+
+        def set_timing_cache(self, cache, ignore_mismatch):
+            calls.append(("timing_cache", cache.serialize()))
+            return cache_ok or cache.serialize() == b"timed:"
+
+    class Builder:
+        num_DLA_cores = dla_cores
+
+        def __init__(self, logger):
+            if major < 11:  # removed in TensorRT 11
+                self.platform_has_fast_fp16, self.platform_has_fast_int8 = True, fast_int8
+
+        def create_network(self, flags):
+            calls.append(("network", flags))
+            return SimpleNamespace(num_inputs=1, get_input=lambda i: SimpleNamespace(name="frame", shape=(-1, 4, 4, 3)))
+
+        def create_builder_config(self):
+            return Config()
+
+        def create_optimization_profile(self):
+            profile = SimpleNamespace(shapes={})
+            profile.set_shape = lambda name, lo, opt, hi: profile.shapes.update({name: (lo, opt, hi)})
+            return profile
+
+        def build_serialized_network(self, network, config):
+            calls.append(("build", {k: v for k, v in vars(config).items()}))
+            return b"plan" if build_ok else None
+
+    class OnnxParser:
+        num_errors = 0 if parse_ok else 1
+
+        def __init__(self, network, logger):
+            pass
+
+        def parse_from_file(self, path):
+            return parse_ok
+
+        def get_error(self, i):
+            return "In node 3 (Conv): unsupported"
+
+    trt.Builder, trt.OnnxParser = Builder, OnnxParser
+    trt.Runtime = FakeRuntime
+    return trt
+
+
+class FakeRuntime:
+    """Deserializes the JSON "plans" of ``write_plan``: {"stage": k, "io": [[name, mode, dtype, shape], ...]}."""
+
+    def __init__(self, logger):
+        pass
+
+    def deserialize_cuda_engine(self, data):
+        try:
+            return FakeEngine(json.loads(data))
+        except ValueError:
+            return None  # what TensorRT does with another version's plan
+
+
+class FakeEngine:
+    def __init__(self, spec):
+        self.stage, self.io = spec["stage"], {n: (m, d, tuple(s)) for n, m, d, s in spec["io"]}
+        self.num_io_tensors = len(self.io)
+
+    def get_tensor_name(self, i):
+        return list(self.io)[i]
+
+    def get_tensor_mode(self, name):
+        return self.io[name][0]
+
+    def get_tensor_dtype(self, name):
+        return self.io[name][1]
+
+    def get_tensor_shape(self, name):
+        return self.io[name][2]
+
+    def create_execution_context(self):
+        return FakeContext(self)
+
+
+class FakeContext:
+    """Stage k "computes" on the fake device memory: each output is filled with (mean of its inputs) + k."""
+
+    def __init__(self, engine):
+        self.engine, self.addresses, self.shapes = engine, {}, {}
+
+    def set_input_shape(self, name, shape):
+        self.shapes[name] = tuple(shape)
+        return True
+
+    def get_tensor_shape(self, name):
+        mode, _, shape = self.engine.io[name]
+        return self.shapes[name] if mode == "INPUT" else (self.shapes[next(iter(self.shapes))][0], *shape[1:])
+
+    def set_tensor_address(self, name, address):
+        self.addresses[name] = address
+
+    def execute_async_v3(self, stream_handle):
+        driver.log.append(("execute", self.engine.stage, stream_handle))
+        driver.clock[0] += 0.25
+        ins = [driver.memory[self.addresses[n]].view(np.dtype(d)).mean() for n, (m, d, _) in self.engine.io.items()
+               if m == "INPUT"]
+        for n, (m, d, _) in self.engine.io.items():
+            if m == "OUTPUT":
+                driver.memory[self.addresses[n]].view(np.dtype(d))[:] = np.mean(ins) + self.engine.stage
+        return True
+
+
+def fake_pycuda() -> types.ModuleType:
+    """pycuda.driver over a dict of numpy "device" buffers; ``driver.log`` records copies, syncs, events."""
+    drv = types.ModuleType("pycuda.driver")
+    drv.memory, drv.log, drv.clock = {}, [], [0.0]
+    drv.init = lambda: None
+
+    class Context:
+        depth = 0
+
+        def push(self):
+            Context.depth += 1
+
+        @staticmethod
+        def pop():
+            Context.depth -= 1
+
+    class Device:
+        count = staticmethod(lambda: 1)
+
+        def __init__(self, i):
+            pass
+
+        name = lambda self: "NVIDIA H100"  # noqa: E731
+        compute_capability = lambda self: (9, 0)  # noqa: E731
+        retain_primary_context = lambda self: Context()  # noqa: E731
+
+    class Alloc:
+        def __init__(self, nbytes):
+            self.address = 4096 * (len(drv.memory) + 1)
+            drv.memory[self.address] = np.zeros(nbytes, dtype=np.uint8)
+
+        def __int__(self):
+            return self.address
+
+        def free(self):
+            del drv.memory[self.address]
+
+    class Stream:
+        handle = 77
+
+        def synchronize(self):
+            drv.log.append(("sync",))
+
+    class Event:  # the fake device takes 0.25 ms per copy or stage
+        def record(self, stream):
+            self.t = drv.clock[0]
+            drv.log.append(("event",))
+
+        def time_since(self, start):
+            return self.t - start.t
+
+    def htod(dst, src, stream):
+        drv.memory[int(dst)][:] = np.frombuffer(src.tobytes(), np.uint8)
+        drv.clock[0] += 0.25
+        drv.log.append(("htod", int(dst), stream.handle))
+
+    def dtoh(dst, src, stream):
+        dst.view(np.uint8).reshape(-1)[:] = drv.memory[int(src)]
+        drv.clock[0] += 0.25
+        drv.log.append(("dtoh", int(src), stream.handle))
+
+    drv.Context, drv.Device, drv.Stream, drv.Event, drv.mem_alloc = Context, Device, Stream, Event, Alloc
+    drv.memcpy_htod_async, drv.memcpy_dtoh_async = htod, dtoh
+    drv.pagelocked_empty = lambda shape, dtype: np.zeros(shape, dtype)
+    return drv
+
+
+driver = fake_pycuda()  # rebuilt per test by the fixture below
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    """Install a fake TensorRT (version chosen by the test) and pycuda; yields a function version -> trt."""
+    global driver
+    driver = fake_pycuda()
+    pycuda = types.ModuleType("pycuda")
+    pycuda.driver = driver
+    monkeypatch.setitem(sys.modules, "pycuda", pycuda)
+    monkeypatch.setitem(sys.modules, "pycuda.driver", driver)
+
+    def install(version: str = "10.3.0", **kw):
+        trt = fake_tensorrt(version, **kw)
+        monkeypatch.setitem(sys.modules, "tensorrt", trt)
+        return trt
+
+    return install
+
+
+def write_plan(path, stage, io):
+    path.write_text(json.dumps({"stage": stage, "io": io}))
+    return path
+
+
+def built_config(trt):
+    return next(c[1] for c in trt.calls if c[0] == "build")
+
+
+def three_plans(tmp_path, map_dtype="float32"):
+    """Stage 1 reads the frame; each stage writes its logits and one map the next stage reads."""
+    return [write_plan(tmp_path / "s1.plan", 1, [["frame", "INPUT", "uint8", [-1, 4, 4, 3]],
+                                                 ["logits_1", "OUTPUT", "float32", [-1, 3]],
+                                                 ["stage1_map0", "OUTPUT", "float32", [-1, 2, 4, 4]]]),
+            write_plan(tmp_path / "s2.plan", 2, [["stage1_map0", "INPUT", map_dtype, [-1, 2, 4, 4]],
+                                                 ["logits_2", "OUTPUT", "float32", [-1, 3]],
+                                                 ["stage2_map0", "OUTPUT", "float32", [-1, 2, 2, 2]]]),
+            write_plan(tmp_path / "s3.plan", 3, [["stage2_map0", "INPUT", "float32", [-1, 2, 2, 2]],
+                                                 ["logits_3", "OUTPUT", "float32", [-1, 3]]])]
+
+
+# --- builder -----------------------------------------------------------------------------------------
+
+
+def test_importing_the_backend_needs_neither_tensorrt_nor_pycuda():
+    code = ("import sys, pipeline.backends.tensorrt; "
+            "assert not {'tensorrt', 'pycuda', 'pycuda.driver'} & set(sys.modules), sorted(sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("version, precision, flags, precision_flags", [
+    ("8.6.2", "fp32", 1 << 0, []),  # weakly typed, EXPLICIT_BATCH
+    ("8.6.2", "fp16", 1 << 0, ["FP16"]),
+    ("8.6.2", "int8", 1 << 0, ["INT8"]),  # Q/DQ; unquantized layers stay FP32
+    ("10.3.0", "fp16", 1 << 1, []),  # STRONGLY_TYPED: precision from the graph
+    ("10.3.0", "int8", 1 << 1, []),
+    ("11.0.0", "int8", 0, []),  # always strongly typed; no precision flags exist
+])
+def test_builder_calls_the_api_of_each_tensorrt_version(fake, tmp_path, version, precision, flags, precision_flags):
+    from pipeline.backends.tensorrt import engine_from_onnx
+
+    trt = fake(version)
+    out = engine_from_onnx(tmp_path / "s1.onnx", tmp_path / "plans" / "s1.plan", precision, workspace_mb=64,
+                           timing_cache=tmp_path / "tc")
+    assert out.read_bytes() == b"plan"
+    assert ("network", flags) in trt.calls
+    assert [c[1] for c in trt.calls if c[0] == "flag"] == precision_flags
+    assert ("pool", "WORKSPACE", 64 << 20) in trt.calls
+    assert ("profile", {"frame": ((1, 4, 4, 3),) * 3}) in trt.calls  # batch 1, static
+    assert built_config(trt) == {}  # the GPU
+    assert (tmp_path / "tc").read_bytes() == b"timed:"  # a new cache, written back
+
+
+@pytest.mark.parametrize("version, flags, precision_flags", [("8.6.2", 1 << 0, ["FP16", "GPU_FALLBACK"]),
+                                                               ("10.3.0", 0, ["FP16", "GPU_FALLBACK"]),
+                                                               ("11.4.1", 0, ["GPU_FALLBACK"])])
+def test_dla_builds_fp16_batch1_with_gpu_fallback(fake, tmp_path, version, flags, precision_flags):
+    from pipeline.backends.tensorrt import engine_from_onnx
+
+    trt = fake(version, dla_cores=2)
+    engine_from_onnx(tmp_path / "s1.onnx", tmp_path / "s1.plan", "fp16", dla_core=1)
+    assert ("network", flags) in trt.calls
+    assert [c[1] for c in trt.calls if c[0] == "flag"] == precision_flags
+    assert built_config(trt) == {"default_device_type": "DLA", "DLA_core": 1}
+
+
+@pytest.mark.parametrize("precision, kw, match", [
+    ("fp32", {"dla_core": 0}, "DLA cannot run fp32"),
+    ("int8", {"dla_core": 0}, "DLA cannot run int8"),
+    ("fp16", {"dla_core": 0, "max_batch": 8}, "batch 1"),
+    ("fp16", {"dla_core": 2}, "DLA core 2 requested, but this device has 2 DLA cores"),
+    ("bf16", {}, "unknown precision 'bf16'"),
+])
+def test_unsupported_combinations_are_refused(fake, tmp_path, precision, kw, match):
+    from pipeline.backends.tensorrt import engine_from_onnx
+
+    fake("10.3.0", dla_cores=2)
+    with pytest.raises(PipelineError, match=match):
+        engine_from_onnx(tmp_path / "s1.onnx", tmp_path / "s1.plan", precision, **kw)
+    assert not (tmp_path / "s1.plan").exists()
+
+
+def test_old_tensorrt_parse_and_build_failures_are_clear_errors(fake, tmp_path):
+    from pipeline.backends.tensorrt import engine_from_onnx
+
+    fake("8.4.3")
+    with pytest.raises(PipelineError, match="TensorRT 8.4.3 is too old.*8.5 or newer"):
+        engine_from_onnx(tmp_path / "s1.onnx", tmp_path / "s1.plan", "fp32")
+    fake("10.3.0", parse_ok=False)
+    with pytest.raises(PipelineError, match=r"could not parse s1.onnx: In node 3 \(Conv\): unsupported"):
+        engine_from_onnx(tmp_path / "s1.onnx", tmp_path / "s1.plan", "fp32")
+    fake("10.3.0", build_ok=False)
+    with pytest.raises(PipelineError, match="failed to build a fp16 plan from s1.onnx"):
+        engine_from_onnx(tmp_path / "s1.onnx", tmp_path / "s1.plan", "fp16")
+
+
+def test_a_timing_cache_from_another_gpu_is_replaced(fake, tmp_path, capsys):
+    from pipeline.backends.tensorrt import engine_from_onnx
+
+    (tmp_path / "tc").write_bytes(b"other gpu")
+    trt = fake("10.3.0", cache_ok=False)
+    engine_from_onnx(tmp_path / "s1.onnx", tmp_path / "s1.plan", "fp32", timing_cache=tmp_path / "tc")
+    assert [c[1] for c in trt.calls if c[0] == "timing_cache"] == [b"timed:other gpu", b"timed:"]
+    assert "new TensorRT timing cache" in capsys.readouterr().out
+    assert (tmp_path / "tc").read_bytes() == b"timed:"
+    trt = fake("10.3.0")  # a matching cache is kept
+    (tmp_path / "tc").write_bytes(b"this gpu")
+    engine_from_onnx(tmp_path / "s1.onnx", tmp_path / "s1.plan", "fp32", timing_cache=tmp_path / "tc")
+    assert [c[1] for c in trt.calls if c[0] == "timing_cache"] == [b"timed:this gpu"]
+
+
+def test_buildable_precisions_and_device_facts(fake, monkeypatch):
+    from pipeline.backends.tensorrt import builder
+
+    fake("8.6.2", fast_int8=False)
+    assert builder.gpu_info() == {"gpu": "NVIDIA H100", "compute_capability": "9.0", "tensorrt": "8.6.2"}
+    assert builder.buildable_precisions() == {"fp32", "fp16"}
+    fake("11.0.0")  # the query is gone: strongly typed networks build what they hold
+    assert builder.buildable_precisions() == {"fp32", "fp16", "int8"}
+    monkeypatch.setattr(driver.Device, "count", staticmethod(lambda: 0))
+    with pytest.raises(PipelineError, match="no CUDA GPU is visible"):
+        builder.gpu_info()
+
+
+def test_plan_device_check(fake, monkeypatch):
+    from pipeline.backends.tensorrt import builder
+
+    monkeypatch.setattr(builder, "gpu_info", lambda: HERE)
+    builder.check_plan_device(dict(HERE))  # same TensorRT and GPU: accepted
+    with pytest.raises(PipelineError, match="built for compute_capability '8.7' \\(here: '9.0'\\).*rebuild"):
+        builder.check_plan_device({**HERE, "compute_capability": "8.7"})
+    with pytest.raises(PipelineError, match="built for tensorrt 'unknown'"):
+        builder.check_plan_device({"gpu": HERE["gpu"], "compute_capability": "9.0"})
 
 
 def test_plans_are_refused_where_tensorrt_cannot_run_or_for_another_device(model_folder, monkeypatch):
@@ -24,10 +395,83 @@ def test_plans_are_refused_where_tensorrt_cannot_run_or_for_another_device(model
     if REASON is not None:
         with pytest.raises(PipelineError, match="TensorRT|pycuda|GPU"):
             load_chain(m, model_folder, "tensorrt", "fp32")
-    monkeypatch.setattr(builder, "gpu_info", lambda: {"gpu": "NVIDIA H100", "compute_capability": "9.0",
-                                                       "tensorrt": "10.9.0"})
+    monkeypatch.setattr(builder, "gpu_info", lambda: HERE)
     with pytest.raises(PipelineError, match="built for tensorrt '10.3.0'.*rebuild them here"):
         load_chain(m, model_folder, "tensorrt", "fp32")
+
+
+# --- chain -------------------------------------------------------------------------------------------
+
+
+def test_chain_keeps_maps_on_the_device_and_copies_only_frame_and_logits(fake, tmp_path):
+    from pipeline.backends.tensorrt import TensorRTChain
+
+    fake("10.3.0")
+    chain = TensorRTChain(three_plans(tmp_path), "fp32")
+    chain.activate()
+    assert chain.last_run_ms() is None
+    allocated = dict(driver.memory)
+    frame = np.full((1, 4, 4, 3), 6, dtype=np.uint8)
+    for _ in range(2):  # frames reuse the buffers
+        driver.log.clear()
+        chain.set_frame(frame)
+        logits = [chain.run(k) for k in (1, 2, 3)]
+        assert driver.memory.keys() == allocated.keys()
+        assert [z.dtype for z in logits] == [np.float32] * 3 and logits[0].shape == (1, 3)
+        assert [float(z[0, 0]) for z in logits] == [7.0, 9.0, 12.0]  # 6 + 1, then + 2, then + 3: maps flowed
+        copies = [e for e in driver.log if e[0] in ("htod", "dtoh")]
+        assert [e[0] for e in copies] == ["htod", "dtoh", "dtoh", "dtoh"]  # the frame up, logits down: no maps
+        assert {e[-1] for e in driver.log if e[0] in ("htod", "dtoh", "execute")} == {77}  # one stream
+        assert driver.log[-1] == ("sync",)  # synchronised before the logits were returned
+    assert chain.last_run_ms() == 0.5  # stage 3 and its logits' copy
+    chain.set_frame(frame)
+    with pytest.raises(PipelineError, match="stage 3 needs stage 2's maps"):
+        chain.run(3)
+    chain.deactivate()
+    assert driver.memory == {} and driver.Context.depth == 0
+    assert chain.last_run_ms() is None
+
+
+@pytest.mark.parametrize("plans, match", [
+    (lambda p: p[1:], "stage 1 reads stage1_map0, which no earlier stage writes"),
+    (lambda p: [p[0], p[2]], "stage 2 reads stage2_map0, which no earlier stage writes"),
+    (lambda p: [p[0], p[0]], "stage 2 writes .*an earlier stage writes too"),
+])
+def test_chain_refuses_plans_that_do_not_chain(fake, tmp_path, plans, match):
+    from pipeline.backends.tensorrt import TensorRTChain
+
+    fake("10.3.0")
+    with pytest.raises(PipelineError, match=match):
+        TensorRTChain(plans(three_plans(tmp_path)), "fp32").activate()
+    assert driver.memory == {} and driver.Context.depth == 0  # nothing left behind
+
+
+def test_chain_refuses_mismatched_maps_and_foreign_plans(fake, tmp_path):
+    from pipeline.backends.tensorrt import TensorRTChain
+
+    fake("10.3.0")
+    with pytest.raises(PipelineError, match="stage 2 reads stage1_map0 as .* float16, but it is written as"):
+        TensorRTChain(three_plans(tmp_path, map_dtype="float16"), "fp16").activate()
+    plans = three_plans(tmp_path)
+    plans[2].write_bytes(b"\x00plan of another TensorRT")
+    with pytest.raises(PipelineError, match="could not load .*s3.plan.*rebuild"):
+        TensorRTChain(plans, "fp32").activate()
+    assert driver.memory == {} and driver.Context.depth == 0
+
+
+def test_profiler_reads_the_chains_cuda_event_times(fake, tmp_path):
+    from pipeline.backends.tensorrt import TensorRTChain
+    from pipeline.profiling import profile_chain
+
+    fake("10.3.0")
+    chain = TensorRTChain(three_plans(tmp_path), "fp32")
+    prof = profile_chain(chain, np.zeros((2, 4, 4, 3), np.uint8), runs=3, warmup=1)
+    chain.deactivate()
+    assert prof.clock == "cuda-events"
+    assert prof.device_ms.tolist() == [[0.75, 0.5, 0.5]] * 3  # stage 1 also covers the frame's upload
+
+
+# --- on a GPU ----------------------------------------------------------------------------------------
 
 
 @needs_gpu
@@ -50,6 +494,7 @@ def test_plans_chain_like_onnx_runtime(model_folder, exported, tmp_path, precisi
             ref.set_frame(frames[i:i + 1])
             for k in (1, 2, 3):
                 a, b = trt_chain.run(k), ref.run(k)
+                assert a.dtype == np.float32 and trt_chain.last_run_ms() > 0
                 assert np.abs(a - b).max() <= tol * max(1.0, float(np.abs(b).max()))
 
 

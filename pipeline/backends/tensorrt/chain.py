@@ -1,11 +1,15 @@
-"""StageChain on TensorRT plans, with pycuda for device memory and the stream.
+"""StageChain on TensorRT plans, with pycuda for device memory, the stream and timing events.
 
-Every I/O tensor of every stage gets one device buffer when the chain is activated; a map that
-stage k writes and stage k+1 reads is the same buffer, so carried maps never leave the GPU. The
-frame goes up through a pinned host buffer and only each exit's logits come back, into pinned
-host memory, on one CUDA stream. Uses the name-based API (``set_tensor_address`` +
-``execute_async_v3``) of TensorRT 8.6, 10 and 11. The CUDA context is current in the thread that
-activated the chain: run it from that thread.
+Every I/O tensor of every stage gets one device buffer when the chain is activated, batch 1; a map
+that stage k writes and stage k+1 reads is the same buffer (same name, checked to have the same
+shape and dtype), so carried maps never leave the GPU. The frame goes up through a pinned host
+buffer and only each exit's logits come back, into pinned host memory, all on one CUDA stream that
+``run`` synchronises before it returns. Uses the name-based API (``set_tensor_address`` +
+``execute_async_v3``) of TensorRT 8.5 to 11.
+
+CUDA context: the device's primary context, the one TensorRT's runtime uses, retained and pushed
+in ``activate`` (not ``pycuda.autoinit``, which creates a context of its own) and popped in
+``deactivate``. pycuda ties it to the activating thread: run the chain from that thread.
 """
 
 from __future__ import annotations
@@ -27,85 +31,152 @@ class TensorRTChain(StageChain):
         self.plans = [Path(p) for p in plans]
         self.precision = precision
         self._active = False
-        self._done = 0
+        self._ctx: Any = None  # the primary context, retained once
+        self._done = 0  # stages run on the current frame
+        self._clear()
 
     @property
     def num_stages(self) -> int:
         return len(self.plans)
 
+    def _clear(self) -> None:
+        self._contexts: list[Any] = []
+        self._engines: list[Any] = []
+        self._device: dict[str, Any] = {}  # tensor name -> DeviceAllocation, shared by writer and readers
+        self._specs: dict[str, tuple[tuple[int, ...], np.dtype]] = {}  # tensor name -> (shape, dtype)
+        self._logits: list[np.ndarray] = []  # pinned (1, classes) per stage
+        self._events: list[tuple[Any, Any]] = []  # (start, end) per stage
+        self._frame: np.ndarray | None = None  # pinned (1, H, W, 3) uint8
+        self._stream: Any = None
+        self._runtime: Any = None
+        self._timed = 0  # the stage last_run_ms reports; 0: none yet
+        self._frame_pending = False  # stage 1's start event was recorded before the frame's upload
+
     def activate(self) -> None:
         if self._active:
             return
+        from pipeline.backends.tensorrt.builder import _trt
+
+        trt = _trt()
         import pycuda.driver as cuda
-        import tensorrt as trt
 
         cuda.init()
-        self._ctx = cuda.Device(0).retain_primary_context()
+        if self._ctx is None:
+            self._ctx = cuda.Device(0).retain_primary_context()
         self._ctx.push()
         try:
-            self._logger = trt.Logger(trt.Logger.WARNING)
-            self._runtime = trt.Runtime(self._logger)
-            self._stream = cuda.Stream()
-            self._device: dict[str, Any] = {}  # tensor name -> DeviceAllocation, shared between stages
-            self._engines, self._contexts, self._logits = [], [], []
-            for k, path in enumerate(self.plans, start=1):
-                engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
-                if engine is None:
-                    raise PipelineError(f"TensorRT could not load {path}: it was built by another TensorRT version "
-                                        "or is damaged; rebuild it with `make engines`")
-                context = engine.create_execution_context()
-                for i in range(engine.num_io_tensors):  # inputs first: output shapes follow from them
-                    name = engine.get_tensor_name(i)
-                    if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
-                        context.set_input_shape(name, (1, *tuple(engine.get_tensor_shape(name))[1:]))
-                for i in range(engine.num_io_tensors):
-                    name = engine.get_tensor_name(i)
-                    shape = tuple(context.get_tensor_shape(name))  # batch 1, all static now
-                    dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
-                    if name not in self._device:
-                        self._device[name] = cuda.mem_alloc(max(1, int(np.prod(shape)) * dtype.itemsize))
-                    context.set_tensor_address(name, int(self._device[name]))
-                    if name == names.FRAME:
-                        self._frame = cuda.pagelocked_empty(shape, dtype)  # (1, H, W, 3) uint8
-                    if name == names.logits_name(k):
-                        self._logits.append(cuda.pagelocked_empty(shape, dtype))  # (1, classes) float32
-                self._engines.append(engine)
-                self._contexts.append(context)
+            self._load(trt, cuda)
         except BaseException:
-            self._ctx.pop()
+            self._release()
             raise
         self._active = True
+
+    def _load(self, trt: Any, cuda: Any) -> None:
+        self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self._stream = cuda.Stream()
+        for k, path in enumerate(self.plans, start=1):
+            engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
+            if engine is None:
+                raise PipelineError(f"TensorRT could not load {path}: it was built by another TensorRT version or "
+                                    "is damaged; rebuild it with `make engines`")
+            self._engines.append(engine)
+            context = engine.create_execution_context()
+            self._contexts.append(context)
+            io = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+            inputs = [n for n in io if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+            for name in inputs:  # batch 1; output shapes follow from the inputs'
+                if not context.set_input_shape(name, (1, *tuple(engine.get_tensor_shape(name))[1:])):
+                    raise PipelineError(f"{path.name} does not accept batch 1 for {name}; rebuild it")
+            for name in inputs + [n for n in io if n not in inputs]:  # readers check against what was written
+                shape = tuple(context.get_tensor_shape(name))
+                dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
+                context.set_tensor_address(name, int(self._buffer(cuda, k, name, shape, dtype, name in inputs)))
+            if names.logits_name(k) not in io:
+                raise PipelineError(f"{path.name} has no output {names.logits_name(k)}; is it stage {k}'s plan?")
+            shape, dtype = self._specs[names.logits_name(k)]
+            self._logits.append(cuda.pagelocked_empty(shape, dtype))  # (1, classes)
+            self._events.append((cuda.Event(), cuda.Event()))
+        if self._frame is None:
+            raise PipelineError(f"{self.plans[0].name} does not read {names.FRAME}; is it stage 1's plan?")
+
+    def _buffer(self, cuda: Any, stage: int, name: str, shape: tuple[int, ...], dtype: np.dtype,
+                is_input: bool) -> Any:
+        """The device buffer of tensor ``name``: allocated by its writer (or for the frame), shared by readers."""
+        if any(d < 0 for d in shape):
+            raise PipelineError(f"stage {stage}'s {name} has unresolved shape {shape}; rebuild the plans")
+        if name in self._specs:
+            if not is_input:
+                raise PipelineError(f"stage {stage} writes {name}, which an earlier stage writes too; "
+                                    "pass each stage's plan once, in order")
+            if self._specs[name] != (shape, dtype):
+                raise PipelineError(f"stage {stage} reads {name} as {shape} {dtype}, but it is written as "
+                                    f"{self._specs[name][0]} {self._specs[name][1]}; rebuild the plans from one export")
+        elif is_input and not (stage == 1 and name == names.FRAME):
+            raise PipelineError(f"stage {stage} reads {name}, which no earlier stage writes; "
+                                "pass the stages' plans in order, all from one export")
+        else:
+            self._specs[name] = (shape, dtype)
+            self._device[name] = cuda.mem_alloc(max(1, int(np.prod(shape)) * dtype.itemsize))
+            if name == names.FRAME:
+                self._frame = cuda.pagelocked_empty(shape, dtype)
+        return self._device[name]
 
     def set_frame(self, frame: np.ndarray) -> None:
         import pycuda.driver as cuda
 
+        if self._frame is None:
+            raise PipelineError("activate the chain before giving it frames")
         if frame.shape != self._frame.shape or frame.dtype != self._frame.dtype:
             raise PipelineError(f"frame must be {self._frame.shape} {self._frame.dtype}, "
                                 f"got {frame.shape} {frame.dtype}")
-        np.copyto(self._frame, frame)
+        np.copyto(self._frame, frame)  # after run()'s sync no upload reads it; a pending one is superseded
+        self._events[0][0].record(self._stream)  # stage 1's time covers the upload, as the profiler counts it
         cuda.memcpy_htod_async(self._device[names.FRAME], self._frame, self._stream)
+        self._frame_pending = True
         self._done = 0
 
     def run(self, stage: int) -> np.ndarray:
         import pycuda.driver as cuda
 
-        if not 1 <= stage <= self._done + 1:
-            raise PipelineError(f"stage {stage} needs stage {stage - 1}'s maps for this frame; run the stages in order")
+        if not self._active:
+            raise PipelineError("activate the chain before running it")
+        if not 1 <= stage <= min(self._done + 1, self.num_stages):
+            raise PipelineError(f"stage {stage} needs stage {stage - 1}'s maps for this frame (stages 1.."
+                                f"{self.num_stages}, in order, after set_frame)")
+        start, end = self._events[stage - 1]
+        if not (stage == 1 and self._frame_pending):
+            start.record(self._stream)
+        self._frame_pending = False
         if not self._contexts[stage - 1].execute_async_v3(self._stream.handle):
             raise RuntimeError(f"TensorRT failed to enqueue stage {stage}")
         host = self._logits[stage - 1]
         cuda.memcpy_dtoh_async(host, self._device[names.logits_name(stage)], self._stream)
+        end.record(self._stream)
         self._stream.synchronize()
         self._done = max(self._done, stage)
-        return host.copy()
+        self._timed = stage
+        return np.array(host, dtype=np.float32)  # (1, classes): a copy, off the pinned buffer
+
+    def last_run_ms(self) -> float | None:
+        """Device time of the latest ``run`` (CUDA events): its stage, the logits' copy back and, for stage 1,
+        the frame's upload; None before any run."""
+        if not self._active or not self._timed:
+            return None
+        start, end = self._events[self._timed - 1]
+        return float(end.time_since(start))  # both recorded and complete: run synchronised
 
     def deactivate(self) -> None:
-        if not self._active:
-            return
-        self._stream.synchronize()
-        del self._contexts, self._engines  # before the memory they point at
+        if self._active:
+            self._release()
+
+    def _release(self) -> None:
+        """Free everything while the context is current (TensorRT objects before the memory they use), then pop."""
+        if self._stream is not None:
+            self._stream.synchronize()
+        self._contexts.clear()
+        self._engines.clear()
         for alloc in self._device.values():
             alloc.free()
-        del self._device, self._logits, self._frame, self._stream
+        self._clear()
         self._ctx.pop()
         self._active = False
