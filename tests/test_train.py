@@ -121,6 +121,12 @@ def test_evaluate_reports_every_exit(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "validation split, 16 images" in text
     assert text.count("\n| ") == 4  # header + 3 exits
+    card = tmp_path / "card.md"
+    evaluate.main(["--checkpoint", str(out), "--data", str(tmp_path / "data"), "--cache-dir", str(tmp_path / "cache"),
+                   "--card", str(card)])
+    text = card.read_text()
+    assert "1 of 1 epochs done" in text and "Reproduce the table: `python -m pipeline.evaluate --checkpoint" in text
+    assert text.count("\n| ") == 4
 
 
 def test_torchrun_two_processes_share_the_epoch(tmp_path):
