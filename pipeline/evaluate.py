@@ -81,7 +81,7 @@ def model_card(checkpoint: Path, report: dict, command: str) -> str:
         f"- trained with `make train` ({opts}): {state.get('epoch', '?')} of {state.get('epochs', '?')} epochs done, "
         f"{state.get('step', '?')} steps, {hours:.2f} h of training wall time",
         f"- machine: {cpu_name()}, {platform.machine()} (training wall time includes other work sharing the CPU)",
-        f"- last epoch's validation accuracy per exit (%): "
+        "- last epoch's validation accuracy per exit (%): "
         + " ".join(f"{a:.2f}" for a in last.get("val_acc", [])),
         "", f"Reproduce the table: `{command}`", "", format_report(report), "",
     ]

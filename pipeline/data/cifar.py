@@ -11,20 +11,19 @@ import hashlib
 import http.client
 import io
 import lzma
-import os
 import pickle
 import posixpath
 import tarfile
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
+from pipeline.data.files import atomic_write
 from pipeline.data.imageset import ImageSet
 from pipeline.errors import PipelineError
 
@@ -61,10 +60,9 @@ def download_cifar10(cache_dir: str | Path, url: str = CIFAR10_URL, md5: str = C
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         raise PipelineError(f"could not download CIFAR-10 from {url}: {reason}. {by_hand}") from exc
-    fd, tmp = tempfile.mkstemp(dir=cache, prefix=f".{name}.", suffix=".part")
-    try:
+    def fetch(out: BinaryIO) -> None:
         digest = hashlib.md5(usedforsecurity=False)
-        with response, os.fdopen(fd, "wb") as out:
+        with response:
             while True:
                 try:
                     chunk = response.read(1 << 20)
@@ -74,20 +72,13 @@ def download_cifar10(cache_dir: str | Path, url: str = CIFAR10_URL, md5: str = C
                     break
                 digest.update(chunk)
                 out.write(chunk)
-        found = digest.hexdigest()
-        if found != md5:
+        if digest.hexdigest() != md5:
             raise PipelineError(
-                f"the file downloaded from {url} has md5 {found}, expected {md5}: the download is corrupt "
-                f"or the file changed. It was discarded; try again. {by_hand}"
+                f"the file downloaded from {url} has md5 {digest.hexdigest()}, expected {md5}: the download is "
+                f"corrupt or the file changed. It was discarded; try again. {by_hand}"
             )
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+
+    atomic_write(dest, fetch)
     return dest
 
 

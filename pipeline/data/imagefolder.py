@@ -13,17 +13,16 @@ import json
 import lzma
 import os
 import tarfile
-import tempfile
 import warnings
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 import cv2
 import numpy as np
 
+from pipeline.data.files import atomic_write
 from pipeline.data.imageset import ImageSet
 from pipeline.errors import PipelineError
 
@@ -372,27 +371,9 @@ def _cache_save(cache_dir: str | Path | None, key: str, data: ImageSet) -> None:
     meta = {"version": _CACHE_VERSION, "classes": list(data.classes), "shape": list(data.images.shape)}
     try:
         images_path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(images_path, lambda f: np.save(f, data.images))
-        _atomic_write(labels_path, lambda f: np.save(f, data.labels))
-        _atomic_write(meta_path, lambda f: f.write(json.dumps(meta).encode()))
+        atomic_write(images_path, lambda f: np.save(f, data.images))
+        atomic_write(labels_path, lambda f: np.save(f, data.labels))
+        atomic_write(meta_path, lambda f: f.write(json.dumps(meta).encode()))
     except OSError as exc:
         warnings.warn(f"could not write the decoded-image cache in {images_path.parent}: {exc}; "
                       f"the next run decodes again", RuntimeWarning, stacklevel=3)
-
-
-def _atomic_write(dest: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write to a temp file in ``dest``'s folder, fsync, then rename over ``dest``: never a half file."""
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shared cache should stay readable
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise

@@ -13,7 +13,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from pipeline import names
 from pipeline.backends import load_chain, tensorrt_unavailable_reason
 from pipeline.errors import PipelineError
 from pipeline.manifest import FileEntry, load_manifest
