@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--temperature", type=float, default=3.0)
     ap.add_argument("--val-size", type=int, default=5000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--limit", type=int, default=0, help="use only the first N training images (smoke runs)")
+    ap.add_argument("--limit", type=int, default=0, help="use only N training images, a seeded random subset (smoke runs, ablations)")
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many optimiser steps (smoke runs)")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     ap.add_argument("--channels-last", action="store_true")

@@ -37,6 +37,18 @@ def _lr_at(args: argparse.Namespace, epoch: float) -> float:
     return args.lr * (0.1 ** ((epoch >= 0.5 * args.epochs) + (epoch >= 0.75 * args.epochs)))
 
 
+def subset(indices: Any, limit: int, seed: int) -> Any:
+    """``limit`` of ``indices``, drawn at random with ``seed`` and sorted.
+
+    Not the first ``limit``: the indices are sorted and ImageFolder data is sorted by class, so a
+    prefix would hold only the first few classes.
+    """
+    import numpy as np
+
+    pick = np.random.default_rng(seed).permutation(len(indices))[:limit]
+    return np.sort(indices[pick])
+
+
 def _load_data(args: argparse.Namespace, cfg: Any) -> tuple[Any, Any, Any, Any, list[str], dict]:
     """Train/validation tensors from the training split only; the test split is never touched here."""
     import numpy as np
@@ -55,7 +67,7 @@ def _load_data(args: argparse.Namespace, cfg: Any) -> tuple[Any, Any, Any, Any, 
         raise PipelineError(f"--val-size {args.val_size} leaves no training images out of {len(data)}")
     train_idx, val_idx = validation_split(data.labels, size=args.val_size, seed=args.seed)
     if args.limit:
-        train_idx = train_idx[: args.limit]
+        train_idx = subset(train_idx, args.limit, args.seed)
     frames = torch.from_numpy(np.ascontiguousarray(data.images))
     labels = torch.from_numpy(data.labels.astype(np.int64))
     split = {"seed": args.seed, "size": args.val_size, "source": str(args.data or "cifar10-official")}

@@ -144,3 +144,13 @@ def test_torchrun_two_processes_share_the_epoch(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "device cpu x2" in done.stdout
     assert read_checkpoint(out)["train_state"]["step"] == 64 // (8 * 2)  # 64 training images, 2 ranks
+
+
+def test_limit_draws_from_every_class():
+    from pipeline.training_loop import subset
+
+    labels = np.repeat(np.arange(10), 100)  # sorted by class, as ImageFolder data is
+    picked = subset(np.arange(1000), 50, seed=0)
+    assert len(picked) == 50 and len(set(picked.tolist())) == 50
+    assert len(set(labels[picked].tolist())) >= 8
+    assert (picked == subset(np.arange(1000), 50, seed=0)).all()
