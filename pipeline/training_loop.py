@@ -12,6 +12,11 @@ from typing import Any
 from pipeline.errors import PipelineError
 
 
+# Options that define the schedule and the data order: a resumed run must use the same values.
+RESUME_MUST_MATCH = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "schedule", "distill",
+                     "temperature", "seed", "limit", "val_size")
+
+
 def _setup_device(args: argparse.Namespace) -> tuple[str, int, int]:
     """(device, rank, world size). torchrun sets WORLD_SIZE; each rank then owns one GPU (or CPU, gloo)."""
     import torch
@@ -94,9 +99,12 @@ def run_training(args: argparse.Namespace) -> None:
         if "train_state" not in ckpt:
             raise PipelineError(f"{args.out} holds final weights without a training state; it cannot be resumed")
         state = ckpt["train_state"]
-        if state["epochs"] != args.epochs or state["batch_size"] != args.batch_size:
-            raise PipelineError(f"{args.out} was trained with --epochs {state['epochs']} --batch-size "
-                                f"{state['batch_size']}; resume with the same values or use another --out")
+        saved = state.get("args", {})
+        changed = [f"--{k.replace('_', '-')} {saved[k]} (now {getattr(args, k)})" for k in RESUME_MUST_MATCH
+                   if k in saved and saved[k] != str(getattr(args, k))]
+        if changed:
+            raise PipelineError(f"{args.out} was trained with {', '.join(changed)}; resume with the same values "
+                                "or use another --out")
     else:
         torch.manual_seed(args.seed)
         model = create_model(args.model, **overrides)

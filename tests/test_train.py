@@ -95,6 +95,15 @@ def test_bad_data_gives_a_clear_error(tmp_path, capsys, setup, message):
     assert err.startswith("error: ") and message in err and "Traceback" not in err
 
 
+def test_resume_rejects_another_schedule(tmp_path, capsys):
+    out = tmp_path / "m.pt"
+    run(tmp_path, out, "--epochs", "2", "--max-steps", "1")
+    with pytest.raises(SystemExit) as exc:
+        run(tmp_path, out, "--epochs", "2", "--resume", "--distill", "0.5")
+    assert exc.value.code == 2
+    assert "--distill 0.0 (now 0.5)" in capsys.readouterr().err
+
+
 def test_corrupt_checkpoint_is_refused(tmp_path, capsys):
     out = tmp_path / "m.pt"
     out.write_bytes(b"\x00garbage")
