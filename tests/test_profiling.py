@@ -23,6 +23,7 @@ from pipeline.profiling import (LatencyProfile, accuracy_per_exit, anytime_curve
                                 device_facts, format_markdown, jetson_facts, latency_stats, plot_report,
                                 profile_chain, split_images)
 from pipeline.thresholds import budgeted_curve, simulate, softmax, thresholds_from_json
+from tests.test_cascade import FakeClock
 
 CLASSES = [f"c{i}" for i in range(10)]  # the tiny model's 10 classes
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -89,14 +90,6 @@ def built(tmp_path_factory):
 
 
 # --- doubles -----------------------------------------------------------------------------------------
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 10.0  # seconds
-
-    def __call__(self) -> float:
-        return self.t
 
 
 class TimedChain(StageChain):

@@ -15,6 +15,7 @@ from pipeline.errors import PipelineError  # noqa: E402
 from pipeline.export.calibration import CalibrationReader, calibration_inputs, calibration_key  # noqa: E402
 from pipeline.export.int8 import preprocessing_nodes, qdq_from_onnx  # noqa: E402
 from tests.export.conftest import image_like  # noqa: E402
+from tests.export.test_onnx_export import run_chain  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -84,13 +85,7 @@ def test_both_flavours_run_and_track_fp32(quantized, exported, flavour):
     frames = image_like(8, seed=6)
 
     def chain(paths):
-        feeds, logits = {names.FRAME: frames}, []
-        for p in paths:
-            sess = ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
-            outs = sess.run(None, feeds)
-            logits.append(outs[0])
-            feeds = dict(zip([o.name for o in sess.get_outputs()][1:], outs[1:]))
-        return logits
+        return run_chain(paths, frames)
 
     for q, f in zip(chain(quantized[flavour]), chain(exported.paths)):
         assert q.dtype == np.float32 and np.isfinite(q).all()
