@@ -7,7 +7,10 @@ Two flavours come from ONE calibration (the ranges are computed once and cached 
   left in float (TensorRT folds them itself).
 - ``"u8"`` (for ONNX Runtime on x86 CPUs): uint8 activations with a zero point, int8 per-channel
   weights. ONNX Runtime's x86 kernels run this scheme fast; with int8 activations it spends its
-  time in Quantize/Dequantize and is slower than FP32 (see NOTES.md).
+  time in Quantize/Dequantize and is slower than FP32 (see NOTES.md). Convolutions with a
+  reduction depth (input channels x kernel area) under ``SHALLOW_REDUCTION`` stay float in this
+  flavour: ONNX Runtime's integer kernels are slower than its float ones on such thin layers
+  (MSDNet's 32x32 scale is full of 6-channel 3x3 convolutions), so quantizing them cost time.
 
 Preprocessing (everything between the uint8 frame and the first convolution) stays float: the
 frame is already 8-bit and quantizing its normalised copy again would lose a bit of it.
@@ -18,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import math
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -25,6 +29,7 @@ from pipeline.errors import PipelineError
 
 METHODS = ("entropy", "percentile", "minmax")
 FLAVOURS = ("", "u8")
+SHALLOW_REDUCTION = 64  # u8 flavour: Conv with in_channels/groups * kh * kw below this stays float
 
 
 def _ort_method(method: str) -> Any:
@@ -54,6 +59,17 @@ def preprocessing_nodes(model: Any) -> list[str]:
                 found[node.name] = None
                 frontier.extend(node.output)
     return list(found)
+
+
+def shallow_convolutions(model: Any, limit: int = SHALLOW_REDUCTION) -> list[str]:
+    """Names of the Conv nodes whose reduction depth (weight dims 1..: channels per group x kernel) is under ``limit``."""
+    weights = {i.name: list(i.dims) for i in model.graph.initializer}
+    shallow = []
+    for node in model.graph.node:
+        dims = weights.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
+        if dims and len(dims) > 1 and math.prod(dims[1:]) < limit:
+            shallow.append(node.name)
+    return shallow
 
 
 def _stride(batches: int, limit: int = 4) -> int:
@@ -89,6 +105,7 @@ def qdq_from_onnx(src: str | Path, dst: str | Path, reader: Any, *, method: str 
         raise PipelineError(f"unknown INT8 flavour {flavour!r}; choose one of {FLAVOURS}")
     calibrate_method = _ort_method(method)
     model = onnx.load(str(src))
+    float_nodes = preprocessing_nodes(model) + (shallow_convolutions(model) if flavour == "u8" else [])
     extra: dict[str, Any] = {"WeightSymmetric": True}
     if flavour == "":  # TensorRT: symmetric int8 activations, float weights and biases behind Q/DQ
         extra.update(ActivationSymmetric=True, AddQDQPairToWeight=True, DedicatedQDQPair=True, QuantizeBias=False)
@@ -108,7 +125,7 @@ def qdq_from_onnx(src: str | Path, dst: str | Path, reader: Any, *, method: str 
             quantize_static(str(src), str(dst), None if have_ranges else reader, quant_format=QuantFormat.QDQ,
                             per_channel=True, reduce_range=False, activation_type=act,
                             weight_type=QuantType.QInt8, calibrate_method=calibrate_method,
-                            nodes_to_exclude=preprocessing_nodes(model), extra_options=extra,
+                            nodes_to_exclude=float_nodes, extra_options=extra,
                             calibration_cache_path=None if ranges is None else str(ranges))
     except PipelineError:
         raise

@@ -13,7 +13,8 @@ from onnx import TensorProto, numpy_helper  # noqa: E402
 from pipeline import names  # noqa: E402
 from pipeline.errors import PipelineError  # noqa: E402
 from pipeline.export.calibration import CalibrationReader, calibration_inputs, calibration_key  # noqa: E402
-from pipeline.export.int8 import preprocessing_nodes, qdq_from_onnx  # noqa: E402
+from pipeline.export.int8 import (SHALLOW_REDUCTION, preprocessing_nodes, qdq_from_onnx,  # noqa: E402
+                                  shallow_convolutions)
 from tests.export.conftest import image_like  # noqa: E402
 from tests.export.test_onnx_export import run_chain  # noqa: E402
 
@@ -108,3 +109,26 @@ def test_bad_options_are_pipeline_errors(exported, tmp_path):
         qdq_from_onnx(src, tmp_path / "a.onnx", None, flavour="s4")
     with pytest.raises(PipelineError, match="needs calibration data"):
         qdq_from_onnx(src, tmp_path / "a.onnx", None)
+
+def _conv_weight_is_quantized(path):
+    """Conv node name -> whether its weight comes through a DequantizeLinear."""
+    g = onnx.load(str(path)).graph
+    dq = {n.output[0] for n in g.node if n.op_type == "DequantizeLinear"}
+    return {n.name: n.input[1] in dq for n in g.node if n.op_type == "Conv"}
+
+
+def test_cpu_flavour_keeps_shallow_convolutions_float(quantized, exported):
+    shallow_seen = deep_seen = False
+    for path, trt_path, src in zip(quantized["u8"], quantized[""], exported.paths):
+        shallow = set(shallow_convolutions(onnx.load(str(src))))
+        weights = {i.name: list(i.dims) for i in onnx.load(str(src)).graph.initializer}
+        for n in onnx.load(str(src)).graph.node:
+            if n.op_type == "Conv":
+                assert (n.name in shallow) == (int(np.prod(weights[n.input[1]][1:])) < SHALLOW_REDUCTION)
+        u8, trt = _conv_weight_is_quantized(path), _conv_weight_is_quantized(trt_path)
+        assert all(trt.values()), "TensorRT's flavour quantizes every convolution"
+        for name, quantized_weight in u8.items():
+            assert quantized_weight == (name not in shallow), name
+        shallow_seen |= bool(shallow)
+        deep_seen |= any(u8.values())
+    assert shallow_seen and deep_seen, "the tiny model should have both kinds of convolution"
