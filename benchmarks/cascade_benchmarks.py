@@ -9,7 +9,9 @@
    within ``--tolerance`` points of the last exit), then the Cascade runs on every test frame and,
    interleaved with it, the full chain runs on the same frame, same backend, precision, threads and
    sessions. Figure: mean latency per frame of the full network / of the cascade. Matched means the
-   cascade's test accuracy is at most 0.3 points below the last exit's FP32 test accuracy.
+   cascade's test accuracy is at most 0.3 points below the last exit's FP32 test accuracy. With
+   ``--precision int8`` (or fp16) the FP32 full network is timed in the same interleaved loop too:
+   the deployed INT8 cascade against the unquantized network it replaces.
 2. ONNX Runtime against PyTorch eager, full network (all stages), batch 1, same threads: p50 and
    mean latency ratios (needs ``--checkpoint`` and torch).
 3. INT8 against FP32 per stage on ONNX Runtime: p50 latency ratio and test accuracy difference
@@ -26,6 +28,7 @@ Prints a Markdown table and writes the figures as JSON.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -119,59 +122,79 @@ def _timed(clock: Callable[[], float], fn: Callable[[], Any]) -> tuple[float, An
     return (clock() - t0) * 1e3, out
 
 
+def _full_network(chain: Any, stages: int) -> Callable[[np.ndarray], int]:
+    """Classify a frame by running every stage of ``chain``: the baseline the cascade is compared with."""
+    def full(frame: np.ndarray) -> int:
+        chain.set_frame(frame)
+        for k in range(1, stages + 1):
+            z = chain.run(k)
+        return int(z.argmax())
+    return full
+
+
 def cascade_vs_full(bench: Bench, clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
     """Benchmark 1 (and the thresholds and profile that benchmark 4 reuses)."""
     from pipeline.cascade import Cascade
     from pipeline.deadline import LatencyPredictor
-    from pipeline.profiling import accuracy_per_exit, chain_exit_probs, profile_chain
+    from pipeline.profiling import chain_exit_probs, profile_chain
     from pipeline.thresholds import policy_thresholds, thresholds_table
 
     a, m = bench.args, bench.manifest
     images, labels = bench.test
     k_last = m.num_exits
     chain = bench.chain(a.backend, a.precision)
-    with chain:
+    # A lower-precision cascade is also timed against the FP32 full network: the deployment question.
+    fp32_chain = bench.chain(a.backend, "fp32") if a.precision != "fp32" and bench.has(a.backend, "fp32") else None
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(chain)
         profile = profile_chain(chain, images, a.runs, a.warmup, a.threads)
         val_probs = chain_exit_probs(chain, bench.val[0])  # (N, K, C)
         table = thresholds_table(val_probs, bench.val[1], profile.cumulative_p50(), tolerance=a.tolerance)
         thresholds = policy_thresholds(table, "default").tolist()
         size = tuple(m.input["shape"][1:3])
         cascade = Cascade(chain, m.classes, thresholds, LatencyPredictor(k_last), frame_size=size)  # no budget
+        fulls = [_full_network(chain, k_last)]
+        if fp32_chain is not None:
+            stack.enter_context(fp32_chain)
+            fulls.append(_full_network(fp32_chain, k_last))
 
-        def full(frame: np.ndarray) -> int:
-            chain.set_frame(frame)
-            for k in range(1, k_last + 1):
-                z = chain.run(k)
-            return int(z.argmax())
+        def anytime(frame: np.ndarray) -> tuple[int, int]:
+            r = cascade.classify(frame)
+            return r.label, r.exit
+
+        runners = [anytime, *[lambda frame, f=f: (f(frame), k_last) for f in fulls]]  # -> (label, exit)
 
         for i in range(min(a.warmup, len(images))):
-            cascade.classify(images[i:i + 1])
-            full(images[i:i + 1])
+            for run in runners:
+                run(images[i:i + 1])
         n = len(labels)
-        casc_ms, full_ms = np.empty(n), np.empty(n)
-        casc_pred, full_pred, exits = (np.empty(n, dtype=np.int64) for _ in range(3))
+        ms = np.empty((len(runners), n))
+        pred = np.empty((len(runners), n), dtype=np.int64)
+        exits = np.empty(n, dtype=np.int64)
         for i in range(n):
             frame = images[i:i + 1]  # (1, H, W, 3)
-            for which in ((0, 1) if i % 2 == 0 else (1, 0)):  # alternate the order: shared noise hits both
-                if which == 0:
-                    casc_ms[i], r = _timed(clock, lambda: cascade.classify(frame))
-                    casc_pred[i], exits[i] = r.label, r.exit
-                else:
-                    full_ms[i], full_pred[i] = _timed(clock, lambda: full(frame))
+            order = range(len(runners)) if i % 2 == 0 else reversed(range(len(runners)))
+            for j in order:  # alternate the order: shared noise hits every variant
+                ms[j, i], (pred[j, i], e) = _timed(clock, lambda: runners[j](frame))
+                if j == 0:
+                    exits[i] = e
+    casc_ms, full_ms = ms[0], ms[1]
+    casc_pred, full_pred = pred[0], pred[1]
 
     full_acc = 100.0 * float((full_pred == labels).mean())
+    fp32_last: float | None = None  # the full network's answer is the last exit's
     if a.precision == "fp32":
-        fp32_last: float | None = full_acc  # the full network's answer is the last exit's
-    elif bench.has(a.backend, "fp32"):
-        fp32_last = accuracy_per_exit(bench.measure(a.backend, "fp32")[1], labels)[-1]
-    else:
-        fp32_last = None
+        fp32_last = full_acc
+    elif fp32_chain is not None:
+        fp32_last = 100.0 * float((pred[2] == labels).mean())
     casc_acc = 100.0 * float((casc_pred == labels).mean())
     return {
         "variant": f"{a.backend}/{a.precision}", "frames": n, "threads": a.threads,
         "ratio_mean": float(full_ms.mean() / casc_ms.mean()),
         "cascade_mean_ms": float(casc_ms.mean()), "full_mean_ms": float(full_ms.mean()),
         "cascade_p50_ms": float(np.median(casc_ms)), "full_p50_ms": float(np.median(full_ms)),
+        "fp32_full_mean_ms": float(ms[2].mean()) if fp32_chain is not None else None,
+        "ratio_mean_vs_fp32_full": float(ms[2].mean() / casc_ms.mean()) if fp32_chain is not None else None,
         "cascade_accuracy": casc_acc, "full_accuracy": full_acc, "fp32_last_exit_accuracy": fp32_last,
         "matched": None if fp32_last is None else bool(casc_acc >= fp32_last - MATCH_POINTS),
         "exit_fractions": (np.bincount(exits - 1, minlength=k_last) / n).tolist(),
@@ -269,6 +292,8 @@ def format_table(results: dict[str, Any]) -> str:
     rows = [f"| 1 | cascade vs full network, {b1['variant']}, thresholds from validation | "
             f"**{b1['ratio_mean']:.2f}x** lower mean latency per frame | cascade {b1['cascade_mean_ms']:.3f} ms, "
             f"{_pct(b1['cascade_accuracy'])}; full network {b1['full_mean_ms']:.3f} ms, {_pct(b1['full_accuracy'])}; "
+            + (f"FP32 full network {b1['fp32_full_mean_ms']:.3f} ms ({b1['ratio_mean_vs_fp32_full']:.2f}x the "
+               "cascade); " if b1.get("fp32_full_mean_ms") is not None else "") +
             f"last exit FP32 {_pct(b1['fp32_last_exit_accuracy'])}; matched (<= {MATCH_POINTS} points below): "
             f"{'n/a' if b1['matched'] is None else 'yes' if b1['matched'] else 'NO'}; exits "
             + " / ".join(f"{f:.0%}" for f in b1["exit_fractions"]) + " |"]

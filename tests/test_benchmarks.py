@@ -33,6 +33,7 @@ def test_all_four_benchmarks(built, tmp_path, capsys):
     b1, b2, b3, b4 = r["cascade_vs_full"], r["ort_vs_torch"], r["int8_vs_fp32"], r["deadline"]
     assert b1["frames"] == 12 and b1["calibration_frames"] == 20 and b1["ratio_mean"] > 0
     assert b1["fp32_last_exit_accuracy"] == b1["full_accuracy"] and isinstance(b1["matched"], bool)
+    assert b1["fp32_full_mean_ms"] is None and b1["ratio_mean_vs_fp32_full"] is None  # no second baseline
     assert sum(b1["exit_fractions"]) == pytest.approx(1.0)
     assert b2["ratio_p50"] > 0 and b2["ratio_mean"] > 0 and b2["onnxruntime"]["p50_ms"] > 0
     assert [s["stage"] for s in b3["stages"]] == [1, 2, 3] and all(s["ratio_p50"] > 0 for s in b3["stages"])
@@ -47,7 +48,11 @@ def test_without_checkpoint_benchmark_2_is_skipped(built, tmp_path, capsys):
             in printed)
     r = json.loads((tmp_path / "b.json").read_text())
     assert r["cascade_vs_full"]["variant"] == "onnxruntime/int8" and r["cascade_vs_full"]["calibration_frames"] == 10
-    assert r["cascade_vs_full"]["fp32_last_exit_accuracy"] is not None  # measured on the fp32 engines
+    b1 = r["cascade_vs_full"]
+    assert b1["fp32_last_exit_accuracy"] is not None  # measured on the fp32 engines, side by side
+    assert b1["fp32_full_mean_ms"] > 0 and b1["ratio_mean_vs_fp32_full"] == pytest.approx(
+        b1["fp32_full_mean_ms"] / b1["cascade_mean_ms"])
+    assert "FP32 full network" in printed
 
 
 @pytest.mark.parametrize("extra, match", [
