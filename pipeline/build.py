@@ -39,7 +39,7 @@ from pipeline.errors import PipelineError, cli_main
 from pipeline.manifest import (MANIFEST_NAME, FileEntry, Manifest, StageSpec, load_manifest, sha256_file,
                                variant_key, write_manifest)
 
-BUILD_FORMAT = 1
+BUILD_FORMAT = 2  # raised when a step makes other files from the same inputs (2: shallow convs float in u8 INT8)
 BUILD_INFO = "build.json"  # next to the manifest: what the folder was built from, for "up to date"
 BACKEND_CHOICES = ("auto", "onnxruntime", "tensorrt")
 ENGINE_SUFFIX = {"onnxruntime": ".onnx", "tensorrt": ".plan"}
