@@ -122,13 +122,13 @@ def _timed(clock: Callable[[], float], fn: Callable[[], Any]) -> tuple[float, An
     return (clock() - t0) * 1e3, out
 
 
-def _full_network(chain: Any, stages: int) -> Callable[[np.ndarray], int]:
-    """Classify a frame by running every stage of ``chain``: the baseline the cascade is compared with."""
-    def full(frame: np.ndarray) -> int:
+def _full_network(chain: Any, stages: int) -> Callable[[np.ndarray], tuple[int, int]]:
+    """(label, exit) of a frame from every stage of ``chain``: the baseline the cascade is compared with."""
+    def full(frame: np.ndarray) -> tuple[int, int]:
         chain.set_frame(frame)
         for k in range(1, stages + 1):
             z = chain.run(k)
-        return int(z.argmax())
+        return int(z.argmax()), stages
     return full
 
 
@@ -153,32 +153,28 @@ def cascade_vs_full(bench: Bench, clock: Callable[[], float] = time.perf_counter
         thresholds = policy_thresholds(table, "default").tolist()
         size = tuple(m.input["shape"][1:3])
         cascade = Cascade(chain, m.classes, thresholds, LatencyPredictor(k_last), frame_size=size)  # no budget
-        fulls = [_full_network(chain, k_last)]
-        if fp32_chain is not None:
-            stack.enter_context(fp32_chain)
-            fulls.append(_full_network(fp32_chain, k_last))
 
         def anytime(frame: np.ndarray) -> tuple[int, int]:
             r = cascade.classify(frame)
             return r.label, r.exit
 
-        runners = [anytime, *[lambda frame, f=f: (f(frame), k_last) for f in fulls]]  # -> (label, exit)
+        runners = [anytime, _full_network(chain, k_last)]  # each: frame -> (label, exit)
+        if fp32_chain is not None:
+            stack.enter_context(fp32_chain)
+            runners.append(_full_network(fp32_chain, k_last))
 
         for i in range(min(a.warmup, len(images))):
             for run in runners:
                 run(images[i:i + 1])
         n = len(labels)
         ms = np.empty((len(runners), n))
-        pred = np.empty((len(runners), n), dtype=np.int64)
-        exits = np.empty(n, dtype=np.int64)
+        pred, exits = (np.empty((len(runners), n), dtype=np.int64) for _ in range(2))
         for i in range(n):
             frame = images[i:i + 1]  # (1, H, W, 3)
             order = range(len(runners)) if i % 2 == 0 else reversed(range(len(runners)))
             for j in order:  # alternate the order: shared noise hits every variant
-                ms[j, i], (pred[j, i], e) = _timed(clock, lambda: runners[j](frame))
-                if j == 0:
-                    exits[i] = e
-    casc_ms, full_ms = ms[0], ms[1]
+                ms[j, i], (pred[j, i], exits[j, i]) = _timed(clock, lambda: runners[j](frame))
+    casc_ms, full_ms, fp32_ms = ms[0], ms[1], (ms[2] if fp32_chain is not None else None)
     casc_pred, full_pred = pred[0], pred[1]
 
     full_acc = 100.0 * float((full_pred == labels).mean())
@@ -193,11 +189,11 @@ def cascade_vs_full(bench: Bench, clock: Callable[[], float] = time.perf_counter
         "ratio_mean": float(full_ms.mean() / casc_ms.mean()),
         "cascade_mean_ms": float(casc_ms.mean()), "full_mean_ms": float(full_ms.mean()),
         "cascade_p50_ms": float(np.median(casc_ms)), "full_p50_ms": float(np.median(full_ms)),
-        "fp32_full_mean_ms": float(ms[2].mean()) if fp32_chain is not None else None,
-        "ratio_mean_vs_fp32_full": float(ms[2].mean() / casc_ms.mean()) if fp32_chain is not None else None,
+        "fp32_full_mean_ms": None if fp32_ms is None else float(fp32_ms.mean()),
+        "ratio_mean_vs_fp32_full": None if fp32_ms is None else float(fp32_ms.mean() / casc_ms.mean()),
         "cascade_accuracy": casc_acc, "full_accuracy": full_acc, "fp32_last_exit_accuracy": fp32_last,
         "matched": None if fp32_last is None else bool(casc_acc >= fp32_last - MATCH_POINTS),
-        "exit_fractions": (np.bincount(exits - 1, minlength=k_last) / n).tolist(),
+        "exit_fractions": (np.bincount(exits[0] - 1, minlength=k_last) / n).tolist(),
         "thresholds": table["policies"]["default"]["thresholds"], "calibration_frames": int(len(bench.val[1])),
         "validation_expected": {"accuracy": table["policies"]["default"]["expected_accuracy"],
                                 "cost_ms": table["policies"]["default"]["expected_cost_ms"]},

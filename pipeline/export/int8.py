@@ -64,12 +64,8 @@ def preprocessing_nodes(model: Any) -> list[str]:
 def shallow_convolutions(model: Any, limit: int = SHALLOW_REDUCTION) -> list[str]:
     """Names of the Conv nodes whose reduction depth (weight dims 1..: channels per group x kernel) is under ``limit``."""
     weights = {i.name: list(i.dims) for i in model.graph.initializer}
-    shallow = []
-    for node in model.graph.node:
-        dims = weights.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
-        if dims and len(dims) > 1 and math.prod(dims[1:]) < limit:
-            shallow.append(node.name)
-    return shallow
+    return [n.name for n in model.graph.node
+            if n.op_type == "Conv" and n.input[1] in weights and math.prod(weights[n.input[1]][1:]) < limit]
 
 
 def _stride(batches: int, limit: int = 4) -> int:

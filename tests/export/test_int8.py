@@ -85,10 +85,7 @@ def test_preprocessing_stays_float(quantized, exported):
 def test_both_flavours_run_and_track_fp32(quantized, exported, flavour):
     frames = image_like(8, seed=6)
 
-    def chain(paths):
-        return run_chain(paths, frames)
-
-    for q, f in zip(chain(quantized[flavour]), chain(exported.paths)):
+    for q, f in zip(run_chain(quantized[flavour], frames), run_chain(exported.paths, frames)):
         assert q.dtype == np.float32 and np.isfinite(q).all()
         assert np.corrcoef(q.ravel(), f.ravel())[0, 1] > 0.9
 
@@ -110,6 +107,7 @@ def test_bad_options_are_pipeline_errors(exported, tmp_path):
     with pytest.raises(PipelineError, match="needs calibration data"):
         qdq_from_onnx(src, tmp_path / "a.onnx", None)
 
+
 def _conv_weight_is_quantized(path):
     """Conv node name -> whether its weight comes through a DequantizeLinear."""
     g = onnx.load(str(path)).graph
@@ -120,9 +118,10 @@ def _conv_weight_is_quantized(path):
 def test_cpu_flavour_keeps_shallow_convolutions_float(quantized, exported):
     shallow_seen = deep_seen = False
     for path, trt_path, src in zip(quantized["u8"], quantized[""], exported.paths):
-        shallow = set(shallow_convolutions(onnx.load(str(src))))
-        weights = {i.name: list(i.dims) for i in onnx.load(str(src)).graph.initializer}
-        for n in onnx.load(str(src)).graph.node:
+        model = onnx.load(str(src))
+        shallow = set(shallow_convolutions(model))
+        weights = {i.name: list(i.dims) for i in model.graph.initializer}
+        for n in model.graph.node:
             if n.op_type == "Conv":
                 assert (n.name in shallow) == (int(np.prod(weights[n.input[1]][1:])) < SHALLOW_REDUCTION)
         u8, trt = _conv_weight_is_quantized(path), _conv_weight_is_quantized(trt_path)
