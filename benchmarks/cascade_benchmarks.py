@@ -5,8 +5,9 @@
         [--frames 0] [--calib-frames 0] [--runs 1000] [--warmup 100] [--json reports/benchmarks.json]
 
 1. The cascade against always running the full network, at matched accuracy: thresholds are
-   calibrated on the validation split (the "default" policy: cheapest point of the budgeted sweep
-   within ``--tolerance`` points of the last exit), then the Cascade runs on every test frame and,
+   calibrated on the validation split (the "default" policy: the cheapest point of the budgeted
+   sweep whose loss against the last exit, paired per image, is within ``--tolerance`` points at
+   the one-sided ``--confidence`` level), then the Cascade runs on every test frame and,
    interleaved with it, the full chain runs on the same frame, same backend, precision, threads and
    sessions. Figure: mean latency per frame of the full network / of the cascade. Matched means the
    cascade's test accuracy is at most 0.3 points below the last exit's FP32 test accuracy. With
@@ -41,6 +42,7 @@ import numpy as np
 
 from pipeline.errors import PipelineError, cli_main
 from pipeline.names import PRECISIONS
+from pipeline.thresholds import DEFAULT_CONFIDENCE
 
 MATCH_POINTS = 0.3  # the cascade may be at most this far below the last exit's FP32 test accuracy
 DEADLINE_SLACK_MS = 1.0
@@ -62,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--warmup", type=int, default=100, help="untimed runs before each measurement")
     ap.add_argument("--tolerance", type=float, default=MATCH_POINTS,
                     help="accuracy points below the last exit that the thresholds may give up on validation")
+    ap.add_argument("--confidence", type=float, default=DEFAULT_CONFIDENCE,
+                    help="one-sided confidence that the thresholds' loss is within --tolerance (0.5: the mean loss)")
     ap.add_argument("--json", type=Path, default=Path("reports/benchmarks.json"), help="where to write the figures")
     return ap
 
@@ -75,6 +79,8 @@ def check_options(args: argparse.Namespace) -> None:
             raise PipelineError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(args, name)}")
     if not args.tolerance >= 0:
         raise PipelineError(f"--tolerance must be 0 or more accuracy points, got {args.tolerance}")
+    if not 0 < args.confidence < 1:
+        raise PipelineError(f"--confidence must be between 0 and 1, got {args.confidence}")
     if args.checkpoint is not None and not args.checkpoint.is_file():
         raise PipelineError(f"--checkpoint {args.checkpoint} does not exist; pass the engines' checkpoint or drop it "
                             "(benchmark 2 is then skipped)")
@@ -149,7 +155,8 @@ def cascade_vs_full(bench: Bench, clock: Callable[[], float] = time.perf_counter
         stack.enter_context(chain)
         profile = profile_chain(chain, images, a.runs, a.warmup, a.threads)
         val_probs = chain_exit_probs(chain, bench.val[0])  # (N, K, C)
-        table = thresholds_table(val_probs, bench.val[1], profile.cumulative_p50(), tolerance=a.tolerance)
+        table = thresholds_table(val_probs, bench.val[1], profile.cumulative_p50(), tolerance=a.tolerance,
+                                 confidence=a.confidence)
         thresholds = policy_thresholds(table, "default").tolist()
         size = tuple(m.input["shape"][1:3])
         cascade = Cascade(chain, m.classes, thresholds, LatencyPredictor(k_last), frame_size=size)  # no budget

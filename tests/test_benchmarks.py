@@ -59,6 +59,7 @@ def test_without_checkpoint_benchmark_2_is_skipped(built, tmp_path, capsys):
     (["--frames", "-1"], "--frames must be 0 or more"),
     (["--runs", "0"], "--runs must be at least 1"),
     (["--checkpoint", "nope.pt"], "--checkpoint nope.pt does not exist"),
+    (["--confidence", "1"], "--confidence must be between 0 and 1"),
 ])
 def test_bad_options_exit_2(built, tmp_path, capsys, extra, match):
     with pytest.raises(SystemExit) as exc:

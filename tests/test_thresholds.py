@@ -10,8 +10,8 @@ import pytest
 
 from pipeline.errors import PipelineError
 from pipeline.thresholds import (DEFAULT_QS, CurvePoint, budgeted_curve, exit_index, exit_scores,
-                                 geometric_distribution, last_exit_point, max_accuracy_for_cost,
-                                 min_cost_for_accuracy, policy_thresholds, simulate, softmax, thresholds_from_json,
+                                 geometric_distribution, last_exit_point, loss_bound, max_accuracy_for_cost,
+                                 min_cost_for_accuracy, min_cost_within_loss, policy_thresholds, simulate, softmax, thresholds_from_json,
                                  thresholds_table, thresholds_to_json, to_scores)
 
 C = 3  # classes in the hand-built sets
@@ -203,3 +203,51 @@ def test_infeasible_target_in_table_is_an_error(random_set):
     probs, labels, costs = random_set
     with pytest.raises(PipelineError, match="no operating point reaches 101%"):
         thresholds_table(probs, labels, costs, min_latency_at_accuracy=[101])
+
+
+def ranked_set(n: int, wrong_ranks: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Two exits; exit 1's confidence falls with the rank, it is wrong at ``wrong_ranks``; exit 2 always right."""
+    conf1 = np.linspace(0.99, 0.4, n)
+    pred1 = np.zeros(n, dtype=np.int64)
+    pred1[wrong_ranks] = 1
+    probs = probs_from(np.stack([conf1, np.full(n, 0.9)], axis=1), np.stack([pred1, np.zeros(n, np.int64)], axis=1))
+    return probs, np.zeros(n, dtype=np.int64)
+
+
+def letting_out(probs: np.ndarray, m: int, cost: float) -> CurvePoint:
+    """The point that lets the m surest samples out at exit 1 (m = 0: the last-exit point)."""
+    t = float(probs[m - 1, 0].max()) if m else math.inf
+    return CurvePoint(None, math.nan, cost, (t, -math.inf), ())
+
+
+def test_loss_bound_known_answer():
+    """One miss in 1,000: mean loss 0.1 points, stderr sqrt(0.001 * 0.999 / 999) * 100 points."""
+    probs, labels = ranked_set(1000, [300])
+    stderr = 100 * math.sqrt(1000 / 999 * 0.001 * 0.999 / 1000)
+    everyone = letting_out(probs, 1000, 1.0).thresholds
+    assert loss_bound(probs, labels, everyone, confidence=0.5) == pytest.approx(0.1)
+    assert loss_bound(probs, labels, everyone, confidence=0.95) == pytest.approx(0.1 + 1.6448536 * stderr)
+    assert loss_bound(probs, labels, letting_out(probs, 0, 3.0).thresholds) == 0.0  # the last exit loses nothing
+    with pytest.raises(PipelineError, match=r"confidence level must be in \(0, 1\)"):
+        loss_bound(probs, labels, everyone, confidence=1.0)
+
+
+def test_default_policy_guards_against_a_noisy_loss():
+    """Two misses in 1,000 at ranks 300 and 310: letting 500 out loses 0.2 points, within 0.3 on the
+    mean but not at 95% (bound 0.43); letting 305 out loses one (bound 0.26) and is the guarded pick."""
+    probs, labels = ranked_set(1000, [300, 310])
+    points = [letting_out(probs, m, 1.0 + 2.0 * (1 - m / 1000)) for m in (500, 305, 200, 0)]
+    assert min_cost_within_loss(probs, labels, points, 0.3, confidence=0.5) is points[0]
+    assert min_cost_within_loss(probs, labels, points, 0.3, confidence=0.95) is points[1]
+    assert min_cost_within_loss(probs, labels, points, 0.0, confidence=0.95) is points[2]
+    with pytest.raises(PipelineError, match="no operating point loses at most 0.3 points"):
+        min_cost_within_loss(probs, labels, points[:1], 0.3)
+    # The table's default: a point of the sweep whose bound is within the tolerance; the mean-loss rule
+    # (confidence 0.5) is at least as cheap.
+    table = thresholds_table(probs, labels, [1.0, 3.0])
+    guarded = table["policies"]["default"]
+    assert table["default_confidence"] == 0.95
+    assert loss_bound(probs, labels, policy_thresholds(table, "default")) <= 0.3
+    assert 1.0 < guarded["expected_cost_ms"] < 3.0
+    loose = thresholds_table(probs, labels, [1.0, 3.0], confidence=0.5)["policies"]["default"]
+    assert loose["expected_cost_ms"] < guarded["expected_cost_ms"]
