@@ -16,7 +16,7 @@
 2. ONNX Runtime against PyTorch eager, full network (all stages), batch 1, same threads: p50 and
    mean latency ratios (needs ``--checkpoint`` and torch).
 3. INT8 against FP32 per stage on ONNX Runtime: p50 latency ratio and test accuracy difference
-   per exit (needs the int8 engines).
+   per exit (needs the int8 engines); the two chains are profiled interleaved, run by run.
 4. Deadline adherence: budget = half the full network's p50; the Cascade runs every test frame
    under it, the deadline predictor starting from this run's measured per-stage times; figure: the
    share of frames answered (wall time around ``classify``) within budget + 1 ms, and the accuracy.
@@ -110,16 +110,19 @@ class Bench:
     def has(self, backend: str, precision: str) -> bool:
         return len(self.manifest.files(backend=backend, precision=precision, engines=True)) == self.manifest.num_exits
 
-    def measure(self, backend: str, precision: str) -> tuple[Any, np.ndarray]:
-        """(LatencyProfile, (N, K, C) test softmax) of one variant."""
-        from pipeline.profiling import chain_exit_probs, profile_chain
+    def measure(self, *variants: tuple[str, str]) -> list[tuple[Any, np.ndarray]]:
+        """(LatencyProfile, (N, K, C) test softmax) of each (backend, precision); those not yet measured
+        are profiled together, interleaved run by run, so that their ratios are side by side."""
+        from pipeline.profiling import chain_exit_probs, profile_chains
 
-        key = (backend, precision)
-        if key not in self._measured:
-            with self.chain(backend, precision) as chain:
-                profile = profile_chain(chain, self.test[0], self.args.runs, self.args.warmup, self.args.threads)
-                self._measured[key] = (profile, chain_exit_probs(chain, self.test[0]))
-        return self._measured[key]
+        todo = [v for v in dict.fromkeys(variants) if v not in self._measured]
+        if todo:
+            with contextlib.ExitStack() as stack:
+                chains = [stack.enter_context(self.chain(*v)) for v in todo]
+                profiles = profile_chains(chains, self.test[0], self.args.runs, self.args.warmup, self.args.threads)
+                for v, chain, profile in zip(todo, chains, profiles):
+                    self._measured[v] = (profile, chain_exit_probs(chain, self.test[0]))
+        return [self._measured[v] for v in variants]
 
 
 def _timed(clock: Callable[[], float], fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -225,7 +228,7 @@ def ort_vs_torch(bench: Bench) -> dict[str, Any]:
     if sha256_file(a.checkpoint) != bench.manifest.model.get("checkpoint_sha256"):
         raise PipelineError(f"{a.checkpoint} is not the checkpoint the engines in {bench.folder} were built from; "
                             "pass that one to --checkpoint")
-    ort_profile = bench.measure("onnxruntime", "fp32")[0]
+    ort_profile = bench.measure(("onnxruntime", "fp32"))[0][0]
     model, _ = load_model(a.checkpoint)
     torch_profile = profile_torch(model, bench.test[0], a.runs, a.warmup, a.threads)
     ort, tch = ort_profile.cumulative()[-1], torch_profile.cumulative()[-1]
@@ -240,7 +243,7 @@ def int8_vs_fp32(bench: Bench) -> dict[str, Any]:
     missing = [p for p in ("fp32", "int8") if not bench.has("onnxruntime", p)]
     if missing:
         return {"skipped": f"no onnxruntime/{' or '.join(missing)} engines"}
-    (p32, probs32), (p8, probs8) = bench.measure("onnxruntime", "fp32"), bench.measure("onnxruntime", "int8")
+    (p32, probs32), (p8, probs8) = bench.measure(("onnxruntime", "fp32"), ("onnxruntime", "int8"))
     labels = bench.test[1]
     acc32, acc8 = accuracy_per_exit(probs32, labels), accuracy_per_exit(probs8, labels)
     s32, s8 = p32.stages(), p8.stages()
@@ -343,10 +346,11 @@ def main(argv: list[str] | None = None) -> int:
     for w in facts["warnings"]:
         print(f"warning: {w}", file=sys.stderr)
     first = cascade_vs_full(bench)
+    third = int8_vs_fp32(bench)  # before benchmark 2, which then reuses its interleaved FP32 profile
     results = {"command": " ".join(shlex.quote(a) for a in ["python", "benchmarks/cascade_benchmarks.py",
                                                               *(sys.argv[1:] if argv is None else argv)]),
                "device": facts, "device_line": describe_device(facts), "runs": args.runs,
-               "ort_vs_torch": ort_vs_torch(bench), "int8_vs_fp32": int8_vs_fp32(bench),
+               "ort_vs_torch": ort_vs_torch(bench), "int8_vs_fp32": third,
                "deadline": deadline_adherence(bench, first),
                "cascade_vs_full": {k: v for k, v in first.items() if not k.startswith("_")}}
     results["seconds"] = time.time() - started

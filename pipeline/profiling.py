@@ -1,7 +1,8 @@
 """Latency and accuracy of built stages: the numbers the profiler reports and the deadline rule reads.
 
 Timing. ``profile_chain`` runs the full chain (stage 1..K) on real frames, batch 1: a warm-up,
-then ``runs`` timed runs. A stage's time is read with ``time.perf_counter`` around ``run(k)``;
+then ``runs`` timed runs (``profile_chains`` does so for several chains, interleaved run by run,
+for ratios that a drift in the machine's speed does not bias). A stage's time is read with ``time.perf_counter`` around ``run(k)``;
 stage 1's time also covers ``set_frame`` (copying the frame in), as in the cascade, so the
 numbers are what the deadline rule observes. Every chain's ``run`` returns host logits, so it
 has waited for the stage to finish: on ONNX Runtime the call is synchronous, and the TensorRT
@@ -120,32 +121,59 @@ def profile_chain(chain: StageChain, frames: np.ndarray, runs: int = 1000, warmu
 
     Activates the chain (and leaves it active for the caller, who owns it).
     """
+    return profile_chains([chain], frames, runs, warmup, threads, clock)[0]
+
+
+def profile_chains(chains: Sequence[StageChain], frames: np.ndarray, runs: int = 1000, warmup: int = 100,
+                   threads: int = 1, clock: Callable[[], float] = time.perf_counter) -> list[LatencyProfile]:
+    """``profile_chain`` for several chains, interleaved run by run on the same frame.
+
+    A ratio of two profiles taken one after the other follows whatever else the machine did in
+    between (other load, clock changes); interleaved, such a drift weighs on every chain alike.
+    """
     frames = _check_frames(frames)
     _check_runs(runs, warmup)
-    chain.activate()
-    k_last = chain.num_stages
-    last_run_ms = getattr(chain, "last_run_ms", None)  # CUDA-event time of the latest run(), where offered
-    times = np.empty((runs, k_last), dtype=np.float64)  # (R, K) wall ms
-    device = np.empty((runs, k_last), dtype=np.float64) if callable(last_run_ms) else None  # (R, K) GPU ms
+    if not chains:
+        raise PipelineError("profile_chains needs at least one chain")
+    timers = [_RunTimer(chain, runs, clock) for chain in chains]
     for i in range(warmup + runs):
         frame = frames[i % len(frames)][None]  # (1, H, W, 3) view
-        t0 = clock()
-        chain.set_frame(frame)
-        for k in range(1, k_last + 1):
-            chain.run(k)
-            t1 = clock()
-            if i >= warmup:
-                times[i - warmup, k - 1] = (t1 - t0) * 1e3
-                if device is not None:
-                    ms = last_run_ms()  # type: ignore[misc]
+        for timer in timers:
+            timer.run(frame, i - warmup)
+    return [t.profile(threads, warmup) for t in timers]
+
+
+class _RunTimer:
+    """Times the stages of one chain run by run, with CUDA-event times where the chain offers them."""
+
+    def __init__(self, chain: StageChain, runs: int, clock: Callable[[], float]):
+        chain.activate()
+        self.chain, self.clock = chain, clock
+        self.last_run_ms = getattr(chain, "last_run_ms", None)  # CUDA-event time of the latest run(), if offered
+        self.times = np.empty((runs, chain.num_stages), dtype=np.float64)  # (R, K) wall ms
+        self.device: np.ndarray | None = np.empty_like(self.times) if callable(self.last_run_ms) else None  # GPU ms
+
+    def run(self, frame: np.ndarray, row: int) -> None:
+        """One full-chain run; ``row`` < 0 is a warm-up run and is not kept."""
+        t0 = self.clock()
+        self.chain.set_frame(frame)
+        for k in range(1, self.chain.num_stages + 1):
+            self.chain.run(k)
+            t1 = self.clock()
+            if row >= 0:
+                self.times[row, k - 1] = (t1 - t0) * 1e3
+                if self.device is not None:
+                    ms = self.last_run_ms()  # type: ignore[misc]
                     if ms is None:  # the chain could not time this run: keep wall times only
-                        device = None
+                        self.device = None
                     else:
-                        device[i - warmup, k - 1] = ms
+                        self.device[row, k - 1] = ms
             t0 = t1
-    key = f"{chain.backend}/{chain.precision}"
-    return LatencyProfile(key, times, "cuda-events" if device is not None else "perf_counter", threads, warmup,
-                          device)
+
+    def profile(self, threads: int, warmup: int) -> LatencyProfile:
+        key = f"{self.chain.backend}/{self.chain.precision}"
+        return LatencyProfile(key, self.times, "cuda-events" if self.device is not None else "perf_counter",
+                              threads, warmup, self.device)
 
 
 def chain_exit_probs(chain: StageChain, images: np.ndarray) -> np.ndarray:

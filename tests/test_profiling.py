@@ -21,7 +21,7 @@ from pipeline.backends.base import StageChain
 from pipeline.errors import PipelineError
 from pipeline.profiling import (LatencyProfile, accuracy_per_exit, anytime_curve, budgeted_points, chain_exit_probs,
                                 device_facts, format_markdown, jetson_facts, latency_stats, plot_report,
-                                profile_chain, split_images)
+                                profile_chain, profile_chains, split_images)
 from pipeline.thresholds import budgeted_curve, simulate, softmax, thresholds_from_json
 from tests.test_cascade import FakeClock
 
@@ -102,6 +102,7 @@ class TimedChain(StageChain):
         self.logits = logits  # (N, K, C) or None
         self.events = events  # device ms per stage for last_run_ms, or None
         self.frames, self.activations, self._last = 0, 0, None
+        self.slowdown = lambda: 1.0  # factor on every stage time: the machine's speed drifting
 
     @property
     def num_stages(self) -> int:
@@ -116,7 +117,7 @@ class TimedChain(StageChain):
         self.frames += 1
 
     def run(self, stage: int) -> np.ndarray:
-        self.clock.t += self.stage_ms[stage - 1] / 1e3
+        self.clock.t += self.stage_ms[stage - 1] * self.slowdown() / 1e3
         self._last = stage
         if self.logits is None:
             return np.zeros((1, 3), dtype=np.float32)
@@ -158,6 +159,25 @@ def test_profile_chain_times_each_stage_and_skips_the_warmup():
     j = prof.to_json()
     assert [s["p50_ms"] for s in j["stages"]] == pytest.approx([2.25, 1.0, 0.5])
     assert j["runs"] == 7 and j["warmup"] == 3
+
+
+def test_interleaved_profiles_keep_their_ratio_when_the_machine_slows_down():
+    """The machine runs 3x slower after the 10th run: interleaved, both chains see it alike."""
+    clock = FakeClock()
+    fast, slow = TimedChain([2.0, 1.0], clock), TimedChain([1.0, 0.5], clock)
+    for chain in (fast, slow):
+        chain.slowdown = lambda: 1.0 if fast.frames <= 10 else 3.0
+    p_fast, p_slow = profile_chains([fast, slow], frames(), runs=20, warmup=2, clock=clock)
+    assert fast.frames == slow.frames == 22 and fast.activations == slow.activations == 1
+    assert (p_fast.key, p_fast.runs, p_slow.runs) == ("double/fp32", 20, 20)
+    np.testing.assert_allclose(p_fast.stage_ms / p_slow.stage_ms, 2.0)
+    # One after the other, the slowdown lands on the second chain alone: timed runs 3..10 ran at
+    # speed 1 and 11..22 at 3 for the first chain, all at 3 for the second.
+    p_second = profile_chain(slow, frames(), runs=20, warmup=2, clock=clock)
+    first_speed = (8 * 1.0 + 12 * 3.0) / 20
+    np.testing.assert_allclose(p_fast.stage_ms.mean() / p_second.stage_ms.mean(), 2.0 * first_speed / 3.0)
+    with pytest.raises(PipelineError, match="at least one chain"):
+        profile_chains([], frames(), runs=1, warmup=0)
 
 
 def test_cumulative_percentiles_are_taken_per_run():
