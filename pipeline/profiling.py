@@ -1,8 +1,8 @@
 """Latency and accuracy of built stages: the numbers the profiler reports and the deadline rule reads.
 
 Timing. ``profile_chain`` runs the full chain (stage 1..K) on real frames, batch 1: a warm-up,
-then ``runs`` timed runs (``profile_chains`` does so for several chains, interleaved run by run,
-for ratios that a drift in the machine's speed does not bias). A stage's time is read with ``time.perf_counter`` around ``run(k)``;
+then ``runs`` timed runs (``profile_chains`` does so for several chains taking turns in blocks of
+runs, for ratios that a drift in the machine's speed does not bias). A stage's time is read with ``time.perf_counter`` around ``run(k)``;
 stage 1's time also covers ``set_frame`` (copying the frame in), as in the cascade, so the
 numbers are what the deadline rule observes. Every chain's ``run`` returns host logits, so it
 has waited for the stage to finish: on ONNX Runtime the call is synchronous, and the TensorRT
@@ -115,6 +115,9 @@ def _check_runs(runs: int, warmup: int) -> None:
         raise PipelineError(f"need at least 1 timed run and no negative warm-up, got runs={runs}, warmup={warmup}")
 
 
+INTERLEAVE_BLOCK = 50  # runs per turn when several chains are profiled together
+
+
 def profile_chain(chain: StageChain, frames: np.ndarray, runs: int = 1000, warmup: int = 100, threads: int = 1,
                   clock: Callable[[], float] = time.perf_counter) -> LatencyProfile:
     """Time every stage of ``chain`` over ``runs`` full-chain runs on ``frames`` (N, H, W, 3) uint8, cycled.
@@ -125,21 +128,28 @@ def profile_chain(chain: StageChain, frames: np.ndarray, runs: int = 1000, warmu
 
 
 def profile_chains(chains: Sequence[StageChain], frames: np.ndarray, runs: int = 1000, warmup: int = 100,
-                   threads: int = 1, clock: Callable[[], float] = time.perf_counter) -> list[LatencyProfile]:
-    """``profile_chain`` for several chains, interleaved run by run on the same frame.
+                   threads: int = 1, clock: Callable[[], float] = time.perf_counter,
+                   block: int = INTERLEAVE_BLOCK) -> list[LatencyProfile]:
+    """``profile_chain`` for several chains, taking turns in blocks of ``block`` runs on the same frames.
 
     A ratio of two profiles taken one after the other follows whatever else the machine did in
-    between (other load, clock changes); interleaved, such a drift weighs on every chain alike.
+    between (other load, clock changes); taking turns, such a drift weighs on every chain alike.
+    Turns of a run each would let each chain evict the other's weights from the CPU caches before
+    every run, which a deployed chain does not suffer; a block of runs keeps its caches warm.
     """
     frames = _check_frames(frames)
     _check_runs(runs, warmup)
-    if not chains:
-        raise PipelineError("profile_chains needs at least one chain")
+    if not chains or block < 1:
+        raise PipelineError(f"profile_chains needs at least one chain and a block of 1 or more runs, got "
+                            f"{len(chains)} chain(s) and block={block}")
     timers = [_RunTimer(chain, runs, clock) for chain in chains]
-    for i in range(warmup + runs):
-        frame = frames[i % len(frames)][None]  # (1, H, W, 3) view
+    for timer in timers:
+        for i in range(warmup):
+            timer.run(frames[i % len(frames)][None], -1)
+    for start in range(0, runs, block):
         for timer in timers:
-            timer.run(frame, i - warmup)
+            for i in range(start, min(start + block, runs)):
+                timer.run(frames[(warmup + i) % len(frames)][None], i)  # (1, H, W, 3) view
     return [t.profile(threads, warmup) for t in timers]
 
 

@@ -162,22 +162,24 @@ def test_profile_chain_times_each_stage_and_skips_the_warmup():
 
 
 def test_interleaved_profiles_keep_their_ratio_when_the_machine_slows_down():
-    """The machine runs 3x slower after the 10th run: interleaved, both chains see it alike."""
+    """The machine runs 3x slower after the 10th timed run: taking turns in blocks of 5 runs, both chains
+    see it alike."""
     clock = FakeClock()
     fast, slow = TimedChain([2.0, 1.0], clock), TimedChain([1.0, 0.5], clock)
     for chain in (fast, slow):
-        chain.slowdown = lambda: 1.0 if fast.frames <= 10 else 3.0
-    p_fast, p_slow = profile_chains([fast, slow], frames(), runs=20, warmup=2, clock=clock)
+        chain.slowdown = lambda: 1.0 if fast.frames <= 12 else 3.0
+    p_fast, p_slow = profile_chains([fast, slow], frames(), runs=20, warmup=2, clock=clock, block=5)
     assert fast.frames == slow.frames == 22 and fast.activations == slow.activations == 1
     assert (p_fast.key, p_fast.runs, p_slow.runs) == ("double/fp32", 20, 20)
     np.testing.assert_allclose(p_fast.stage_ms / p_slow.stage_ms, 2.0)
-    # One after the other, the slowdown lands on the second chain alone: timed runs 3..10 ran at
-    # speed 1 and 11..22 at 3 for the first chain, all at 3 for the second.
+    # One after the other, the slowdown lands on the second chain alone.
     p_second = profile_chain(slow, frames(), runs=20, warmup=2, clock=clock)
-    first_speed = (8 * 1.0 + 12 * 3.0) / 20
+    first_speed = (10 * 1.0 + 10 * 3.0) / 20
     np.testing.assert_allclose(p_fast.stage_ms.mean() / p_second.stage_ms.mean(), 2.0 * first_speed / 3.0)
     with pytest.raises(PipelineError, match="at least one chain"):
         profile_chains([], frames(), runs=1, warmup=0)
+    with pytest.raises(PipelineError, match="block=0"):
+        profile_chains([fast], frames(), runs=1, warmup=0, block=0)
 
 
 def test_cumulative_percentiles_are_taken_per_run():
