@@ -8,7 +8,8 @@ manifest's latency and threshold tables that the cascade's deadline and exit rul
 
 For each variant: ``--warmup`` runs, then ``--runs`` timed runs of the full chain on real frames
 of ``--split`` (batch 1); per-stage mean/p50/p90/p99/max and the cumulative latency to each exit;
-per-exit accuracy on ``--split``; the anytime curve and the budgeted curve. With ``--checkpoint``
+per-exit accuracy on ``--split``; the anytime curve (the accuracy of the cascade's answer at each
+exit: with ``--aggregate mean``, the default, the mean softmax of exits 1..k) and the budgeted curve. With ``--checkpoint``
 the same stages run in PyTorch eager mode as a baseline (where torch is installed; not written to the
 manifest).
 
@@ -36,6 +37,7 @@ import numpy as np
 from pipeline.errors import PipelineError, cli_main
 from pipeline.manifest import Manifest, load_manifest, sha256_file, variant_key, write_manifest
 from pipeline.names import PRECISIONS
+from pipeline.thresholds import AGGREGATES, DEFAULT_AGGREGATE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--checkpoint", type=Path, default=None,
                     help="the engines' checkpoint: adds a PyTorch eager baseline")
     ap.add_argument("--out", type=Path, default=Path("reports"), help="folder for latency.json, .md and .png")
+    ap.add_argument("--aggregate", default=DEFAULT_AGGREGATE, choices=list(AGGREGATES),
+                    help="what exit k answers with: the mean softmax of exits 1..k, or its own (last)")
     return ap
 
 
@@ -130,23 +134,27 @@ def select_variants(manifest: Manifest, folder: Path, backends: str, precisions:
     return variants, notes
 
 
-def variant_report(profile: Any, val: tuple[np.ndarray, np.ndarray], evaluated: tuple[np.ndarray, np.ndarray] | None
-                   ) -> tuple[dict[str, Any], dict[str, Any]]:
+def variant_report(profile: Any, val: tuple[np.ndarray, np.ndarray], evaluated: tuple[np.ndarray, np.ndarray] | None,
+                   aggregate: str = DEFAULT_AGGREGATE) -> tuple[dict[str, Any], dict[str, Any]]:
     """(report entry, thresholds table) of one variant from its timings and per-exit probabilities.
 
     ``val``: (N, K, C) validation probs and labels; ``evaluated``: the same on the test split, or
-    None when the curves are evaluated on validation itself.
+    None when the curves are evaluated on validation itself. "accuracy" is each exit's own
+    classifier; "answer_accuracy" and the curves are the cascade's answers under ``aggregate``.
     """
     from pipeline.profiling import accuracy_per_exit, anytime_curve, budgeted_points
-    from pipeline.thresholds import policy_thresholds, simulate, thresholds_table
+    from pipeline.thresholds import aggregate_exits, policy_thresholds, simulate, thresholds_table
 
     costs = profile.cumulative_p50()
-    table = thresholds_table(val[0], val[1], costs)  # calibrated on validation only
+    table = thresholds_table(val[0], val[1], costs, aggregate=aggregate)  # calibrated on validation only
     probs, labels = evaluated if evaluated is not None else val
-    accuracy = accuracy_per_exit(probs, labels)
-    default = simulate(probs, labels, policy_thresholds(table, "default"), costs)
-    entry = {**profile.to_json(), "accuracy": accuracy, "anytime": anytime_curve(accuracy, costs),
-             "budgeted": budgeted_points(val[0], val[1], costs, *(evaluated or (None, None))),
+    answers = aggregate_exits(probs, aggregate)  # (N, K, C)
+    answer_accuracy = accuracy_per_exit(answers, labels)
+    default = simulate(answers, labels, policy_thresholds(table, "default"), costs)
+    entry = {**profile.to_json(), "aggregate": aggregate, "accuracy": accuracy_per_exit(probs, labels),
+             "answer_accuracy": answer_accuracy, "anytime": anytime_curve(answer_accuracy, costs),
+             "budgeted": budgeted_points(aggregate_exits(val[0], aggregate), val[1], costs,
+                                         *((answers, labels) if evaluated is not None else (None, None))),
              "default_policy": {"accuracy": default.accuracy, "cost_ms": default.mean_cost,
                                 "exit_fractions": list(default.exit_fractions),
                                 "thresholds": table["policies"]["default"]["thresholds"]}}
@@ -216,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             val_probs = chain_exit_probs(chain, val[0])  # (N, K, C)
             test_probs = chain_exit_probs(chain, test[0]) if test is not None else None
         entry, table = variant_report(profile, (val_probs, val[1]),
-                                      (test_probs, test[1]) if test is not None else None)
+                                      (test_probs, test[1]) if test is not None else None, args.aggregate)
         report["variants"][key] = {"backend": backend, "precision": precision, **entry}
         latency[key] = {"stages": entry["stages"], "cumulative_p50_ms": entry["cumulative_p50_ms"],
                         "runs": profile.runs, "threads": args.threads, "clock": profile.clock, "device": device,
@@ -233,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         profile = profile_torch(model, frames, args.runs, args.warmup, args.threads)
         val_probs = torch_exit_probs(model, val[0])
         test_probs = torch_exit_probs(model, test[0]) if test is not None else None
-        entry, _ = variant_report(profile, (val_probs, val[1]), (test_probs, test[1]) if test is not None else None)
+        entry, _ = variant_report(profile, (val_probs, val[1]), (test_probs, test[1]) if test is not None else None,
+                                  args.aggregate)
         report["variants"][profile.key] = {"backend": profile.key.split("/")[0], "precision": "fp32", **entry}
         _log(f"{profile.key}: cumulative p50 " + " ".join(f"{ms:.3f}" for ms in entry["cumulative_p50_ms"]) +
              f" ms ({time.time() - t0:.1f} s)")

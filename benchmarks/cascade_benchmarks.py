@@ -2,12 +2,14 @@
 
     python benchmarks/cascade_benchmarks.py --engines engines/msdnet_cifar --data DATA \\
         --checkpoint models/msdnet_cifar10.pt [--backend onnxruntime] [--precision fp32] [--threads 1] \\
-        [--frames 0] [--calib-frames 0] [--runs 1000] [--warmup 100] [--json reports/benchmarks.json]
+        [--frames 0] [--calib-frames 0] [--runs 1000] [--warmup 100] [--aggregate mean] \\
+        [--json reports/benchmarks.json]
 
 1. The cascade against always running the full network, at matched accuracy: thresholds are
    calibrated on the validation split (the "default" policy: the cheapest point of the budgeted
    sweep whose loss against the last exit, paired per image, is within ``--tolerance`` points at
-   the one-sided ``--confidence`` level), then the Cascade runs on every test frame and,
+   the one-sided ``--confidence`` level; exit k answers with the mean softmax of exits 1..k unless
+   ``--aggregate last``), then the Cascade runs on every test frame and,
    interleaved with it, the full chain runs on the same frame, same backend, precision, threads and
    sessions. Figure: mean latency per frame of the full network / of the cascade. Matched means the
    cascade's test accuracy is at most 0.3 points below the last exit's FP32 test accuracy. With
@@ -16,7 +18,7 @@
 2. ONNX Runtime against PyTorch eager, full network (all stages), batch 1, same threads: p50 and
    mean latency ratios (needs ``--checkpoint`` and torch).
 3. INT8 against FP32 per stage on ONNX Runtime: p50 latency ratio and test accuracy difference
-   per exit (needs the int8 engines); the two chains are profiled interleaved, run by run.
+   per exit (needs the int8 engines); the two chains are profiled taking turns in blocks of runs.
 4. Deadline adherence: budget = half the full network's p50; the Cascade runs every test frame
    under it, the deadline predictor starting from this run's measured per-stage times; figure: the
    share of frames answered (wall time around ``classify``) within budget + 1 ms, and the accuracy.
@@ -42,7 +44,7 @@ import numpy as np
 
 from pipeline.errors import PipelineError, cli_main
 from pipeline.names import PRECISIONS
-from pipeline.thresholds import DEFAULT_CONFIDENCE
+from pipeline.thresholds import AGGREGATES, DEFAULT_AGGREGATE, DEFAULT_CONFIDENCE
 
 MATCH_POINTS = 0.3  # the cascade may be at most this far below the last exit's FP32 test accuracy
 DEADLINE_SLACK_MS = 1.0
@@ -64,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--warmup", type=int, default=100, help="untimed runs before each measurement")
     ap.add_argument("--tolerance", type=float, default=MATCH_POINTS,
                     help="accuracy points below the last exit that the thresholds may give up on validation")
+    ap.add_argument("--aggregate", default=DEFAULT_AGGREGATE, choices=list(AGGREGATES),
+                    help="what exit k answers with: the mean softmax of exits 1..k, or its own (last)")
     ap.add_argument("--confidence", type=float, default=DEFAULT_CONFIDENCE,
                     help="one-sided confidence that the thresholds' loss is within --tolerance (0.5: the mean loss)")
     ap.add_argument("--json", type=Path, default=Path("reports/benchmarks.json"), help="where to write the figures")
@@ -159,10 +163,11 @@ def cascade_vs_full(bench: Bench, clock: Callable[[], float] = time.perf_counter
         profile = profile_chain(chain, images, a.runs, a.warmup, a.threads)
         val_probs = chain_exit_probs(chain, bench.val[0])  # (N, K, C)
         table = thresholds_table(val_probs, bench.val[1], profile.cumulative_p50(), tolerance=a.tolerance,
-                                 confidence=a.confidence)
+                                 confidence=a.confidence, aggregate=a.aggregate)
         thresholds = policy_thresholds(table, "default").tolist()
         size = tuple(m.input["shape"][1:3])
-        cascade = Cascade(chain, m.classes, thresholds, LatencyPredictor(k_last), frame_size=size)  # no budget
+        cascade = Cascade(chain, m.classes, thresholds, LatencyPredictor(k_last), aggregate=a.aggregate,
+                          frame_size=size)  # no budget
 
         def anytime(frame: np.ndarray) -> tuple[int, int]:
             r = cascade.classify(frame)
@@ -195,7 +200,7 @@ def cascade_vs_full(bench: Bench, clock: Callable[[], float] = time.perf_counter
         fp32_last = 100.0 * float((pred[2] == labels).mean())
     casc_acc = 100.0 * float((casc_pred == labels).mean())
     return {
-        "variant": f"{a.backend}/{a.precision}", "frames": n, "threads": a.threads,
+        "variant": f"{a.backend}/{a.precision}", "frames": n, "threads": a.threads, "aggregate": a.aggregate,
         "ratio_mean": float(full_ms.mean() / casc_ms.mean()),
         "cascade_mean_ms": float(casc_ms.mean()), "full_mean_ms": float(full_ms.mean()),
         "cascade_p50_ms": float(np.median(casc_ms)), "full_p50_ms": float(np.median(full_ms)),
@@ -273,7 +278,7 @@ def deadline_adherence(bench: Bench, first: dict[str, Any], clock: Callable[[], 
     wall, preds, exits = np.empty(n), np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
     met = np.empty(n, dtype=bool)
     cascade = Cascade(bench.chain(a.backend, a.precision), m.classes, first["_thresholds"], predictor,
-                      frame_size=tuple(m.input["shape"][1:3]))
+                      aggregate=a.aggregate, frame_size=tuple(m.input["shape"][1:3]))
     with cascade:
         for i in range(min(a.warmup, n)):
             cascade.classify(images[i:i + 1], budget_ms=budget)
@@ -295,7 +300,8 @@ def _pct(x: float | None) -> str:
 def format_table(results: dict[str, Any]) -> str:
     """The four figures as one Markdown table, then benchmark 3 per stage."""
     b1, b2, b3, b4 = (results[k] for k in ("cascade_vs_full", "ort_vs_torch", "int8_vs_fp32", "deadline"))
-    rows = [f"| 1 | cascade vs full network, {b1['variant']}, thresholds from validation | "
+    rows = [f"| 1 | cascade vs full network, {b1['variant']}, thresholds from validation, answers: "
+            f"{'mean of exits 1..k' if b1['aggregate'] == 'mean' else 'exit k alone'} | "
             f"**{b1['ratio_mean']:.2f}x** lower mean latency per frame | cascade {b1['cascade_mean_ms']:.3f} ms, "
             f"{_pct(b1['cascade_accuracy'])}; full network {b1['full_mean_ms']:.3f} ms, {_pct(b1['full_accuracy'])}; "
             + (f"FP32 full network {b1['fp32_full_mean_ms']:.3f} ms ({b1['ratio_mean_vs_fp32_full']:.2f}x the "

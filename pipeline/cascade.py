@@ -4,7 +4,8 @@
     result = cascade.classify(frame, budget_ms=5.0)  # frame: (H, W, 3) uint8, model size and colour order
 
 Exit rule: exit k answers when its softmax score passes threshold k (``pipeline.thresholds``: max
-softmax >= t, or entropy <= t). Deadline rule: ``pipeline.deadline``. The per-frame path is numpy
+softmax >= t, or entropy <= t); with the "mean" aggregate, exit k's answer and score are those of
+the mean softmax of exits 1..k. Deadline rule: ``pipeline.deadline``. The per-frame path is numpy
 and the backend's chain only: no torch, no per-frame buffers besides the result.
 """
 
@@ -21,7 +22,8 @@ import numpy as np
 from pipeline.backends.base import StageChain
 from pipeline.deadline import LatencyPredictor
 from pipeline.errors import PipelineError
-from pipeline.thresholds import LAST_EXIT_POLICY, check_criterion, policy_thresholds, to_scores
+from pipeline.thresholds import (LAST_EXIT_POLICY, check_aggregate, check_criterion, policy_thresholds, table_aggregate,
+                                 to_scores)
 
 StoppedBy = Literal["confidence", "deadline", "last-exit"]
 
@@ -30,7 +32,7 @@ StoppedBy = Literal["confidence", "deadline", "last-exit"]
 class CascadeResult:
     label: int
     class_name: str
-    confidence: float  # max softmax at the exit taken
+    confidence: float  # max softmax at the exit taken (of the mean softmax with the "mean" aggregate)
     exit: int  # 1-based
     num_exits: int
     stage_ms: list[float]  # one per stage run: the stage plus the exit test on its logits
@@ -44,10 +46,11 @@ class Cascade:
     """A loaded StageChain, exit thresholds and a latency predictor: one frame in, one answer out."""
 
     def __init__(self, chain: StageChain, classes: Sequence[str], thresholds: Sequence[float] | None,
-                 predictor: LatencyPredictor, criterion: str = "confidence", *,
+                 predictor: LatencyPredictor, criterion: str = "confidence", *, aggregate: str = "last",
                  frame_size: tuple[int, int] | None = None, colour_order: str = "",
                  notes: Sequence[str] = (), clock: Callable[[], float] = time.perf_counter):
         """``thresholds``: (K,) in criterion units, or None to run to the last exit unless the deadline stops it.
+        ``aggregate``: "last" (exit k answers alone) or "mean" (the mean softmax of exits 1..k), as calibrated.
         ``frame_size``: (H, W) the stages expect, checked on every frame when given.
         ``clock``: seconds, monotonic (tests pass a fake one).
         """
@@ -56,6 +59,7 @@ class Cascade:
         self.num_exits = chain.num_stages
         self.classes = list(classes)
         self.criterion = check_criterion(criterion)
+        self.aggregate = check_aggregate(aggregate)
         if thresholds is None:
             thresholds = [math.inf] * self.num_exits if criterion == "confidence" else [-math.inf] * self.num_exits
         if len(thresholds) != self.num_exits or any(math.isnan(t) for t in thresholds):
@@ -73,6 +77,9 @@ class Cascade:
         c = len(self.classes)
         self._shifted = np.empty(c, dtype=np.float64)  # (C,) logits minus their max
         self._exp = np.empty(c, dtype=np.float64)  # (C,) exp of the above
+        self._sum = np.empty(c, dtype=np.float64)  # (C,) sum of the softmax outputs so far ("mean")
+        self._mean = np.empty(c, dtype=np.float64)  # (C,) their mean
+        self._log = np.empty(c, dtype=np.float64)  # (C,) its log, 0 where it is 0
         self.chain.activate()
 
     @classmethod
@@ -93,7 +100,9 @@ class Cascade:
         key = variant_key(backend, precision)
         notes: list[str] = []
         table = manifest.thresholds.get(key)
+        aggregate = "last"
         if table:
+            aggregate = table_aggregate(table)
             stored = check_criterion(table.get("criterion", "confidence"))
             if criterion is not None and criterion != stored:
                 raise PipelineError(f"the thresholds for {key} were calibrated on {stored!r}, not {criterion!r}; "
@@ -117,7 +126,7 @@ class Cascade:
         spec = manifest.stages[0].inputs[0].shape if manifest.stages[0].inputs else []  # ["N", H, W, 3]
         frame_size = (spec[1], spec[2]) if len(spec) == 4 and all(isinstance(x, int) for x in spec[1:3]) else None
         chain = load_chain(manifest, folder, backend, precision, threads)
-        cascade = cls(chain, manifest.classes, thresholds, predictor, criterion or "confidence",
+        cascade = cls(chain, manifest.classes, thresholds, predictor, criterion or "confidence", aggregate=aggregate,
                       frame_size=frame_size, colour_order=str(manifest.input.get("colour_order", "")), notes=notes)
         cascade.backend, cascade.precision, cascade.policy = backend, precision, policy
         return cascade
@@ -138,7 +147,7 @@ class Cascade:
                             "resize and convert frames before classify (the camera app does this)")
 
     def _exit_test(self, logits: np.ndarray, stage: int) -> tuple[int, float, float]:
-        """(1, C) logits -> label, max softmax, score (confidence, or minus the entropy in nats)."""
+        """(1, C) logits of ``stage`` -> label, max softmax, score (confidence, or minus the entropy in nats)."""
         z = logits.reshape(-1)  # (C,)
         if z.shape[0] != self._exp.shape[0]:
             raise PipelineError(f"stage {stage} returned {z.shape[0]} logits, the model lists "
@@ -147,11 +156,29 @@ class Cascade:
         np.subtract(z, z[label], out=self._shifted)  # <= 0
         np.exp(self._shifted, out=self._exp)
         total = float(self._exp.sum())
+        if self.aggregate == "mean":
+            return self._mean_test(stage, total)
         conf = 1.0 / total  # exp(0) / sum
         if self.criterion == "confidence":
             return label, conf, conf
         # entropy = log(sum) - sum(p * (z - max)), with p = exp(z - max) / sum
         return label, conf, float(self._exp.dot(self._shifted)) / total - math.log(total)
+
+    def _mean_test(self, stage: int, total: float) -> tuple[int, float, float]:
+        """Fold this stage's softmax (``_exp / total``) into the running mean; the exit test on the mean."""
+        np.divide(self._exp, total, out=self._exp)  # this stage's softmax
+        if stage == 1:
+            np.copyto(self._sum, self._exp)
+        else:
+            self._sum += self._exp
+        np.divide(self._sum, stage, out=self._mean)
+        label = int(self._mean.argmax())
+        conf = float(self._mean[label])
+        if self.criterion == "confidence":
+            return label, conf, conf
+        self._log.fill(0.0)
+        np.log(self._mean, out=self._log, where=self._mean > 0)  # 0 log 0 = 0
+        return label, conf, float(self._mean.dot(self._log))  # minus the entropy
 
     def classify(self, frame: np.ndarray, budget_ms: float | None = None) -> CascadeResult:
         """Answer one frame; with ``budget_ms``, stop before a stage predicted to overrun it (stage 1 always runs)."""

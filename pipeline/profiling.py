@@ -16,7 +16,8 @@ Statistics per stage: mean, p50, p90, p99 and max over the runs. Cumulative late
 taken per run (stage 1 + ... + k in the same run) before its percentiles, so cumulative p50s are
 nondecreasing, as the threshold sweep requires of its costs.
 
-Curves. The anytime curve is the accuracy at exit k against the cumulative p50 to exit k. The
+Curves. The anytime curve is the accuracy of the answer at exit k (exit k's own, or the mean of
+exits 1..k, as the thresholds' aggregate says) against the cumulative p50 to exit k. The
 budgeted curve is MSDNet's budgeted-batch sweep (``pipeline.thresholds.budgeted_curve``) with
 per-stage p50 costs: thresholds are always calibrated on the validation split; on another split
 each point's thresholds are only applied (``simulate``), never refitted.
@@ -462,11 +463,15 @@ def format_markdown(report: dict[str, Any]) -> str:
     for key, v in report["variants"].items():
         lines += ["", f"## {key}", "", f"clock: {v['clock']}", "",
                   "| stage | mean (ms) | p50 (ms) | p90 (ms) | p99 (ms) | max (ms) | cumulative p50 to exit (ms) "
-                  "| accuracy at exit (%) |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for k, (s, cum, acc) in enumerate(zip(v["stages"], v["cumulative_p50_ms"], v["accuracy"]), start=1):
+                  "| exit's own accuracy (%) | cascade's answer at exit (%) |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        answers = v.get("answer_accuracy", v["accuracy"])
+        for k, (s, cum, acc, ans) in enumerate(zip(v["stages"], v["cumulative_p50_ms"], v["accuracy"], answers),
+                                               start=1):
             lines.append(f"| {k} | {s['mean_ms']:.3f} | {s['p50_ms']:.3f} | {s['p90_ms']:.3f} | {s['p99_ms']:.3f} "
-                         f"| {s['max_ms']:.3f} | {cum:.3f} | {acc:.2f} |")
+                         f"| {s['max_ms']:.3f} | {cum:.3f} | {acc:.2f} | {ans:.2f} |")
+        if v.get("aggregate") == "mean":
+            lines += ["", "The cascade's answer at exit k is the mean softmax of exits 1..k."]
         default = v.get("default_policy")
         if default:
             lines += ["", f"Cascade, default thresholds (from validation): {default['accuracy']:.2f}% at a mean "

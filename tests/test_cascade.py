@@ -15,7 +15,7 @@ from pipeline.cascade import Cascade
 from pipeline.deadline import LatencyPredictor
 from pipeline.errors import PipelineError
 from pipeline.manifest import Manifest, StageSpec, TensorSpec, write_manifest
-from pipeline.thresholds import exit_index, exit_scores, softmax, thresholds_table, to_scores
+from pipeline.thresholds import aggregate_exits, exit_index, exit_scores, softmax, thresholds_table, to_scores
 
 H, W, K, C = 8, 8, 3, 5
 CLASSES = [f"class{i}" for i in range(C)]
@@ -67,29 +67,32 @@ def random_logits(frames: int, seed: int = 0) -> np.ndarray:
     return rng.normal(size=(frames, K, C)) * np.array([1.0, 2.0, 3.0])[None, :, None]  # surer with depth
 
 
-def make(logits, thresholds, stage_ms=(1.0, 2.0, 3.0), criterion="confidence", predictor=None):
+def make(logits, thresholds, stage_ms=(1.0, 2.0, 3.0), criterion="confidence", predictor=None, aggregate="last"):
     clock = FakeClock()
     chain = ScriptedChain(logits, list(stage_ms), clock)
     predictor = predictor or LatencyPredictor(K, list(stage_ms))  # starts at the true times, no jitter
-    cascade = Cascade(chain, CLASSES, thresholds, predictor, criterion, frame_size=(H, W), colour_order="BGR",
-                      clock=clock)
+    cascade = Cascade(chain, CLASSES, thresholds, predictor, criterion, aggregate=aggregate, frame_size=(H, W),
+                      colour_order="BGR", clock=clock)
     return cascade, chain
 
 
 FRAME = np.zeros((H, W, 3), dtype=np.uint8)
 
 
+@pytest.mark.parametrize("aggregate", ["last", "mean"])
 @pytest.mark.parametrize("criterion,thresholds", [("confidence", [0.6, 0.8, -math.inf]),
                                                   ("entropy", [0.9, 0.6, math.inf])])
-def test_exits_equal_running_all_stages_and_replaying_the_rule(criterion, thresholds):
+def test_exits_equal_running_all_stages_and_replaying_the_rule(criterion, thresholds, aggregate):
     logits = random_logits(300)
-    cascade, chain = make(logits, thresholds, criterion=criterion)
+    cascade, chain = make(logits, thresholds, criterion=criterion, aggregate=aggregate)
     results = [cascade.classify(FRAME) for _ in range(len(logits))]
-    probs = softmax(logits.astype(np.float32).astype(np.float64))  # (F, K, C)
+    probs = aggregate_exits(softmax(logits.astype(np.float32).astype(np.float64)), aggregate)  # (F, K, C)
     want = exit_index(exit_scores(probs, criterion), to_scores(thresholds, criterion))  # (F,) 0-based
     assert 0 < (want == 0).sum() < len(want) and (want == 2).sum() > 0  # every exit is exercised
     assert [r.exit for r in results] == (want + 1).tolist()
     assert [r.label for r in results] == probs.argmax(-1)[np.arange(len(want)), want].tolist()
+    own = logits.argmax(-1)[np.arange(len(want)), want]  # each exit's own answer
+    assert (np.array([r.label for r in results]) != own).any() == (aggregate == "mean")
     assert [r.confidence for r in results] == pytest.approx(probs.max(-1)[np.arange(len(want)), want].tolist())
     assert all(r.stopped_by == ("last-exit" if r.exit == K else "confidence") for r in results)
     assert [len(ran) for ran in chain.ran] == [r.exit for r in results]  # no stage run past the exit
@@ -206,10 +209,15 @@ def test_from_folder_reads_policy_and_latencies(tmp_path, fake_backends):
     cascade = Cascade.from_folder(tmp_path, policy="max-accuracy@3ms", threads=2)
     assert fake_backends == [("onnxruntime", "fp32", 2)]
     assert cascade.backend == "onnxruntime" and cascade.policy == "max-accuracy@3ms" and cascade.notes == []
+    assert cascade.aggregate == "mean"  # as the table was calibrated
     assert cascade.thresholds[0] == pytest.approx(table["policies"]["max-accuracy@3ms"]["thresholds"][0])
     assert cascade.thresholds[-1] == -math.inf and cascade.frame_size == (H, W)
     assert cascade.predictor.predict(3) == pytest.approx(2.5)
     assert cascade.classify(FRAME).num_exits == K
+    # A table written before aggregates existed answers with each exit alone.
+    write_model(tmp_path, {"onnxruntime/fp32": {k: v for k, v in table.items() if k != "aggregate"}},
+                {"onnxruntime/fp32": lat})
+    assert Cascade.from_folder(tmp_path).aggregate == "last"
     # Entropy tables carry their criterion; asking for the other one is an error.
     write_model(tmp_path, {"onnxruntime/fp32": calibrated_table("entropy")})
     assert Cascade.from_folder(tmp_path).criterion == "entropy"

@@ -330,15 +330,19 @@ def synthetic_report() -> dict:
                                   "thresholds": []}}
     return {"model": "tiny", "split": "validation", "images": 200, "calibration_images": 200, "runs": 5, "warmup": 2,
             "threads": 1, "device": device_facts(), "notes": ["a note"],
-            "variants": {"onnxruntime/fp32": variant, "pytorch-eager/fp32": dict(variant, default_policy=None)}}
+            "variants": {"onnxruntime/fp32": dict(variant, aggregate="mean", answer_accuracy=[50.0, 60.0, 70.0]),
+                         "pytorch-eager/fp32": dict(variant, default_policy=None)}}
 
 
 def test_markdown_has_one_table_per_variant():
     md = format_markdown(synthetic_report())
     assert md.count("| stage | mean (ms) | p50 (ms) | p90 (ms) | p99 (ms) | max (ms) | cumulative p50 to exit (ms) "
-                    "| accuracy at exit (%) |") == 2
+                    "| exit's own accuracy (%) | cascade's answer at exit (%) |") == 2
     assert "## onnxruntime/fp32" in md and "## pytorch-eager/fp32" in md and "note: a note" in md
-    assert "| 3 | 0.250 | 0.250 | 0.250 | 0.250 | 0.250 | 1.750 |" in md
+    acc = synthetic_report()["variants"]["onnxruntime/fp32"]["accuracy"]
+    assert f"| 3 | 0.250 | 0.250 | 0.250 | 0.250 | 0.250 | 1.750 | {acc[2]:.2f} | 70.00 |" in md  # the mean's answer
+    assert f"| 3 | 0.250 | 0.250 | 0.250 | 0.250 | 0.250 | 1.750 | {acc[2]:.2f} | {acc[2]:.2f} |" in md  # exit alone
+    assert md.count("mean softmax of exits 1..k") == 1
 
 
 def test_plot_writes_a_png(tmp_path):

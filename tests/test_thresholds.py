@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.errors import PipelineError
 from pipeline.thresholds import (DEFAULT_QS, CurvePoint, budgeted_curve, exit_index, exit_scores,
-                                 geometric_distribution, last_exit_point, loss_bound, max_accuracy_for_cost,
+                                 aggregate_exits, geometric_distribution, last_exit_point, loss_bound, max_accuracy_for_cost,
                                  min_cost_for_accuracy, min_cost_within_loss, policy_thresholds, simulate, softmax, thresholds_from_json,
                                  thresholds_table, thresholds_to_json, to_scores)
 
@@ -149,9 +149,11 @@ def test_table_is_strict_json_and_round_trips(random_set):
     assert set(table["policies"]) == {"default", "last-exit", "max-accuracy@2ms",
                                       f"min-latency@{full.accuracy - 1:g}%"}
     assert table["criterion"] == "confidence" and table["samples"] == len(labels)
+    assert table["aggregate"] == "mean"  # the default: exit k answers with the mean of exits 1..k
+    answers = aggregate_exits(probs, "mean")
     for name, pol in table["policies"].items():
         t = policy_thresholds(table, name)
-        sim = simulate(probs, labels, t, costs)
+        sim = simulate(answers, labels, t, costs)
         assert sim.accuracy == pytest.approx(pol["expected_accuracy"]), name
         assert sim.mean_cost == pytest.approx(pol["expected_cost_ms"]), name
     assert table["policies"]["max-accuracy@2ms"]["expected_cost_ms"] <= 2.0
@@ -161,7 +163,7 @@ def test_table_is_strict_json_and_round_trips(random_set):
     assert {"q", "accuracy", "cost_ms", "thresholds"} <= set(table["curve"][0])
     # A target not stored is chosen from the stored curve.
     t = policy_thresholds(table, "max-accuracy@1.5ms")
-    assert simulate(probs, labels, t, costs).mean_cost <= 1.5
+    assert simulate(answers, labels, t, costs).mean_cost <= 1.5
 
 
 def test_json_thresholds_null_means_never_and_last_always():
@@ -244,10 +246,41 @@ def test_default_policy_guards_against_a_noisy_loss():
         min_cost_within_loss(probs, labels, points[:1], 0.3)
     # The table's default: a point of the sweep whose bound is within the tolerance; the mean-loss rule
     # (confidence 0.5) is at least as cheap.
-    table = thresholds_table(probs, labels, [1.0, 3.0])
+    table = thresholds_table(probs, labels, [1.0, 3.0], aggregate="last")
     guarded = table["policies"]["default"]
-    assert table["default_confidence"] == 0.95
+    assert table["default_confidence"] == 0.95 and table["aggregate"] == "last"
     assert loss_bound(probs, labels, policy_thresholds(table, "default")) <= 0.3
     assert 1.0 < guarded["expected_cost_ms"] < 3.0
-    loose = thresholds_table(probs, labels, [1.0, 3.0], confidence=0.5)["policies"]["default"]
+    loose = thresholds_table(probs, labels, [1.0, 3.0], confidence=0.5, aggregate="last")["policies"]["default"]
     assert loose["expected_cost_ms"] < guarded["expected_cost_ms"]
+
+
+def test_aggregate_exits_is_the_running_mean():
+    probs = np.array([[[0.2, 0.8], [0.6, 0.4], [1.0, 0.0]]])  # (1, 3, 2)
+    np.testing.assert_allclose(aggregate_exits(probs, "mean"), [[[0.2, 0.8], [0.4, 0.6], [0.6, 0.4]]])
+    assert aggregate_exits(probs, "last") is probs
+    with pytest.raises(PipelineError, match="unknown exit aggregate 'max'"):
+        aggregate_exits(probs, "max")
+
+
+def test_mean_answers_are_judged_against_the_last_exit_alone():
+    """40 images right at both exits; 40 right at exit 1 only, which the mean at exit 2 keeps right;
+    20 wrong at exit 1 and sure of it. Exit 2 alone: 60%; the mean at exit 2: 100%.
+
+    The default point lets most images out at exit 1 (80%): 20 points above the network's last exit,
+    which is what the default is held to, though 20 below the mean's own last exit."""
+    group = np.repeat([0, 1, 2], [40, 40, 20])
+    conf = np.select([group[:, None] == 0, group[:, None] == 1], [[[0.9, 0.9]], [[0.8, 0.5]]], [[0.95, 0.99]])
+    pred = np.select([group[:, None] == 1, group[:, None] == 2], [[[0, 1]], [[1, 0]]], 0)
+    probs, labels = probs_from(conf, pred), np.zeros(100, dtype=np.int64)
+    answers = aggregate_exits(probs, "mean")
+    assert (answers.argmax(-1)[:, 1] == 0).all() and (probs.argmax(-1)[:, 1] == 0).mean() == 0.6
+    table = thresholds_table(probs, labels, [1.0, 3.0])
+    assert table["policies"]["last-exit"]["expected_accuracy"] == pytest.approx(100.0)
+    default = table["policies"]["default"]
+    assert default["expected_accuracy"] <= 80.0 and default["expected_cost_ms"] < 1.5
+    t = policy_thresholds(table, "default")
+    network_right = probs[:, -1].argmax(-1) == labels
+    assert loss_bound(answers, labels, t, confidence=0.5, reference=network_right) == pytest.approx(-20.0)
+    assert loss_bound(answers, labels, t, reference=network_right) <= 0.3
+    assert loss_bound(answers, labels, t) >= 10.0  # against the mean's own last exit it would not qualify

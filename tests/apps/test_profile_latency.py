@@ -53,6 +53,8 @@ def test_profile_writes_reports_and_updates_the_manifest(built, tmp_path, capsys
     v = report["variants"]["onnxruntime/int8"]
     assert len(v["stages"]) == 3 and set(v["stages"][0]) == STAT_KEYS and v["runs"] == 20
     assert len(v["anytime"]) == 3 and v["budgeted"] and len(v["accuracy"]) == 3
+    assert v["aggregate"] == "mean" and [p["accuracy"] for p in v["anytime"]] == v["answer_accuracy"]
+    assert v["answer_accuracy"][0] == v["accuracy"][0]  # exit 1's mean is exit 1 itself
     assert report["device"]["threads"] == 1 and report["device"]["cpu"]
     md = (out / "latency.md").read_text()
     assert md.count("| stage | mean (ms) | p50 (ms) |") == 4 and "## onnxruntime/fp16" in md
@@ -68,7 +70,7 @@ def test_profile_writes_reports_and_updates_the_manifest(built, tmp_path, capsys
     assert lat["cumulative_p50_ms"] == sorted(lat["cumulative_p50_ms"]) and lat["measured_at"] and lat["device"]["cpu"]
     table = manifest.thresholds["onnxruntime/fp32"]
     assert table["samples"] == 20  # calibrated on the validation split, although the curves are on test
-    assert {"default", "last-exit"} <= set(table["policies"]) and table["curve"]
+    assert {"default", "last-exit"} <= set(table["policies"]) and table["curve"] and table["aggregate"] == "mean"
 
 
 def test_the_cascade_reads_what_the_profiler_wrote(built, tmp_path):
@@ -79,13 +81,18 @@ def test_the_cascade_reads_what_the_profiler_wrote(built, tmp_path):
     manifest = load_manifest(folder)
     assert list(manifest.latency) == ["onnxruntime/fp32"]
     with Cascade.from_folder(folder, backend="onnxruntime", precision="fp32") as cascade:
-        assert cascade.predictor.measured and cascade.notes == []
+        assert cascade.predictor.measured and cascade.notes == [] and cascade.aggregate == "mean"
         assert cascade.thresholds[-1] == -float("inf")
     with Cascade.from_folder(folder, backend="onnxruntime", precision="int8") as cascade:
         assert not cascade.predictor.measured  # not profiled: the cascade says so
-    # A second run of another precision keeps the first one's tables.
-    assert main(args(built, folder, tmp_path / "r", "--precisions", "int8", "--backends", "onnxruntime")) == 0
-    assert set(load_manifest(folder).latency) == {"onnxruntime/fp32", "onnxruntime/int8"}
+    # A second run of another precision keeps the first one's tables; its aggregate is its own.
+    assert main(args(built, folder, tmp_path / "r", "--precisions", "int8", "--backends", "onnxruntime",
+                     "--aggregate", "last")) == 0
+    manifest = load_manifest(folder)
+    assert set(manifest.latency) == {"onnxruntime/fp32", "onnxruntime/int8"}
+    assert [manifest.thresholds[k]["aggregate"] for k in ("onnxruntime/fp32", "onnxruntime/int8")] == ["mean", "last"]
+    with Cascade.from_folder(folder, backend="onnxruntime", precision="int8") as cascade:
+        assert cascade.aggregate == "last"
 
 
 def test_without_torch_the_baseline_is_skipped_with_a_note(built, tmp_path, monkeypatch):
@@ -111,6 +118,13 @@ def test_without_torch_the_baseline_is_skipped_with_a_note(built, tmp_path, monk
 ])
 def test_bad_options_are_refused(built, tmp_path, capsys, extra, match):
     fails(args(built, built.folder, tmp_path / "r", *extra), capsys, match)
+    assert not (tmp_path / "r").exists()
+
+
+def test_unknown_aggregate_is_refused(built, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(args(built, built.folder, tmp_path / "r", "--aggregate", "max"))
+    assert exc.value.code == 2 and "--aggregate: invalid choice: 'max'" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
 
 
