@@ -37,7 +37,7 @@ import numpy as np
 from pipeline.errors import PipelineError, cli_main
 from pipeline.manifest import Manifest, load_manifest, sha256_file, variant_key, write_manifest
 from pipeline.names import PRECISIONS
-from pipeline.thresholds import AGGREGATES, DEFAULT_AGGREGATE
+from pipeline.thresholds import DEFAULT_AGGREGATE, add_calibration_options, check_calibration_options
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,8 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--checkpoint", type=Path, default=None,
                     help="the engines' checkpoint: adds a PyTorch eager baseline")
     ap.add_argument("--out", type=Path, default=Path("reports"), help="folder for latency.json, .md and .png")
-    ap.add_argument("--aggregate", default=DEFAULT_AGGREGATE, choices=list(AGGREGATES),
-                    help="what exit k answers with: the mean softmax of exits 1..k, or its own (last)")
+    add_calibration_options(ap)
     return ap
 
 
@@ -69,6 +68,7 @@ def check_options(args: argparse.Namespace) -> None:
         raise PipelineError(f"--warmup must be 0 or more, got {args.warmup}")
     if args.threads < 1:
         raise PipelineError(f"--threads must be at least 1, got {args.threads}")
+    check_calibration_options(args)
     if args.checkpoint is not None and not args.checkpoint.is_file():
         raise PipelineError(f"--checkpoint {args.checkpoint} does not exist; pass the checkpoint the engines were "
                             "built from, or drop --checkpoint to skip the PyTorch baseline")
@@ -135,18 +135,19 @@ def select_variants(manifest: Manifest, folder: Path, backends: str, precisions:
 
 
 def variant_report(profile: Any, val: tuple[np.ndarray, np.ndarray], evaluated: tuple[np.ndarray, np.ndarray] | None,
-                   aggregate: str = DEFAULT_AGGREGATE) -> tuple[dict[str, Any], dict[str, Any]]:
+                   aggregate: str = DEFAULT_AGGREGATE, **guard: float) -> tuple[dict[str, Any], dict[str, Any]]:
     """(report entry, thresholds table) of one variant from its timings and per-exit probabilities.
 
     ``val``: (N, K, C) validation probs and labels; ``evaluated``: the same on the test split, or
     None when the curves are evaluated on validation itself. "accuracy" is each exit's own
     classifier; "answer_accuracy" and the curves are the cascade's answers under ``aggregate``.
+    ``guard``: the default policy's ``tolerance`` and ``confidence`` (``thresholds_table``).
     """
     from pipeline.profiling import accuracy_per_exit, anytime_curve, budgeted_points
     from pipeline.thresholds import aggregate_exits, policy_thresholds, simulate, thresholds_table
 
     costs = profile.cumulative_p50()
-    table = thresholds_table(val[0], val[1], costs, aggregate=aggregate)  # calibrated on validation only
+    table = thresholds_table(val[0], val[1], costs, aggregate=aggregate, **guard)  # calibrated on validation only
     probs, labels = evaluated if evaluated is not None else val
     answers = aggregate_exits(probs, aggregate)  # (N, K, C)
     answer_accuracy = accuracy_per_exit(answers, labels)
@@ -224,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
             val_probs = chain_exit_probs(chain, val[0])  # (N, K, C)
             test_probs = chain_exit_probs(chain, test[0]) if test is not None else None
         entry, table = variant_report(profile, (val_probs, val[1]),
-                                      (test_probs, test[1]) if test is not None else None, args.aggregate)
+                                      (test_probs, test[1]) if test is not None else None, args.aggregate,
+                                      tolerance=args.tolerance, confidence=args.confidence)
         report["variants"][key] = {"backend": backend, "precision": precision, **entry}
         latency[key] = {"stages": entry["stages"], "cumulative_p50_ms": entry["cumulative_p50_ms"],
                         "runs": profile.runs, "threads": args.threads, "clock": profile.clock, "device": device,
@@ -242,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         val_probs = torch_exit_probs(model, val[0])
         test_probs = torch_exit_probs(model, test[0]) if test is not None else None
         entry, _ = variant_report(profile, (val_probs, val[1]), (test_probs, test[1]) if test is not None else None,
-                                  args.aggregate)
+                                  args.aggregate, tolerance=args.tolerance, confidence=args.confidence)
         report["variants"][profile.key] = {"backend": profile.key.split("/")[0], "precision": "fp32", **entry}
         _log(f"{profile.key}: cumulative p50 " + " ".join(f"{ms:.3f}" for ms in entry["cumulative_p50_ms"]) +
              f" ms ({time.time() - t0:.1f} s)")

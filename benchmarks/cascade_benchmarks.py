@@ -44,7 +44,7 @@ import numpy as np
 
 from pipeline.errors import PipelineError, cli_main
 from pipeline.names import PRECISIONS
-from pipeline.thresholds import AGGREGATES, DEFAULT_AGGREGATE, DEFAULT_CONFIDENCE
+from pipeline.thresholds import add_calibration_options, check_calibration_options
 
 MATCH_POINTS = 0.3  # the cascade may be at most this far below the last exit's FP32 test accuracy
 DEADLINE_SLACK_MS = 1.0
@@ -64,12 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--calib-frames", type=int, default=0, help="validation frames for the thresholds (0: all)")
     ap.add_argument("--runs", type=int, default=1000, help="timed full-chain runs of each latency profile")
     ap.add_argument("--warmup", type=int, default=100, help="untimed runs before each measurement")
-    ap.add_argument("--tolerance", type=float, default=MATCH_POINTS,
-                    help="accuracy points below the last exit that the thresholds may give up on validation")
-    ap.add_argument("--aggregate", default=DEFAULT_AGGREGATE, choices=list(AGGREGATES),
-                    help="what exit k answers with: the mean softmax of exits 1..k, or its own (last)")
-    ap.add_argument("--confidence", type=float, default=DEFAULT_CONFIDENCE,
-                    help="one-sided confidence that the thresholds' loss is within --tolerance (0.5: the mean loss)")
+    add_calibration_options(ap)
     ap.add_argument("--json", type=Path, default=Path("reports/benchmarks.json"), help="where to write the figures")
     return ap
 
@@ -81,10 +76,7 @@ def check_options(args: argparse.Namespace) -> None:
     for name in ("frames", "calib_frames", "warmup"):
         if getattr(args, name) < 0:
             raise PipelineError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(args, name)}")
-    if not args.tolerance >= 0:
-        raise PipelineError(f"--tolerance must be 0 or more accuracy points, got {args.tolerance}")
-    if not 0 < args.confidence < 1:
-        raise PipelineError(f"--confidence must be between 0 and 1, got {args.confidence}")
+    check_calibration_options(args)
     if args.checkpoint is not None and not args.checkpoint.is_file():
         raise PipelineError(f"--checkpoint {args.checkpoint} does not exist; pass the engines' checkpoint or drop it "
                             "(benchmark 2 is then skipped)")

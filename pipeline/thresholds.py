@@ -41,6 +41,7 @@ one-sided confidence level (95% unless asked).
 
 from __future__ import annotations
 
+import argparse
 import math
 import re
 import statistics
@@ -363,6 +364,24 @@ def thresholds_table(probs: np.ndarray, labels: np.ndarray, costs_ms: Sequence[f
     return {"criterion": criterion, "aggregate": aggregate, "samples": int(len(labels)), "default_tolerance": tolerance,
             "default_confidence": confidence,
             "policies": policies, "curve": [_point_json(p) for p in curve]}
+
+
+def add_calibration_options(ap: argparse.ArgumentParser) -> None:
+    """The command-line options that shape the calibrated table: --aggregate, --tolerance, --confidence."""
+    ap.add_argument("--aggregate", default=DEFAULT_AGGREGATE, choices=list(AGGREGATES),
+                    help="what exit k answers with: the mean softmax of exits 1..k, or its own (last)")
+    ap.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+                    help="accuracy points below the last exit that the default thresholds may give up")
+    ap.add_argument("--confidence", type=float, default=DEFAULT_CONFIDENCE,
+                    help="one-sided confidence that the default thresholds' loss is within --tolerance "
+                         "(0.5: judge the mean loss alone)")
+
+
+def check_calibration_options(args: argparse.Namespace) -> None:
+    if not args.tolerance >= 0:
+        raise PipelineError(f"--tolerance must be 0 or more accuracy points, got {args.tolerance}")
+    if not 0 < args.confidence < 1:
+        raise PipelineError(f"--confidence must be between 0 and 1, got {args.confidence}")
 
 
 def table_aggregate(table: dict[str, Any]) -> str:

@@ -87,10 +87,12 @@ def test_the_cascade_reads_what_the_profiler_wrote(built, tmp_path):
         assert not cascade.predictor.measured  # not profiled: the cascade says so
     # A second run of another precision keeps the first one's tables; its aggregate is its own.
     assert main(args(built, folder, tmp_path / "r", "--precisions", "int8", "--backends", "onnxruntime",
-                     "--aggregate", "last")) == 0
+                     "--aggregate", "last", "--tolerance", "0.5", "--confidence", "0.99")) == 0
     manifest = load_manifest(folder)
     assert set(manifest.latency) == {"onnxruntime/fp32", "onnxruntime/int8"}
-    assert [manifest.thresholds[k]["aggregate"] for k in ("onnxruntime/fp32", "onnxruntime/int8")] == ["mean", "last"]
+    tables = [manifest.thresholds[k] for k in ("onnxruntime/fp32", "onnxruntime/int8")]
+    assert [(t["aggregate"], t["default_tolerance"], t["default_confidence"]) for t in tables] == [
+        ("mean", 0.3, 0.95), ("last", 0.5, 0.99)]
     with Cascade.from_folder(folder, backend="onnxruntime", precision="int8") as cascade:
         assert cascade.aggregate == "last"
 
@@ -115,6 +117,8 @@ def test_without_torch_the_baseline_is_skipped_with_a_note(built, tmp_path, monk
     (["--warmup", "-1"], "--warmup must be 0 or more"),
     (["--threads", "0"], "--threads must be at least 1"),
     (["--checkpoint", "missing.pt"], "--checkpoint missing.pt does not exist"),
+    (["--tolerance", "-1"], "--tolerance must be 0 or more accuracy points"),
+    (["--confidence", "0"], "--confidence must be between 0 and 1"),
 ])
 def test_bad_options_are_refused(built, tmp_path, capsys, extra, match):
     fails(args(built, built.folder, tmp_path / "r", *extra), capsys, match)
