@@ -500,7 +500,8 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
             ax_bud.plot([p["cost_ms"] for p in pts], [p["accuracy"] for p in pts], style, marker=".",
                         color=line.get_color(), label=key)
     split = report["split"]
-    ax_any.set(title=f"anytime: accuracy at exit k ({split})", xlabel="cumulative p50 latency to exit (ms)",
+    ax_any.set(title=f"anytime: accuracy of the answer at exit k ({split})",
+               xlabel="cumulative p50 latency to exit (ms)",
                ylabel="top-1 accuracy (%)")
     ax_bud.set(title=f"budgeted: thresholds from validation ({split})", xlabel="mean latency per frame (ms)",
                ylabel="top-1 accuracy (%)")
