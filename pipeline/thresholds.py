@@ -36,7 +36,8 @@ that one split: on 5,000 images it gave up 0.9 points on the test split where it
 validation. So the loss is judged paired, image by image, against the last exit (the cascade and
 the full network disagree on few images, so the difference has a far smaller error than either
 accuracy), and the default is the cheapest point whose loss stays within the tolerance at a
-one-sided confidence level (95% unless asked).
+one-sided confidence level (95% unless asked). The bound is per point: taking the cheapest of the
+points that pass leans a little towards a point whose validation loss was luckier than its true one.
 """
 
 from __future__ import annotations
@@ -293,7 +294,7 @@ def min_cost_within_loss(probs: np.ndarray, labels: np.ndarray, curve: Sequence[
     for p in sorted(curve, key=lambda p: (p.cost, -p.accuracy)):
         if loss_bound(probs, labels, p.thresholds, confidence, criterion, reference) <= tolerance:
             return p
-    raise PipelineError(f"no operating point loses at most {tolerance:g} points against the last exit at "
+    raise PipelineError(f"no operating point loses at most {tolerance:g} points against the reference at "
                         f"{confidence:.0%} confidence; include the last-exit point or raise the tolerance")
 
 
