@@ -9,8 +9,8 @@ manifest's latency and threshold tables that the cascade's deadline and exit rul
 For each variant: ``--warmup`` runs, then ``--runs`` timed runs of the full chain on real frames
 of ``--split`` (batch 1); per-stage mean/p50/p90/p99/max and the cumulative latency to each exit;
 per-exit accuracy on ``--split``; the anytime curve (the accuracy of the cascade's answer at each
-exit: with ``--aggregate mean``, the default, the mean softmax of exits 1..k) and the budgeted curve. With ``--checkpoint``
-the same stages run in PyTorch eager mode as a baseline (where torch is installed; not written to the
+exit: with ``--aggregate mean``, the default, the mean softmax of exits 1..k) and the budgeted
+curve. With ``--checkpoint`` the same stages run in PyTorch eager mode as a baseline (where torch is installed; not written to the
 manifest).
 
 Thresholds are only ever calibrated on the validation split: with ``--split test`` the test split
@@ -37,7 +37,8 @@ import numpy as np
 from pipeline.errors import PipelineError, cli_main
 from pipeline.manifest import Manifest, load_manifest, sha256_file, variant_key, write_manifest
 from pipeline.names import PRECISIONS
-from pipeline.thresholds import DEFAULT_AGGREGATE, add_calibration_options, check_calibration_options
+from pipeline.thresholds import (DEFAULT_AGGREGATE, DEFAULT_CONFIDENCE, DEFAULT_TOLERANCE, add_calibration_options,
+                                 check_calibration_options)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,19 +136,21 @@ def select_variants(manifest: Manifest, folder: Path, backends: str, precisions:
 
 
 def variant_report(profile: Any, val: tuple[np.ndarray, np.ndarray], evaluated: tuple[np.ndarray, np.ndarray] | None,
-                   aggregate: str = DEFAULT_AGGREGATE, **guard: float) -> tuple[dict[str, Any], dict[str, Any]]:
+                   aggregate: str = DEFAULT_AGGREGATE, tolerance: float = DEFAULT_TOLERANCE,
+                   confidence: float = DEFAULT_CONFIDENCE) -> tuple[dict[str, Any], dict[str, Any]]:
     """(report entry, thresholds table) of one variant from its timings and per-exit probabilities.
 
     ``val``: (N, K, C) validation probs and labels; ``evaluated``: the same on the test split, or
     None when the curves are evaluated on validation itself. "accuracy" is each exit's own
     classifier; "answer_accuracy" and the curves are the cascade's answers under ``aggregate``.
-    ``guard``: the default policy's ``tolerance`` and ``confidence`` (``thresholds_table``).
+    ``tolerance`` and ``confidence``: the default policy's guard (``thresholds_table``).
     """
     from pipeline.profiling import accuracy_per_exit, anytime_curve, budgeted_points
     from pipeline.thresholds import aggregate_exits, policy_thresholds, simulate, thresholds_table
 
     costs = profile.cumulative_p50()
-    table = thresholds_table(val[0], val[1], costs, aggregate=aggregate, **guard)  # calibrated on validation only
+    table = thresholds_table(val[0], val[1], costs, aggregate=aggregate, tolerance=tolerance,
+                             confidence=confidence)  # calibrated on validation only
     probs, labels = evaluated if evaluated is not None else val
     answers = aggregate_exits(probs, aggregate)  # (N, K, C)
     answer_accuracy = accuracy_per_exit(answers, labels)

@@ -78,7 +78,6 @@ class Cascade:
         self._shifted = np.empty(c, dtype=np.float64)  # (C,) logits minus their max
         self._exp = np.empty(c, dtype=np.float64)  # (C,) exp of the above
         self._sum = np.empty(c, dtype=np.float64)  # (C,) sum of the softmax outputs so far ("mean")
-        self._mean = np.empty(c, dtype=np.float64)  # (C,) their mean
         self._log = np.empty(c, dtype=np.float64)  # (C,) its log, 0 where it is 0
         self.chain.activate()
 
@@ -165,20 +164,20 @@ class Cascade:
         return label, conf, float(self._exp.dot(self._shifted)) / total - math.log(total)
 
     def _mean_test(self, stage: int, total: float) -> tuple[int, float, float]:
-        """Fold this stage's softmax (``_exp / total``) into the running mean; the exit test on the mean."""
+        """Fold this stage's softmax (``_exp / total``) into the running sum; the exit test on the mean, sum / stage."""
         np.divide(self._exp, total, out=self._exp)  # this stage's softmax
         if stage == 1:
             np.copyto(self._sum, self._exp)
         else:
             self._sum += self._exp
-        np.divide(self._sum, stage, out=self._mean)
-        label = int(self._mean.argmax())
-        conf = float(self._mean[label])
+        label = int(self._sum.argmax())
+        conf = float(self._sum[label]) / stage
         if self.criterion == "confidence":
             return label, conf, conf
+        # minus the entropy of m = sum / k: sum(m log m) = sum(s log s) / k - log k, with 0 log 0 = 0
         self._log.fill(0.0)
-        np.log(self._mean, out=self._log, where=self._mean > 0)  # 0 log 0 = 0
-        return label, conf, float(self._mean.dot(self._log))  # minus the entropy
+        np.log(self._sum, out=self._log, where=self._sum > 0)
+        return label, conf, float(self._sum.dot(self._log)) / stage - math.log(stage)
 
     def classify(self, frame: np.ndarray, budget_ms: float | None = None) -> CascadeResult:
         """Answer one frame; with ``budget_ms``, stop before a stage predicted to overrun it (stage 1 always runs)."""

@@ -2,9 +2,9 @@
 
 Timing. ``profile_chain`` runs the full chain (stage 1..K) on real frames, batch 1: a warm-up,
 then ``runs`` timed runs (``profile_chains`` does so for several chains taking turns in blocks of
-runs, for ratios that a drift in the machine's speed does not bias). A stage's time is read with ``time.perf_counter`` around ``run(k)``;
-stage 1's time also covers ``set_frame`` (copying the frame in), as in the cascade, so the
-numbers are what the deadline rule observes. Every chain's ``run`` returns host logits, so it
+runs, for ratios that a drift in the machine's speed does not bias). A stage's time is read with
+``time.perf_counter`` around ``run(k)``; stage 1's time also covers ``set_frame`` (copying the
+frame in), as in the cascade, so the numbers are what the deadline rule observes. Every chain's ``run`` returns host logits, so it
 has waited for the stage to finish: on ONNX Runtime the call is synchronous, and the TensorRT
 chain synchronises its CUDA stream before returning, so wall time around ``run`` is the stage's
 time including the launch and the logits' copy back: that wall time is what the deadline rule
@@ -465,9 +465,8 @@ def format_markdown(report: dict[str, Any]) -> str:
                   "| stage | mean (ms) | p50 (ms) | p90 (ms) | p99 (ms) | max (ms) | cumulative p50 to exit (ms) "
                   "| exit's own accuracy (%) | cascade's answer at exit (%) |",
                   "|---|---|---|---|---|---|---|---|---|"]
-        answers = v.get("answer_accuracy", v["accuracy"])
-        for k, (s, cum, acc, ans) in enumerate(zip(v["stages"], v["cumulative_p50_ms"], v["accuracy"], answers),
-                                               start=1):
+        for k, (s, cum, acc, ans) in enumerate(zip(v["stages"], v["cumulative_p50_ms"], v["accuracy"],
+                                                   v["answer_accuracy"]), start=1):
             lines.append(f"| {k} | {s['mean_ms']:.3f} | {s['p50_ms']:.3f} | {s['p90_ms']:.3f} | {s['p99_ms']:.3f} "
                          f"| {s['max_ms']:.3f} | {cum:.3f} | {acc:.2f} | {ans:.2f} |")
         if v.get("aggregate") == "mean":

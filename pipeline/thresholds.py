@@ -261,27 +261,49 @@ def min_cost_for_accuracy(curve: Sequence[CurvePoint], min_accuracy: float) -> C
     return min(fit, key=lambda p: (p.cost, -p.accuracy))
 
 
-def loss_bound(probs: np.ndarray, labels: np.ndarray, thresholds: Sequence[float], confidence: float = DEFAULT_CONFIDENCE,
-               criterion: str = "confidence", reference: np.ndarray | None = None) -> float:
+class _PairedLoss:
+    """Per-sample scores and outcomes, computed once, for the loss bound of any thresholds on them."""
+
+    def __init__(self, probs: np.ndarray, labels: np.ndarray, confidence: float, criterion: str,
+                 reference: np.ndarray | None):
+        probs, labels, _ = _check(probs, labels, np.zeros(np.asarray(probs).shape[1]))
+        if not 0 < confidence < 1:
+            raise PipelineError(f"the confidence level must be in (0, 1), got {confidence}")
+        self.criterion, self.num_exits = criterion, probs.shape[1]
+        self.scores = exit_scores(probs, criterion)  # (N, K)
+        self.correct = probs.argmax(axis=-1) == labels[:, None]  # (N, K)
+        right = self.correct[:, -1] if reference is None else np.asarray(reference, dtype=bool)
+        if right.shape != labels.shape:
+            raise PipelineError(f"expected ({len(labels)},) reference outcomes, got shape {right.shape}")
+        self.right = right.astype(np.float64)  # (N,)
+        self.z = statistics.NormalDist().inv_cdf(confidence)
+
+    def bound(self, thresholds: Sequence[float]) -> float:
+        if len(thresholds) != self.num_exits:
+            raise PipelineError(f"expected {self.num_exits} thresholds, one per exit, got {len(thresholds)}")
+        taken = exit_index(self.scores, to_scores(thresholds, self.criterion))
+        d = self.right - self.correct[np.arange(len(taken)), taken]
+        stderr = float(d.std(ddof=1)) / math.sqrt(d.size) if d.size > 1 else 0.0
+        return 100.0 * (float(d.mean()) + self.z * stderr)
+
+
+def loss_bound(probs: np.ndarray, labels: np.ndarray, thresholds: Sequence[float],
+               confidence: float = DEFAULT_CONFIDENCE, criterion: str = "confidence",
+               reference: np.ndarray | None = None) -> float:
     """Upper confidence bound, in accuracy points, on what ``thresholds`` lose against the reference.
 
     Paired per sample: d_i = (reference right) - (cascade right), bound = mean(d) + z * stderr(d),
     z the normal quantile of ``confidence``. Negative when the cascade is surely better.
     ``reference``: (N,) whether the reference answer is right; default, the last exit of ``probs``.
     """
-    probs, labels, _ = _check(probs, labels, np.zeros(np.asarray(probs).shape[1]))
-    if not 0 < confidence < 1:
-        raise PipelineError(f"the confidence level must be in (0, 1), got {confidence}")
-    if len(thresholds) != probs.shape[1]:
-        raise PipelineError(f"expected {probs.shape[1]} thresholds, one per exit, got {len(thresholds)}")
-    correct = probs.argmax(axis=-1) == labels[:, None]  # (N, K)
-    taken = exit_index(exit_scores(probs, criterion), to_scores(thresholds, criterion))
-    right = correct[:, -1] if reference is None else np.asarray(reference, dtype=bool)
-    if right.shape != labels.shape:
-        raise PipelineError(f"expected ({len(labels)},) reference outcomes, got shape {right.shape}")
-    d = right.astype(np.float64) - correct[np.arange(len(labels)), taken]
-    stderr = float(d.std(ddof=1)) / math.sqrt(d.size) if d.size > 1 else 0.0
-    return 100.0 * (float(d.mean()) + statistics.NormalDist().inv_cdf(confidence) * stderr)
+    return _PairedLoss(probs, labels, confidence, criterion, reference).bound(thresholds)
+
+
+def _cheapest_within_loss(probs: np.ndarray, labels: np.ndarray, curve: Sequence[CurvePoint], tolerance: float,
+                          confidence: float, criterion: str, reference: np.ndarray | None) -> CurvePoint | None:
+    paired = _PairedLoss(probs, labels, confidence, criterion, reference)
+    return next((p for p in sorted(curve, key=lambda p: (p.cost, -p.accuracy))
+                 if paired.bound(p.thresholds) <= tolerance), None)
 
 
 def min_cost_within_loss(probs: np.ndarray, labels: np.ndarray, curve: Sequence[CurvePoint], tolerance: float,
@@ -291,11 +313,11 @@ def min_cost_within_loss(probs: np.ndarray, labels: np.ndarray, curve: Sequence[
 
     With the default reference, the last-exit point of ``curve`` loses nothing and always qualifies.
     """
-    for p in sorted(curve, key=lambda p: (p.cost, -p.accuracy)):
-        if loss_bound(probs, labels, p.thresholds, confidence, criterion, reference) <= tolerance:
-            return p
-    raise PipelineError(f"no operating point loses at most {tolerance:g} points against the reference at "
-                        f"{confidence:.0%} confidence; include the last-exit point or raise the tolerance")
+    point = _cheapest_within_loss(probs, labels, curve, tolerance, confidence, criterion, reference)
+    if point is None:
+        raise PipelineError(f"no operating point loses at most {tolerance:g} points against the reference at "
+                            f"{confidence:.0%} confidence; include the last-exit point or raise the tolerance")
+    return point
 
 
 def thresholds_to_json(thresholds: Sequence[float]) -> list[float | None]:
@@ -352,11 +374,9 @@ def thresholds_table(probs: np.ndarray, labels: np.ndarray, costs_ms: Sequence[f
     curve = budgeted_curve(answers, labels, costs_ms, criterion, qs)
     full = last_exit_point(answers, labels, costs_ms, criterion)
     network_right = probs[:, -1].argmax(axis=-1) == labels  # (N,) the last exit's own classifier
-    try:
-        default = min_cost_within_loss(answers, labels, [*curve, full], tolerance, confidence, criterion,
-                                       network_right)
-    except PipelineError:  # the aggregate at the last exit is worse than the last exit alone
-        default = full
+    # None only when the aggregate at the last exit is worse than the last exit alone.
+    default = _cheapest_within_loss(answers, labels, [*curve, full], tolerance, confidence, criterion,
+                                    network_right) or full
     policies = {"default": _policy_json(default), LAST_EXIT_POLICY: _policy_json(full)}
     for ms in max_accuracy_at_ms:
         policies[max_accuracy_name(ms)] = _policy_json(max_accuracy_for_cost([*curve, full], ms))

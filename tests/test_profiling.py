@@ -324,7 +324,7 @@ def synthetic_report() -> dict:
     prof = LatencyProfile("onnxruntime/fp32", np.array([[1.0, 0.5, 0.25]] * 5), "perf_counter", 1, 2)
     costs = prof.cumulative_p50()
     acc = accuracy_per_exit(probs, labels)
-    variant = {**prof.to_json(), "accuracy": acc, "anytime": anytime_curve(acc, costs),
+    variant = {**prof.to_json(), "accuracy": acc, "answer_accuracy": acc, "anytime": anytime_curve(acc, costs),
                "budgeted": budgeted_points(probs, labels, costs),
                "default_policy": {"accuracy": 80.0, "cost_ms": 1.2, "exit_fractions": [0.5, 0.3, 0.2],
                                   "thresholds": []}}

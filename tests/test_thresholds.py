@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from pipeline.errors import PipelineError
-from pipeline.thresholds import (DEFAULT_QS, CurvePoint, budgeted_curve, exit_index, exit_scores,
-                                 aggregate_exits, geometric_distribution, last_exit_point, loss_bound, max_accuracy_for_cost,
-                                 min_cost_for_accuracy, min_cost_within_loss, policy_thresholds, simulate, softmax, thresholds_from_json,
-                                 thresholds_table, thresholds_to_json, to_scores)
+from pipeline.thresholds import (DEFAULT_QS, CurvePoint, aggregate_exits, budgeted_curve, exit_index, exit_scores,
+                                 geometric_distribution, last_exit_point, loss_bound, max_accuracy_for_cost,
+                                 min_cost_for_accuracy, min_cost_within_loss, policy_thresholds, simulate, softmax,
+                                 thresholds_from_json, thresholds_table, thresholds_to_json, to_scores)
 
 C = 3  # classes in the hand-built sets
 
