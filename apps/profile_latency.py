@@ -10,8 +10,8 @@ For each variant: ``--warmup`` runs, then ``--runs`` timed runs of the full chai
 of ``--split`` (batch 1); per-stage mean/p50/p90/p99/max and the cumulative latency to each exit;
 per-exit accuracy on ``--split``; the anytime curve (the accuracy of the cascade's answer at each
 exit: with ``--aggregate mean``, the default, the mean softmax of exits 1..k) and the budgeted
-curve. With ``--checkpoint`` the same stages run in PyTorch eager mode as a baseline (where torch is installed; not written to the
-manifest).
+curve. With ``--checkpoint`` the same stages run in PyTorch eager mode as a baseline (where torch
+is installed; not written to the manifest).
 
 Thresholds are only ever calibrated on the validation split: with ``--split test`` the test split
 is evaluated with the validation thresholds, never fitted to. Writes ``latency.json``,

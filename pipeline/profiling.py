@@ -4,8 +4,8 @@ Timing. ``profile_chain`` runs the full chain (stage 1..K) on real frames, batch
 then ``runs`` timed runs (``profile_chains`` does so for several chains taking turns in blocks of
 runs, for ratios that a drift in the machine's speed does not bias). A stage's time is read with
 ``time.perf_counter`` around ``run(k)``; stage 1's time also covers ``set_frame`` (copying the
-frame in), as in the cascade, so the numbers are what the deadline rule observes. Every chain's ``run`` returns host logits, so it
-has waited for the stage to finish: on ONNX Runtime the call is synchronous, and the TensorRT
+frame in), as in the cascade, so the numbers are what the deadline rule observes. Every chain's
+``run`` returns host logits, so it has waited for the stage to finish: on ONNX Runtime the call is synchronous, and the TensorRT
 chain synchronises its CUDA stream before returning, so wall time around ``run`` is the stage's
 time including the launch and the logits' copy back: that wall time is what the deadline rule
 observes, so it is what the manifest's latency table holds. A chain that also measures device time
