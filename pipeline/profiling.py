@@ -1,16 +1,17 @@
 """Latency and accuracy of built stages: the numbers the profiler reports and the deadline rule reads.
 
-Timing. ``profile_chain`` runs the full chain (stage 1..K) on real frames, batch 1: a warm-up,
-then ``runs`` timed runs (``profile_chains`` does so for several chains taking turns in blocks of
-runs, for ratios that a drift in the machine's speed does not bias). A stage's time is read with
+Timing. ``profile_chain`` runs the full chain (stage 1..K) on real frames, batch 1: a warm-up, then
+``runs`` timed runs (``profile_chains`` does so for several chains taking turns in blocks of runs,
+for ratios that a drift in the machine's speed does not bias). A stage's time is read with
 ``time.perf_counter`` around ``run(k)``; stage 1's time also covers ``set_frame`` (copying the
 frame in), as in the cascade, so the numbers are what the deadline rule observes. Every chain's
-``run`` returns host logits, so it has waited for the stage to finish: on ONNX Runtime the call is synchronous, and the TensorRT
-chain synchronises its CUDA stream before returning, so wall time around ``run`` is the stage's
-time including the launch and the logits' copy back: that wall time is what the deadline rule
-observes, so it is what the manifest's latency table holds. A chain that also measures device time
-with CUDA events exposes ``last_run_ms()`` (the TensorRT chain does); the profiler then records
-those GPU stage times beside the wall times (``device_stages``, ``clock: "cuda-events"``).
+``run`` returns host logits, so it has waited for the stage to finish: on ONNX Runtime the call is
+synchronous, and the TensorRT chain synchronises its CUDA stream before returning, so wall time
+around ``run`` is the stage's time including the launch and the logits' copy back: that wall time
+is what the deadline rule observes, so it is what the manifest's latency table holds. A chain that
+also measures device time with CUDA events exposes ``last_run_ms()`` (the TensorRT chain does); the
+profiler then records those GPU stage times beside the wall times (``device_stages``, ``clock:
+"cuda-events"``).
 
 Statistics per stage: mean, p50, p90, p99 and max over the runs. Cumulative latency to exit k is
 taken per run (stage 1 + ... + k in the same run) before its percentiles, so cumulative p50s are
