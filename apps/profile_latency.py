@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.backends import load_chain
     from pipeline.profiling import (chain_exit_probs, device_facts, format_markdown, plot_report, profile_chain,
                                     profile_torch, split_images, torch_available, torch_exit_probs)
-    from pipeline.train import default_cache_dir
+    from pipeline.data import default_cache_dir
 
     folder = args.engines
     manifest = load_manifest(folder, verify=True)

@@ -88,7 +88,7 @@ class Bench:
     def __init__(self, args: argparse.Namespace):
         from pipeline.manifest import load_manifest
         from pipeline.profiling import split_images
-        from pipeline.train import default_cache_dir
+        from pipeline.data import default_cache_dir
 
         self.args = args
         self.folder = args.engines

@@ -281,7 +281,7 @@ def _load_checkpoint(args: argparse.Namespace) -> tuple[Any, dict]:
 
 def _load_images(args: argparse.Namespace, split: str, classes: list[str], size: tuple[int, int]) -> Any:
     from pipeline.data import load_dataset
-    from pipeline.train import default_cache_dir
+    from pipeline.data import default_cache_dir
 
     data = load_dataset(args.data or None, split, cache_dir=args.cache_dir or default_cache_dir(), size=size)
     if list(data.classes) != list(classes):

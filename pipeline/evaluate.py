@@ -90,7 +90,7 @@ def model_card(checkpoint: Path, report: dict, command: str) -> str:
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
-    from pipeline.train import default_cache_dir
+    from pipeline.data import default_cache_dir
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", type=Path, required=True)

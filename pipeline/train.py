@@ -20,10 +20,6 @@ from typing import Any
 from pipeline.errors import PipelineError, cli_main
 
 
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("ANYTIME_CACHE") or Path.home() / ".cache" / "anytime-pipeline")
-
-
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """``["n_blocks=3", "gr_factor=1,2"]`` -> ``{"n_blocks": 3, "gr_factor": (1, 2)}``."""
     out: dict[str, Any] = {}

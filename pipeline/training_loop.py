@@ -60,7 +60,7 @@ def _load_data(args: argparse.Namespace, cfg: Any) -> tuple[Any, Any, Any, Any, 
     import torch
 
     from pipeline.data import load_dataset, validation_split
-    from pipeline.train import default_cache_dir
+    from pipeline.data import default_cache_dir
 
     p = cfg.preprocess
     data = load_dataset(args.data or None, "train", cache_dir=args.cache_dir or default_cache_dir(),

@@ -6,6 +6,7 @@ applies, so every tool accepts the same data option.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -23,6 +24,7 @@ __all__ = [
     "CIFAR10_URL",
     "IMAGE_EXTENSIONS",
     "ImageSet",
+    "default_cache_dir",
     "download_cifar10",
     "is_cifar10_archive",
     "load_cifar10_archive",
@@ -32,6 +34,11 @@ __all__ = [
 ]
 
 SPLITS = ("train", "test")
+
+
+def default_cache_dir() -> Path:
+    """Where downloads and decoded images are kept: ``$ANYTIME_CACHE`` or ``~/.cache/anytime-pipeline``."""
+    return Path(os.environ.get("ANYTIME_CACHE") or Path.home() / ".cache" / "anytime-pipeline")
 
 
 def load_dataset(

@@ -45,7 +45,7 @@ def write_clip(images: np.ndarray, labels: list[str], out: Path, scale: int = 8,
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     from pipeline.data import load_dataset
-    from pipeline.train import default_cache_dir
+    from pipeline.data import default_cache_dir
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=os.environ.get("ANYTIME_DATA", ""))
