@@ -38,7 +38,7 @@ test: setup
 	$(PY) -m pytest
 
 train: setup
-	$(PY) -m pipeline.train --model $(MODEL) --data "$(DATA)" --epochs $(EPOCHS) \
+	$(PY) -m pipeline.training --model $(MODEL) --data "$(DATA)" --epochs $(EPOCHS) \
 	    --out $(CHECKPOINT) --resume $(TRAIN_ARGS)
 
 evaluate: setup

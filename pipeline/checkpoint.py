@@ -53,7 +53,7 @@ def read_checkpoint(path: str | Path) -> dict:
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise PipelineError(f"checkpoint {path} has format {found!r}, expected {FORMAT!r}; "
-                            "it was not written by `pipeline.train`")
+                            "it was not written by `pipeline.training`")
     return ckpt
 
 

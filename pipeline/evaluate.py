@@ -25,7 +25,7 @@ def evaluate_checkpoint(checkpoint: Path, data: str, split: str, cache_dir: Path
     from pipeline.checkpoint import load_model
     from pipeline.data import load_dataset, validation_split
     from pipeline.models.flops import exit_costs
-    from pipeline.train import evaluate
+    from pipeline.training.evaluation import exit_accuracy
 
     if threads:
         torch.set_num_threads(threads)
@@ -42,7 +42,7 @@ def evaluate_checkpoint(checkpoint: Path, data: str, split: str, cache_dir: Path
         _, val_idx = validation_split(labels, size=ckpt["split"]["size"], seed=ckpt["split"]["seed"])
         frames, labels = frames[val_idx], labels[val_idx]
     t0 = time.time()
-    acc = evaluate(model, torch.from_numpy(frames), torch.from_numpy(labels.astype("int64")))
+    acc = exit_accuracy(model, torch.from_numpy(frames), torch.from_numpy(labels.astype("int64")))
     return {"split": split, "images": int(len(labels)), "accuracy": acc, "costs": exit_costs(model),
             "seconds": time.time() - t0, "epoch": ckpt.get("train_state", {}).get("epoch")}
 

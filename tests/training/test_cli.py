@@ -1,4 +1,4 @@
-"""Training: the loss falls, checkpoints are written every epoch, --resume repeats an uninterrupted run."""
+"""The training command line: the loss falls, checkpoints every epoch, --resume repeats an uninterrupted run."""
 
 from __future__ import annotations
 
@@ -10,33 +10,9 @@ import pytest
 torch = pytest.importorskip("torch")
 cv2 = pytest.importorskip("cv2")
 
-from pipeline import train  # noqa: E402
+from pipeline.training import cli as train  # noqa: E402
 from pipeline.checkpoint import load_model, read_checkpoint  # noqa: E402
-
-TINY_OPTS = ["--model-opt", "n_blocks=3", "--model-opt", "step=1", "--model-opt", "base=2",
-             "--model-opt", "n_channels=8", "--model-opt", "growth_rate=4", "--model-opt", "num_classes=2"]
-
-
-def make_imagefolder(root: Path, per_class: int = 40) -> Path:
-    """Two easy classes: reddish and bluish 32x32 images with noise, under root/train/<class>/."""
-    rng = np.random.default_rng(0)
-    for name, colour in (("blue", (200, 40, 40)), ("red", (40, 40, 200))):  # BGR
-        folder = root / "train" / name
-        folder.mkdir(parents=True)
-        for i in range(per_class):
-            img = np.clip(np.array(colour) + rng.normal(0, 40, (32, 32, 3)), 0, 255).astype(np.uint8)
-            cv2.imwrite(str(folder / f"{i:03d}.png"), img)
-    return root
-
-
-def run(tmp_path: Path, out: Path, *extra: str) -> int:
-    data = tmp_path / "data"
-    if not data.exists():
-        make_imagefolder(data)
-    return train.main(["--data", str(data), "--cache-dir", str(tmp_path / "cache"), "--out", str(out),
-                       "--batch-size", "16", "--val-size", "16", "--lr", "0.05", "--threads", "1",
-                       "--no-progress", *TINY_OPTS, *extra])
-
+from tests.training.conftest import TINY_OPTS, make_imagefolder, run  # noqa: E402
 
 def test_loss_falls_and_checkpoint_loads(tmp_path):
     out = tmp_path / "m.pt"
@@ -146,7 +122,7 @@ def test_torchrun_two_processes_share_the_epoch(tmp_path):
     make_imagefolder(tmp_path / "data")
     out = tmp_path / "ddp.pt"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
-           "-m", "pipeline.train", "--data", str(tmp_path / "data"), "--cache-dir", str(tmp_path / "cache"),
+           "-m", "pipeline.training", "--data", str(tmp_path / "data"), "--cache-dir", str(tmp_path / "cache"),
            "--out", str(out), "--epochs", "1", "--batch-size", "8", "--val-size", "16", "--threads", "1",
            "--no-progress", *TINY_OPTS]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
@@ -156,7 +132,7 @@ def test_torchrun_two_processes_share_the_epoch(tmp_path):
 
 
 def test_limit_draws_from_every_class():
-    from pipeline.training_loop import subset
+    from pipeline.training.data import subset
 
     labels = np.repeat(np.arange(10), 100)  # sorted by class, as ImageFolder data is
     picked = subset(np.arange(1000), 50, seed=0)

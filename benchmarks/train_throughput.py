@@ -1,0 +1,149 @@
+"""Training throughput on this machine: images per second of whole optimiser steps, two setups side by side.
+
+    python benchmarks/train_throughput.py [--model msdnet_cifar] [--rounds 6] [--steps 6] \\
+        [--setup "before=batch=64,bf16"] [--setup "after=batch=128,bf16,compile"] [--json FILE]
+
+A step is what the training loop does: augmentation of a uint8 batch, forward (eager or compiled,
+optionally bf16 autocast, channels-last), the multi-exit loss, backward and an SGD step. Setups take
+turns in rounds of ``--steps`` steps, so a change in the machine's speed weighs on all of them; the
+figure is each setup's median over rounds and the ratio of medians against the first setup.
+Compilation and the first round are warm-up and not counted. Synthetic frames: throughput does not
+depend on the pixels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.errors import PipelineError, cli_main  # noqa: E402
+
+FLAGS = ("bf16", "compile", "channels_last", "nesterov")
+
+
+@dataclass(frozen=True)
+class Setup:
+    name: str
+    batch: int = 64
+    bf16: bool = False
+    compile: bool = False
+    channels_last: bool = False
+    nesterov: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> "Setup":
+        """``name=batch=128,bf16,compile`` -> Setup."""
+        name, sep, rest = text.partition("=")
+        if not sep or not name:
+            raise PipelineError(f"--setup {text!r} should look like NAME=batch=128,bf16,compile")
+        kw: dict[str, Any] = {}
+        for item in filter(None, rest.split(",")):
+            key, eq, value = item.partition("=")
+            if key == "batch" and eq and value.isdigit() and int(value) > 0:
+                kw["batch"] = int(value)
+            elif key in FLAGS and not eq:
+                kw[key] = True
+            else:
+                raise PipelineError(f"--setup {text!r}: unknown item {item!r}; use batch=N and any of "
+                                    f"{', '.join(FLAGS)}")
+        return cls(name, **kw)
+
+
+def make_step(setup: Setup, model_name: str, threads: int) -> Any:
+    """A closure running one training step of ``setup`` on a fresh model; returns images done."""
+    import torch
+
+    from pipeline.models import create_model
+    from pipeline.training.augment import augment
+    from pipeline.training.loop import CompiledOrEager
+    from pipeline.training.loss import multi_exit_loss
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = create_model(model_name).train()
+    if setup.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=setup.nesterov, weight_decay=5e-4)
+    net = CompiledOrEager(model, lambda msg: print(msg, file=sys.stderr)) if setup.compile else model
+    p = model.cfg.preprocess
+    gen = torch.Generator().manual_seed(0)
+    pool = torch.randint(0, 256, (1024, p.height, p.width, 3), dtype=torch.uint8, generator=gen)
+    labels = torch.randint(0, model.cfg.num_classes, (1024,), generator=gen)
+
+    def step() -> int:
+        idx = torch.randint(0, len(pool), (setup.batch,), generator=gen)
+        x = augment(pool[idx], gen)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=setup.bf16):
+            logits = net(x)
+        loss = multi_exit_loss(logits, labels[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return setup.batch
+
+    return step
+
+
+def measure(setups: list[Setup], model_name: str, rounds: int, steps: int, threads: int) -> dict[str, Any]:
+    runners = {s.name: make_step(s, model_name, threads) for s in setups}
+    rates: dict[str, list[float]] = {s.name: [] for s in setups}
+    for name, step in runners.items():  # warm-up: compilation, allocator, caches
+        for _ in range(2):
+            step()
+    for r in range(rounds + 1):
+        for name, step in runners.items():
+            t0 = time.perf_counter()
+            done = sum(step() for _ in range(steps))
+            if r:  # round 0 is warm-up
+                rates[name].append(done / (time.perf_counter() - t0))
+    first = setups[0].name
+    med = {n: statistics.median(v) for n, v in rates.items()}
+    return {"model": model_name, "threads": threads, "rounds": rounds, "steps_per_round": steps,
+            "setups": [{**vars(s), "images_per_second": med[s.name], "min": min(rates[s.name]),
+                        "max": max(rates[s.name]), "ratio": med[s.name] / med[first]} for s in setups]}
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="msdnet_cifar")
+    ap.add_argument("--setup", action="append", default=[], help="NAME=batch=N,bf16,compile,channels_last,nesterov")
+    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    if args.rounds < 1 or args.steps < 1 or args.threads < 1:
+        raise PipelineError("--rounds, --steps and --threads must be at least 1")
+    texts = args.setup or ["before=batch=64,bf16", "after=batch=128,bf16,compile"]
+    setups = [Setup.parse(t) for t in texts]
+    if len({s.name for s in setups}) != len(setups):
+        raise PipelineError("--setup names must differ")
+    if args.json is not None and args.json.exists() and args.json.is_dir():
+        raise PipelineError(f"--json {args.json} is a folder; name a file")
+    res = measure(setups, args.model, args.rounds, args.steps, args.threads)
+    print(f"training throughput, {args.model}, {args.threads} threads, median of {args.rounds} rounds "
+          f"of {args.steps} steps")
+    print("| setup | batch | bf16 | compile | channels-last | images/s (min-max) | vs first |")
+    print("|---|---|---|---|---|---|---|")
+    for s in res["setups"]:
+        print(f"| {s['name']} | {s['batch']} | {s['bf16']} | {s['compile']} | {s['channels_last']} | "
+              f"{s['images_per_second']:.0f} ({s['min']:.0f}-{s['max']:.0f}) | {s['ratio']:.2f}x |")
+    if args.json is not None:
+        from pipeline.data.files import atomic_write
+
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(args.json, lambda f: f.write(json.dumps(res, indent=2).encode()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

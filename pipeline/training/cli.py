@@ -1,0 +1,95 @@
+"""The training command line: parse, check every option, build ``TrainOptions``, run.
+
+    python -m pipeline.training --data DATA --epochs 60 --out models/msdnet_cifar10.pt [--resume]
+    torchrun --nproc-per-node 4 -m pipeline.training ...      # several GPUs (DistributedDataParallel)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import PipelineError, cli_main
+from pipeline.training.options import COMPILE_MODES, SCHEDULES, TrainOptions
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["n_blocks=3", "gr_factor=1,2"]`` -> ``{"n_blocks": 3, "gr_factor": (1, 2)}``."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise PipelineError(f"model option {item!r} should look like key=value, e.g. n_blocks=3")
+        parts = [p for p in value.split(",") if p]
+        conv = [int(p) if p.lstrip("-").isdigit() else float(p) if p.replace(".", "", 1).isdigit() else p for p in parts]
+        out[key] = tuple(conv) if "," in value else conv[0]
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = TrainOptions(out=Path("unused"))
+    ap = argparse.ArgumentParser(prog="python -m pipeline.training",
+                                 description="Train a multi-exit classifier (every exit's loss summed).")
+    ap.add_argument("--model", default=d.model, help="registered model name")
+    ap.add_argument("--model-opt", action="append", default=[], metavar="KEY=VALUE", help="config override, repeatable")
+    ap.add_argument("--data", default=os.environ.get("ANYTIME_DATA", ""),
+                    help="ImageFolder folder/archive or official CIFAR-10 archive; empty: download CIFAR-10")
+    ap.add_argument("--cache-dir", type=Path, default=None, help="downloads and decoded images (default ~/.cache)")
+    ap.add_argument("--out", type=Path, required=True, help="checkpoint path, rewritten every epoch")
+    ap.add_argument("--resume", action="store_true", help="continue from --out if it exists")
+    g = ap.add_argument_group("recipe")
+    g.add_argument("--epochs", type=int, default=d.epochs)
+    g.add_argument("--batch-size", type=int, default=d.batch_size)
+    g.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
+    g.add_argument("--momentum", type=float, default=d.momentum)
+    g.add_argument("--nesterov", action="store_true", help="Nesterov momentum")
+    g.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    g.add_argument("--schedule", choices=SCHEDULES, default=d.schedule,
+                   help="cosine; step: /10 at 50%% and 75%%; onecycle: linear up over the warm-up, linear down")
+    g.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs, help="linear warm-up from 0")
+    g.add_argument("--bn-bias-lr-scale", type=float, default=d.bn_bias_lr_scale,
+                   help="learning-rate multiplier of BatchNorm biases")
+    g.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    g.add_argument("--ema", dest="ema_decay", type=float, default=d.ema_decay, metavar="DECAY",
+                   help="average the weights with this decay per step (e.g. 0.999) and ship the average; 0: off")
+    g.add_argument("--gradient-equilibrium", action="store_true",
+                   help="balance the exits' gradients in the shared blocks (IMTA)")
+    g.add_argument("--distill", type=float, default=d.distill, help="weight of distillation from the last exit (0: off)")
+    g.add_argument("--temperature", type=float, default=d.temperature)
+    g.add_argument("--val-size", type=int, default=d.val_size)
+    g.add_argument("--seed", type=int, default=d.seed)
+    g.add_argument("--limit", type=int, default=0, help="use only N training images, a seeded random subset (ablations)")
+    s = ap.add_argument_group("speed (may change when resuming)")
+    s.add_argument("--max-steps", type=int, default=0, help="stop after this many optimiser steps (smoke runs)")
+    s.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    s.add_argument("--channels-last", action="store_true")
+    s.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CPU with AVX512-BF16/AMX, or CUDA)")
+    s.add_argument("--compile", choices=COMPILE_MODES, default=d.compile,
+                   help="torch.compile the training step; falls back to eager where compiling fails")
+    s.add_argument("--no-progress", action="store_true")
+    return ap
+
+
+def options_from_args(args: argparse.Namespace) -> TrainOptions:
+    """The frozen options of a run from parsed arguments; bad values raise PipelineError before any work."""
+    return TrainOptions(
+        out=args.out, model=args.model, model_overrides=parse_overrides(args.model_opt), data=args.data,
+        cache_dir=args.cache_dir, resume=args.resume, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay,
+        schedule=args.schedule, warmup_epochs=args.warmup_epochs, bn_bias_lr_scale=args.bn_bias_lr_scale,
+        label_smoothing=args.label_smoothing, ema_decay=args.ema_decay,
+        gradient_equilibrium=args.gradient_equilibrium, distill=args.distill, temperature=args.temperature,
+        val_size=args.val_size, seed=args.seed, limit=args.limit, max_steps=args.max_steps,
+        threads=args.threads, channels_last=args.channels_last, bf16=args.bf16, compile=args.compile,
+        progress=not args.no_progress)
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    opts = options_from_args(build_parser().parse_args(argv))
+    from pipeline.training.loop import run_training
+
+    run_training(opts)
+    return 0

@@ -1,0 +1,170 @@
+"""The epoch loop: data order, augmentation, forward (eager or compiled), loss, step, averaging, checkpoints.
+
+The order and augmentation of an epoch depend only on (seed, epoch), and everything else a step
+reads is in the checkpoint, so ``--resume`` after any epoch repeats an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Callable
+
+from pipeline.errors import PipelineError
+from pipeline.training.augment import augment
+from pipeline.training.data import TrainData, load_train_data
+from pipeline.training.evaluation import exit_accuracy
+from pipeline.training.loss import multi_exit_loss
+from pipeline.training.options import TrainOptions
+from pipeline.training.schedule import lr_at
+from pipeline.training.setup import RunState, build_state, setup_device, training_state
+
+
+def training_forward(model: Any, opts: TrainOptions) -> Any:
+    """The module a step calls: the model itself, or the model with gradient equilibrium."""
+    from torch import nn
+
+    if not opts.gradient_equilibrium:
+        return model
+
+    from pipeline.training.equilibrium import forward_with_equilibrium
+
+    class _Equilibrium(nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, frames: Any) -> Any:
+            return forward_with_equilibrium(self.inner, frames)
+
+    return _Equilibrium(model)
+
+
+class CompiledOrEager:
+    """Calls ``torch.compile(net)``; if compiling fails (no C++ compiler, an unsupported operator), says
+    so once and calls the eager module from then on. Compiling happens on the first call, so that is
+    where a failure shows."""
+
+    def __init__(self, net: Any, log: Callable[[str], None]) -> None:
+        import torch
+
+        self.eager = net
+        self.log = log
+        try:
+            self.compiled: Any = torch.compile(net)
+        except Exception as exc:  # compile support differs between platforms and builds
+            self._fall_back(exc)
+
+    def _fall_back(self, exc: BaseException) -> None:
+        self.compiled = None
+        self.log(f"note: torch.compile failed here ({type(exc).__name__}: {str(exc)[:200]}); training eagerly")
+
+    def __call__(self, x: Any) -> Any:
+        if self.compiled is not None:
+            try:
+                return self.compiled(x)
+            except Exception as exc:  # noqa: BLE001 - any compile failure leaves the eager path
+                self._fall_back(exc)
+        return self.eager(x)
+
+
+def train_step(net: Any, state: RunState, x: Any, y: Any, opts: TrainOptions, autocast_dev: str) -> tuple[Any, list]:
+    """One optimiser step on batch ``x`` (N, H, W, 3) uint8, ``y`` (N,); returns (loss, logits)."""
+    import torch
+
+    with torch.autocast(autocast_dev, dtype=torch.bfloat16, enabled=opts.bf16):
+        logits = net(x)
+    loss = multi_exit_loss(logits, y, opts.distill, opts.temperature, opts.label_smoothing)
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    state.optimizer.step()
+    if state.average is not None:
+        state.average.update(state.model)
+    state.step += 1
+    return loss, logits
+
+
+def run_training(opts: TrainOptions) -> None:
+    import torch
+    from torch.nn.parallel import DistributedDataParallel
+
+    from pipeline.checkpoint import read_checkpoint, save_checkpoint
+    from pipeline.models import model_config
+
+    cfg = model_config(opts.model, **opts.model_overrides)
+    device, rank, world = setup_device(opts)
+    main_proc = rank == 0
+
+    def log(msg: str) -> None:
+        if main_proc:
+            print(msg, flush=True)
+
+    state = build_state(opts, cfg, device)
+    data: TrainData = load_train_data(opts, cfg)
+    n_train = len(data.train_labels)
+    log(f"training {opts.model}: {n_train} train / {len(data.val_labels)} validation images, "
+        f"{len(data.classes)} classes, {state.model.num_exits} exits, device {device} x{world}")
+    net = training_forward(state.model, opts)
+    # The last stage's finer-scale maps feed no exit in some configurations: their parameters get no
+    # gradient, which DDP must be told about.
+    if world > 1:
+        net = DistributedDataParallel(net, find_unused_parameters=True)
+    if opts.compile == "on":
+        net = CompiledOrEager(net, log)
+    steps_per_epoch = n_train // (opts.batch_size * world)
+    if steps_per_epoch == 0:
+        raise PipelineError(f"{n_train} training images are fewer than one batch of {opts.batch_size * world}")
+    autocast_dev = "cuda" if device.startswith("cuda") else "cpu"
+
+    while state.epoch < opts.epochs:
+        epoch = state.epoch
+        gen = torch.Generator().manual_seed(opts.seed * 100_003 + epoch)
+        order = torch.randperm(n_train, generator=gen)
+        state.model.train()
+        t0, seen, loss_sum = time.time(), 0, 0.0
+        correct = torch.zeros(state.model.num_exits)
+        bar = None
+        if main_proc and opts.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{opts.epochs}", file=sys.stderr, leave=False)
+        for i in range(steps_per_epoch):
+            idx = order[(i * world + rank) * opts.batch_size:(i * world + rank + 1) * opts.batch_size]
+            x = augment(data.train_frames[idx], gen).to(device)
+            y = data.train_labels[idx].to(device)
+            lr = lr_at(opts, epoch + i / steps_per_epoch)
+            for g in state.optimizer.param_groups:
+                g["lr"] = lr * g.get("lr_scale", 1.0)
+            loss, logits = train_step(net, state, x, y, opts, autocast_dev)
+            seen += len(y)
+            loss_sum += float(loss.detach()) * len(y)
+            correct += torch.stack([(z.argmax(1) == y).sum().cpu() for z in logits])
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_sum / seen:.3f}",
+                                acc="/".join(f"{100 * float(c) / seen:.0f}" for c in correct))
+            if opts.max_steps and state.step >= opts.max_steps:
+                break
+        if bar is not None:
+            bar.close()
+        train_seconds = time.time() - t0
+        val_acc = exit_accuracy(state.shipped, data.val_frames, data.val_labels, device=device) \
+            if len(data.val_labels) else []
+        state.epoch = epoch + 1
+        record = {"epoch": state.epoch, "step": state.step, "loss": loss_sum / max(seen, 1),
+                  "train_acc": [100 * float(c) / max(seen, 1) for c in correct], "val_acc": val_acc,
+                  "seconds": time.time() - t0, "images_per_second": seen / max(train_seconds, 1e-9),
+                  "lr": lr_at(opts, state.epoch)}
+        state.history.append(record)
+        log(f"epoch {state.epoch}/{opts.epochs} loss {record['loss']:.4f} val acc per exit "
+            + " ".join(f"{a:.2f}" for a in val_acc) + f" ({record['seconds']:.0f} s, "
+            f"{record['images_per_second']:.0f} images/s)")
+        if main_proc:
+            save_checkpoint(opts.out, state.shipped, opts.model, data.classes, data.split, training_state(state, opts))
+        if opts.max_steps and state.step >= opts.max_steps:
+            break
+    if world > 1:
+        torch.distributed.destroy_process_group()
+    if main_proc and opts.out.exists():
+        done = read_checkpoint(opts.out)["train_state"]
+        log(f"checkpoint {opts.out} at epoch {done['epoch']}/{opts.epochs}, step {done['step']}")

@@ -1,0 +1,114 @@
+"""What a run builds before its first step: device, model (fresh or resumed), optimiser, averaging.
+
+A resumed run continues from the checkpoint's training state: the raw weights, the optimiser's
+momentum, the weight average and the step counter, so it repeats an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.errors import PipelineError
+from pipeline.training.ema import WeightAverage
+from pipeline.training.options import TrainOptions
+
+
+@dataclass
+class RunState:
+    """The model being trained, its optimiser and average, and the progress so far."""
+
+    model: Any
+    optimizer: Any
+    average: WeightAverage | None
+    epoch: int
+    step: int
+    history: list[dict[str, Any]]
+
+    @property
+    def shipped(self) -> Any:
+        """The weights a run evaluates and saves: the average where there is one."""
+        return self.average.module if self.average is not None else self.model
+
+
+def setup_device(opts: TrainOptions) -> tuple[str, int, int]:
+    """(device, rank, world size). torchrun sets WORLD_SIZE; each rank then owns one GPU (or CPU, gloo)."""
+    import torch
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if opts.threads > 0:
+        torch.set_num_threads(opts.threads)
+    cuda = torch.cuda.is_available()
+    if world > 1:
+        dist.init_process_group("nccl" if cuda else "gloo")
+    if cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return f"cuda:{local}", rank, world
+    return "cpu", rank, world
+
+
+def parameter_groups(model: Any, opts: TrainOptions) -> list[dict[str, Any]]:
+    """Two groups: BatchNorm biases (learning rate scaled by ``bn_bias_lr_scale``) and the rest."""
+    from torch import nn
+
+    bn_bias = {id(m.bias) for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+               and m.bias is not None}
+    rest = [p for p in model.parameters() if id(p) not in bn_bias]
+    biases = [p for p in model.parameters() if id(p) in bn_bias]
+    return [{"params": rest, "lr_scale": 1.0}, {"params": biases, "lr_scale": opts.bn_bias_lr_scale}]
+
+
+def build_state(opts: TrainOptions, cfg: Any, device: str) -> RunState:
+    """A fresh run, or the one saved in ``opts.out`` when resuming; on ``device``."""
+    import torch
+
+    from pipeline.checkpoint import load_model
+    from pipeline.models import create_model
+
+    saved: dict[str, Any] = {}
+    if opts.resume and opts.out.exists():
+        shipped, ckpt = load_model(opts.out, expect_model=opts.model, expect_config=cfg.to_dict())
+        if "train_state" not in ckpt:
+            raise PipelineError(f"{opts.out} holds final weights without a training state; it cannot be resumed")
+        saved = ckpt["train_state"]
+        changed = opts.changed_from(saved.get("args", {}))
+        if changed:
+            raise PipelineError(f"{opts.out} was trained with {', '.join(changed)}; resume with the same values "
+                                "or use another --out")
+        model = create_model(opts.model, **opts.model_overrides)
+        # With averaging, the checkpoint's weights are the average; the raw ones travel in its state.
+        model.load_state_dict(saved.get("raw_state_dict", ckpt["state_dict"]))
+        model.train()
+    else:
+        torch.manual_seed(opts.seed)
+        model = create_model(opts.model, **opts.model_overrides)
+    model.to(device)
+    if opts.channels_last:
+        model.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(parameter_groups(model, opts), lr=opts.lr, momentum=opts.momentum,
+                          nesterov=opts.nesterov, weight_decay=opts.weight_decay)
+    if "optimizer" in saved:
+        opt.load_state_dict(saved["optimizer"])
+    average = None
+    if opts.ema_decay > 0:
+        average = WeightAverage(model, opts.ema_decay, updates=int(saved.get("ema_updates", 0)))
+        if saved:
+            average.module.load_state_dict(shipped.state_dict())
+            average.module.to(device)
+    return RunState(model, opt, average, int(saved.get("epoch", 0)), int(saved.get("step", 0)),
+                    list(saved.get("history", [])))
+
+
+def training_state(state: RunState, opts: TrainOptions) -> dict[str, Any]:
+    """What a checkpoint needs beyond the shipped weights to resume the run exactly."""
+    out: dict[str, Any] = {"epoch": state.epoch, "step": state.step, "history": state.history,
+                           "epochs": opts.epochs, "batch_size": opts.batch_size,
+                           "optimizer": state.optimizer.state_dict(), "args": opts.recorded()}
+    if state.average is not None:
+        out["ema_updates"] = state.average.updates
+        out["raw_state_dict"] = {k: v.detach().cpu().contiguous() for k, v in state.model.state_dict().items()}
+    return out
