@@ -43,24 +43,25 @@ def check_output(path: Path, what: str) -> None:
     ``what`` names the output in the message ("the log", "the annotated video").
     """
     head = f"cannot write {what} {path}"
-    if path.is_dir():
-        raise PipelineError(f"{head}: it is a folder; give a file name, e.g. {path / 'frames.jsonl'}")
     parent = path.parent
-    ancestor = parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if ancestor.exists() and not ancestor.is_dir():
-        raise PipelineError(f"{head}: {ancestor} is a file, not a folder; choose a path in a folder")
-    if not parent.is_dir():
-        raise PipelineError(f"{head}: folder {parent} does not exist; create it or choose another folder")
-    name_max, path_max = _name_limits(parent)
+    name_max, path_max = _name_limits(parent)  # first: a name too long fails every other look at the path
     if len(os.fsencode(path.name)) > name_max:
         short = parent / f"{path.name[:24]}..."
-        raise PipelineError(f"cannot write {what} {short}: the file name is {len(os.fsencode(path.name))} bytes long, more than "
-                            f"the {name_max} this file system allows; choose a shorter name")
+        raise PipelineError(f"cannot write {what} {short}: the file name is {len(os.fsencode(path.name))} bytes "
+                            f"long, more than the {name_max} this file system allows; choose a shorter name")
     if len(os.fsencode(os.path.abspath(path))) >= path_max:
-        raise PipelineError(f"cannot write {what} {str(path)[:60]}...: the path is longer than the {path_max} bytes this system allows")
-    target = path if path.exists() else parent
+        raise PipelineError(f"cannot write {what} {str(path)[:60]}...: the path is longer than the {path_max} "
+                            "bytes this system allows")
+    if os.path.isdir(path):
+        raise PipelineError(f"{head}: it is a folder; give a file name, e.g. {path / 'frames.jsonl'}")
+    ancestor = parent
+    while not os.path.exists(ancestor) and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if os.path.exists(ancestor) and not os.path.isdir(ancestor):
+        raise PipelineError(f"{head}: {ancestor} is a file, not a folder; choose a path in a folder")
+    if not os.path.isdir(parent):
+        raise PipelineError(f"{head}: folder {parent} does not exist; create it or choose another folder")
+    target = path if os.path.exists(path) else parent
     if not os.access(target, os.W_OK | (os.X_OK if target is parent else 0)):
         kind = "folder" if target is parent else "file"
         raise PipelineError(f"{head}: the {kind} {target} is read-only for this user; make it writable "

@@ -1,8 +1,8 @@
 """What a run leaves behind: one JSON line per frame, and a summary at the end.
 
 The log is written line by line, each line whole, so a run that is killed or meets a full disk
-still leaves every frame it finished, and no half line. The summary is computed from the same records, so :meth:`RunSummary.from_log` gives
-the same numbers from a log file later.
+still leaves every frame it finished, and no half line. The summary is computed from the same
+records, so :meth:`RunSummary.from_log` gives the same numbers from a log file later.
 
 Record fields: time (unix s), frame (source index), file (image sources), class, label,
 confidence, exit, num_exits, stage_ms (per stage run), cascade_ms, frame_ms (the whole frame on
@@ -91,7 +91,7 @@ class FrameLog:
             except OSError:
                 pass
             raise write_failure(exc, "the log", self.path) from exc
-        self._size += len(data.obj)
+        self._size += len(data.obj)  # the whole encoded line (``data`` is now its empty tail)
         self.lines += 1
 
     def close(self) -> None:

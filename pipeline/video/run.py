@@ -20,18 +20,18 @@ from typing import Any, BinaryIO
 
 from pipeline.deadline import BudgetSplit
 from pipeline.errors import PipelineError
-from pipeline.manifest import MANIFEST_NAME
 from pipeline.video.capture import Frame, FrameStream, open_stream
 from pipeline.video.frames import to_model_input
-from pipeline.video.labels import LabelFile, LabelTable, read_labels
+from pipeline.video.inputs import Inputs, read_inputs
+from pipeline.video.labels import LabelTable
 from pipeline.video.options import CameraOptions
-from pipeline.video.outputs import check_output, refuse_inputs, write_failure
+from pipeline.video.outputs import write_failure
 from pipeline.video.overlay import display_frame, draw_overlay
 from pipeline.video.report import FrameLog, RunSummary, format_summary, frame_record
-from pipeline.video.sources import SourceSpec, parse_source, redact
+from pipeline.video.sources import redact
 from pipeline.video.stop import StopFlag, call_interruptibly
 from pipeline.video.window import Window, display_available
-from pipeline.video.writer import VideoOutput, check_video_path
+from pipeline.video.writer import VideoOutput
 
 
 def _default_cascade_factory(folder: Path, **kw: Any) -> Any:
@@ -49,47 +49,6 @@ class CameraHooks:
     window_factory: Callable[[], Any] | None = None
     clock: Callable[[], float] = time.perf_counter
     open_log: Callable[[Path], BinaryIO] | None = None
-
-
-@dataclass(frozen=True)
-class Inputs:
-    """What a run reads, read and checked before anything is written."""
-
-    folder: Path
-    spec: SourceSpec
-    labels: LabelFile | None
-
-
-def check_engines(folder: Path) -> Path:
-    """``folder`` when it holds a manifest; otherwise a PipelineError naming the built models inside it."""
-    if (folder / MANIFEST_NAME).is_file():
-        return folder
-    if not folder.is_dir():
-        raise PipelineError(f"engines folder {folder} not found: build it with `make engines`, then pass "
-                            f"--engines engines/<model> (the folder that holds {MANIFEST_NAME})")
-    inside = sorted(str(p.parent) for p in folder.glob(f"*/{MANIFEST_NAME}"))
-    hint = f"; built models inside it: {', '.join(inside)}" if inside else \
-        " (an interrupted build leaves none); run `make engines`"
-    raise PipelineError(f"engines folder {folder} has no {MANIFEST_NAME}, so it is not a built model{hint}")
-
-
-def read_inputs(options: CameraOptions) -> Inputs:
-    """Check the engines folder and the source, read the labels, and check every output's path."""
-    folder = check_engines(options.engines)
-    spec = parse_source(options.source)
-    labels = read_labels(options.labels) if options.labels is not None else None
-    if options.output is not None:
-        check_video_path(options.output)
-    if options.log is not None:
-        check_output(options.log, "the log")
-    sources: list[tuple[str, Path]] = [("--source", Path(p)) for p in spec.paths]
-    if spec.kind == "file":
-        sources.append(("--source", Path(str(spec.target))))
-    if options.labels is not None:
-        sources.append(("--labels", options.labels))
-    sources.append(("the manifest", folder / MANIFEST_NAME))
-    refuse_inputs(options.outputs(), sources)
-    return Inputs(folder, spec, labels)
 
 
 def model_input(cascade: Any) -> tuple[tuple[int, int], str]:
@@ -126,6 +85,8 @@ class CameraRun:
         self.log: FrameLog | None = None
         self.window: Any = None
         self.show = False
+        self.size: tuple[int, int] = (0, 0)  # (H, W) of the model's input
+        self.colour_order = "BGR"
         self.t_first: float | None = None
         self.t_last: float | None = None
 
@@ -161,7 +122,8 @@ class CameraRun:
         self.labels = self.inputs.labels.resolve(self.cascade.classes) if self.inputs.labels else None
         self.summary = RunSummary(self.cascade.num_exits, self.budget_ms, self.inputs.spec.name)
         if self.stop.reason is not None:  # a signal while the model loaded
-            return self._print_summary()
+            self._print_summary()
+            return
         spec = self.inputs.spec
         self.stream = call_interruptibly(
             lambda: open_stream(spec, pace=o.pace, pace_fps=o.fps or 30.0, stall_timeout_s=o.stall_timeout_s,
@@ -170,7 +132,8 @@ class CameraRun:
         if self.stop.reason is not None:  # a signal while the source opened
             if self.stream is not None:
                 self.stream.close()
-            return self._print_summary()
+            self._print_summary()
+            return
         assert self.stream is not None
         print(f"{spec.name} -> {self.inputs.folder.name} ({self.cascade.backend}/{self.cascade.precision}, "
               f"{self.cascade.num_exits} exits), budget "
@@ -198,8 +161,9 @@ class CameraRun:
             self.stop.reason = f"error: {redact(str(exc))}"
             self._finish(failed=True)
             raise
-        except OSError as exc:
-            error = write_failure(exc, "a file", exc.filename or "?")
+        except OSError as exc:  # the writers name their own failures; this is any other file
+            error = write_failure(exc, "the file", exc.filename) if exc.filename else \
+                PipelineError(f"{exc.strerror or exc}".lower())
             self.stop.reason = f"error: {error}"
             self._finish(failed=True)
             raise error from exc

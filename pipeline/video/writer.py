@@ -1,9 +1,10 @@
 """The annotated video: opened on the first frame (whose size fixes the video's), checked when closed.
 
 OpenCV's writer reports little. A frame it could not write (a full disk, a file size limit) is a
-False from ``write`` in OpenCV 5 and nothing at all in OpenCV 4, so the finished file's header is
-read back on close: a header that lists fewer frames than were written means the video is
-incomplete, which the run reports instead of a silent success.
+False from ``write`` in OpenCV 5 and nothing at all in OpenCV 4, and buffered frames fail only
+when the file is closed. So the finished file is read back on close (its header's frame count,
+and its last frame): one that does not hold every frame written is reported as incomplete
+instead of a silent success.
 """
 
 from __future__ import annotations
@@ -79,25 +80,29 @@ class VideoOutput:
         return PipelineError(f"OpenCV could not write frame {self.frames + 1} to {self.path} (codec {self.codec})")
 
     def close(self) -> None:
-        """Finalise the file; a PipelineError when its header does not list every frame written."""
+        """Finalise the file; a PipelineError when it does not read back as every frame written."""
         if self._writer is None:
             return
         self._writer.release()
         self._writer = None
-        listed = self.frames_in_header()
-        if listed is not None and listed < self.frames:
-            raise PipelineError(f"{WHAT} {self.path} is incomplete: its header lists {listed} of the "
-                                f"{self.frames} frames written (a full disk or a file size limit?)")
+        why = self.read_back()
+        if why:
+            raise PipelineError(f"{WHAT} {self.path} is incomplete: {why} (a full disk or a file size limit?)")
 
-    def frames_in_header(self) -> int | None:
-        """The frame count the finished file states, or None where OpenCV cannot tell."""
+    def read_back(self) -> str:
+        """Why the finished file is not whole ('' when it is): its header's count and its last frame."""
         import cv2
 
         cap = cv2.VideoCapture(str(self.path))
         try:
             if not cap.isOpened():
-                return 0
+                return "it cannot be opened again"
             count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
-            return int(count) if count >= 0 else None
+            if 0 <= count < self.frames:
+                return f"its header lists {int(count)} of the {self.frames} frames written"
+            cap.set(cv2.CAP_PROP_POS_FRAMES, self.frames - 1)
+            if not cap.read()[0]:
+                return f"its last frame ({self.frames}) cannot be read back"
+            return ""
         finally:
             cap.release()
