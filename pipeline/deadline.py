@@ -168,6 +168,8 @@ def check_budget(budget_ms: object) -> float | None:
     """``budget_ms`` as a float, None for no budget; a PipelineError for anything but a positive finite number."""
     if budget_ms is None:
         return None
+    if type(budget_ms) is float and 0.0 < budget_ms < math.inf:  # the per-frame case, kept cheap
+        return budget_ms
     if isinstance(budget_ms, bool) or not isinstance(budget_ms, numbers.Real):
         raise PipelineError(f"budget_ms should be a number of milliseconds or None; got {budget_ms!r} "
                             f"({type(budget_ms).__name__})")

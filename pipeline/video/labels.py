@@ -54,10 +54,8 @@ class LabelTable:
     def __init__(self, by_key: dict[str, int], per_frame: list[int], path: Path | None = None):
         self.by_key, self.per_frame, self.path = by_key, per_frame, path
         self.matched_keys: set[str] = set()
-        self.frames_seen = 0
 
     def lookup(self, frame: Frame) -> int | None:
-        self.frames_seen += 1
         keys: list[str] = []
         if frame.name is not None:
             p = Path(frame.name)
@@ -68,9 +66,9 @@ class LabelTable:
                 return self.by_key[key]
         return self.per_frame[frame.index] if frame.index < len(self.per_frame) else None
 
-    def coverage_warning(self, labelled: int, source_ended: bool) -> str | None:
-        """A warning when the labels and the frames do not pair up, saying how many frames had one."""
-        frames, where = self.frames_seen, f"--labels {self.path}" if self.path else "the labels"
+    def coverage_warning(self, frames: int, labelled: int, source_ended: bool) -> str | None:
+        """A warning when the labels and the ``frames`` run do not pair up, saying how many had one."""
+        where = f"--labels {self.path}" if self.path else "the labels"
         done = f"{labelled} of {frames} frames were labelled"
         if not self.by_key and not self.per_frame:
             return f"{where}: {done}; the file holds no labels" if frames else None

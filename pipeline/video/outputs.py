@@ -64,8 +64,9 @@ def check_output(path: Path, what: str) -> None:
     target = path if os.path.exists(path) else parent
     if not os.access(target, os.W_OK | (os.X_OK if target is parent else 0)):
         kind = "folder" if target is parent else "file"
-        raise PipelineError(f"{head}: the {kind} {target} is read-only for this user; make it writable "
-                            "or choose another path")
+        where = "on a read-only file system" if os.statvfs(target).f_flag & os.ST_RDONLY else \
+            "read-only for this user"
+        raise PipelineError(f"{head}: the {kind} {target} is {where}; make it writable or choose another path")
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

@@ -259,8 +259,8 @@ class CameraRun:
             print(f"annotated video: {self.video.path} ({self.video.frames} frames)", flush=True)
         if self.log is not None:
             print(f"frame log: {self.log.path} ({self.log.lines} frames)", flush=True)
-        warning = self.labels.coverage_warning(self.summary.labelled, self.stop.reason == "end of source") \
-            if self.labels is not None else None
+        warning = None if self.labels is None else self.labels.coverage_warning(
+            self.summary.frames, self.summary.labelled, source_ended=self.stop.reason == "end of source")
         for text in ([warning] if warning else []) + (problems if failed else problems[1:]):
             print(f"warning: {text}", file=sys.stderr)
         if problems and not failed:

@@ -25,6 +25,7 @@ PLAN = [(0, 1), (1, 1), (2, 1), (0, 2), (1, 2), (2, 2), (0, 3), (1, 3), (2, 3), 
 #   clip: the real video file reader, a fake cascade (4x4 input); the first frames are slow
 #   hang-open: a live source whose first open blocks (as OpenCV does for a stream that does not answer)
 #   live: a live source double giving a frame every 10 ms
+#   slow-load: the clip, behind a model that takes half a second to load
 # FAULT_READY, when set, is a file created once the run reaches the point a test waits for.
 CHILD = r"""
 import os, sys, threading, time
@@ -47,6 +48,9 @@ class Slow(FakeCascade):
         return super().classify(frame, budget_ms)
 
 def factory(folder, **kw):
+    if mode == "slow-load":  # a model that takes half a second to load, in the main thread
+        mark()
+        time.sleep(0.5)
     return Slow(input_size=(4, 4))
 
 def opener(spec, read_timeout_s=None):

@@ -42,3 +42,16 @@ def test_signal_mid_run_stops_cleanly_and_exits_by_the_convention(engines, tmp_p
     assert f"{len(records)} frames" in stdout and f"stopped: {sig.name}" in stdout
     assert count_frames(out) == len(records)  # the video finalised with every frame the log holds
 
+
+
+def test_sigterm_while_the_model_loads(engines, clip, tmp_path):
+    """The load is not cut short, but nothing else starts after it: a summary, exit 143, no outputs."""
+    video, _ = clip
+    log, out = tmp_path / "f.jsonl", tmp_path / "a.avi"
+    child = Child(["--engines", engines, "--source", video, "--headless", "--log", log, "--output", out],
+                  "slow-load", tmp_path)
+    child.wait_ready()
+    seconds, status, stdout, stderr = child.signal_and_time(signal.SIGTERM)
+    assert status == 143 and seconds < 1.0, stderr
+    assert stdout.splitlines()[0] == f"{video}: 0 frames; stopped: SIGTERM"
+    assert not log.exists() and not out.exists()
