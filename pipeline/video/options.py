@@ -41,8 +41,8 @@ class CameraOptions:
         check_budget(self.budget_ms)
         if self.budget_ms is not None and self.fps is not None:
             raise PipelineError("give a budget in milliseconds or a frame rate, not both")
-        if self.fps is not None and not (isinstance(self.fps, (int, float)) and math.isfinite(self.fps)
-                                         and self.fps > 0):
+        if self.fps is not None and (isinstance(self.fps, bool) or not isinstance(self.fps, (int, float))
+                                     or not (math.isfinite(self.fps) and self.fps > 0)):
             raise PipelineError(f"fps should be a positive, finite number of frames per second; got {self.fps!r}")
         if self.precision not in PRECISIONS:
             raise PipelineError(f"unknown precision {self.precision!r}; expected one of {', '.join(PRECISIONS)}")

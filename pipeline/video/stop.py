@@ -42,7 +42,7 @@ class StopFlag:
         self._previous = {}
 
     def _handle(self, signum: int, _frame: Any) -> None:
-        if self.reason in {s.name for s in SIGNALS}:  # asked twice: stop now, finalising on the way out
+        if self.reason is not None:  # asked again while stopping: stop now, finalising on the way out
             raise KeyboardInterrupt
         self.reason = signal.Signals(signum).name
 
