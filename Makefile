@@ -70,7 +70,7 @@ ifeq ($(SOURCE),)
 	$(PY) apps/camera.py --engines $(ENGINES)/$(MODEL) --source $(DEMO)/clip.avi --labels $(DEMO)/labels.json \
 	    --headless --output $(DEMO)/annotated.avi --log $(DEMO)/frames.jsonl --precision $(PRECISION) $(DEMO_ARGS)
 else
-	$(PY) apps/camera.py --engines $(ENGINES)/$(MODEL) --source '$(SOURCE)' --precision $(PRECISION) \
+	$(PY) apps/camera.py --engines $(ENGINES)/$(MODEL) --source '$(subst ','\'',$(value SOURCE))' --precision $(PRECISION) \
 	    --log $(DEMO)/frames.jsonl $(DEMO_ARGS)
 endif
 

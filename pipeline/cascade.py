@@ -20,7 +20,7 @@ from typing import Callable, Literal, Sequence
 import numpy as np
 
 from pipeline.backends.base import StageChain
-from pipeline.deadline import LatencyPredictor
+from pipeline.deadline import LatencyPredictor, check_budget
 from pipeline.errors import PipelineError
 from pipeline.thresholds import (LAST_EXIT_POLICY, check_aggregate, check_criterion, policy_thresholds, table_aggregate,
                                  to_scores)
@@ -181,7 +181,7 @@ class Cascade:
 
     def classify(self, frame: np.ndarray, budget_ms: float | None = None) -> CascadeResult:
         """Answer one frame; with ``budget_ms``, stop before a stage predicted to overrun it (stage 1 always runs)."""
-        batch = self._batch(frame)
+        batch, budget_ms = self._batch(frame), check_budget(budget_ms)
         clock, predictor, chain, k_last = self._clock, self.predictor, self.chain, self.num_exits
         stage_ms: list[float] = []
         t0 = prev = clock()

@@ -1,4 +1,4 @@
-"""The deadline rule and the online per-stage time predictor it relies on.
+"""The deadline rule, the online per-stage time predictor it relies on, and a frame budget's split.
 
 Rule: before stage k+1, if the time already spent on the frame plus stage k+1's predicted time
 exceeds the frame's budget, stop and answer with exit k. Stage 1 always runs, so every frame gets
@@ -28,6 +28,7 @@ frames; a run within its prediction restores the step.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Sequence
 
 from pipeline.errors import PipelineError
@@ -161,3 +162,54 @@ class LatencyPredictor:
         if next_stage <= 1 or budget_ms is None:
             return True
         return spent_ms + self.predict(next_stage) <= budget_ms
+
+
+def check_budget(budget_ms: object) -> float | None:
+    """``budget_ms`` as a float, None for no budget; a PipelineError for anything but a positive finite number."""
+    if budget_ms is None:
+        return None
+    if type(budget_ms) is float and 0.0 < budget_ms < math.inf:  # the per-frame case, kept cheap
+        return budget_ms
+    if isinstance(budget_ms, bool) or not isinstance(budget_ms, numbers.Real):
+        raise PipelineError(f"budget_ms should be a number of milliseconds or None; got {budget_ms!r} "
+                            f"({type(budget_ms).__name__})")
+    value = float(budget_ms)
+    if not (math.isfinite(value) and value > 0):
+        raise PipelineError(f"budget_ms should be a positive, finite number of milliseconds or None; got {value!r}")
+    return value
+
+
+class BudgetSplit:
+    """The cascade's share of a frame budget: the budget less what the rest of the frame costs.
+
+    The rest (capture, conversion, overlay, writing, display) is tracked as a smoothed mean plus
+    twice its smoothed deviation, as TCP estimates a round trip: jitter in the overhead then eats
+    into the cascade's share before it eats into the deadline. The first ``warmup`` frames are not
+    counted: they pay one-off costs (opening the video writer, creating the window).
+    """
+
+    def __init__(self, budget_ms: float | None, alpha: float = 0.2, floor_ms: float = 0.01, warmup: int = 1):
+        self.budget_ms, self.alpha, self.floor_ms, self.warmup = budget_ms, alpha, floor_ms, warmup
+        self.mean_ms: float | None = None
+        self.dev_ms = 0.0
+
+    @property
+    def reserve_ms(self) -> float:
+        return 0.0 if self.mean_ms is None else self.mean_ms + 2.0 * self.dev_ms
+
+    def cascade_budget(self) -> float | None:
+        """What the cascade may spend on the next frame (never below ``floor_ms``); None without a budget."""
+        if self.budget_ms is None:
+            return None
+        return max(self.floor_ms, self.budget_ms - self.reserve_ms)
+
+    def update(self, overhead_ms: float) -> None:
+        """Fold one frame's time outside the cascade into the reserve."""
+        if self.warmup > 0:
+            self.warmup -= 1
+            return
+        if self.mean_ms is None:
+            self.mean_ms = overhead_ms
+            return
+        self.dev_ms += self.alpha * (abs(overhead_ms - self.mean_ms) - self.dev_ms)
+        self.mean_ms += self.alpha * (overhead_ms - self.mean_ms)

@@ -9,14 +9,22 @@ Every module here imports OpenCV lazily, inside the functions that need it, so i
   reconnects with backoff), in-order readers for files and image folders (optional pacing).
 - :mod:`~pipeline.video.frames`: any frame (grey, BGRA, any size) to the model's input.
 - :mod:`~pipeline.video.overlay`: the answer, exit, timing against budget, FPS and drops, drawn.
-- :mod:`~pipeline.video.report`: the per-frame JSON-lines log and the end-of-run summary.
+- :mod:`~pipeline.video.report`: the per-frame JSON-lines log (whole lines) and the end-of-run summary.
+- :mod:`~pipeline.video.labels`: ``--labels`` read before any output opens, matched to classes.
+- :mod:`~pipeline.video.writer`, :mod:`~pipeline.video.window`: the annotated video, the window.
+- :mod:`~pipeline.video.outputs`: outputs checked before opening (writable, never an input).
+- :mod:`~pipeline.video.options`, :mod:`~pipeline.video.inputs`, :mod:`~pipeline.video.run`,
+  :mod:`~pipeline.video.stop`: the camera app's run (options, inputs, start-up, loop, clean stop).
 """
 
 from pipeline.video.capture import Frame, FrameStream, LatestFrameCapture, open_stream
 from pipeline.video.frames import to_bgr, to_model_input
+from pipeline.video.labels import LabelTable, load_labels, read_labels
+from pipeline.video.options import CameraOptions
 from pipeline.video.overlay import display_frame, draw_overlay
 from pipeline.video.report import FrameLog, RunSummary, format_summary, frame_record
 from pipeline.video.sources import SourceSpec, open_capture, parse_source, redact
+from pipeline.video.writer import VideoOutput
 
 __all__ = [
     "Frame", "FrameStream", "LatestFrameCapture", "open_stream",
@@ -24,4 +32,5 @@ __all__ = [
     "display_frame", "draw_overlay",
     "FrameLog", "RunSummary", "format_summary", "frame_record",
     "SourceSpec", "open_capture", "parse_source", "redact",
+    "LabelTable", "load_labels", "read_labels", "CameraOptions", "VideoOutput",
 ]

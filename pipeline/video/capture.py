@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from pipeline.errors import PipelineError
-from pipeline.video.sources import SourceSpec, _open_advice, open_capture, redact
+from pipeline.video.sources import SourceSpec, open_advice, open_capture, redact
 
 _POLL_S = 0.05  # how often a waiting read() wakes to check for a stall or a stop
 
@@ -70,7 +70,8 @@ def _release(src: Any) -> None:
 class LatestFrameCapture:
     """Reads a live source on a thread, keeping only the newest frame.
 
-    ``open_source`` opens (or reopens) the source and raises if it cannot. The first open happens
+    ``open_source`` opens (or reopens) the source and raises if it cannot; ``advice`` (what to
+check) ends the final error unless the last problem already says it. The first open happens
     in :meth:`start`, so a source that never opens fails at once, without retries. After that,
     each failure (no frame, or a read blocked longer than ``stall_timeout_s``) is followed by a
     reconnect after a backoff of ``backoff_s * 2**(n-1)`` (capped at ``backoff_max_s``); after
@@ -220,10 +221,12 @@ class LatestFrameCapture:
                 if not self._current(gen):
                     return None
                 if self._failures > self.max_reconnects:
+                    advice = "" if not self._advice or self._advice.lower() in self._problem.lower() \
+                        else f". {self._advice[:1].upper()}{self._advice[1:]}"  # once, not twice
+                    waits = f" (backoff {', '.join(f'{d:g}' for d in self.backoffs)} s)" if self.backoffs else ""
                     self._error = PipelineError(redact(
-                        f"lost {self.name}: no frame after {self.max_reconnects} reconnect attempts "
-                        f"(backoff {', '.join(f'{d:g}' for d in self.backoffs)} s); last problem: "
-                        f"{self._problem}. {self._advice}".rstrip(". ") + "."))
+                        f"lost {self.name}: no frame after {self.max_reconnects} reconnect attempts{waits}; "
+                        f"last problem: {self._problem}{advice}".rstrip(". ") + "."))
                     self._cond.notify_all()
                     return None
                 delay = min(self.backoff_s * 2 ** (self._failures - 1), self.backoff_max_s)
@@ -345,7 +348,7 @@ def open_stream(spec: SourceSpec, *, pace: bool = False, pace_fps: float | None 
         fps = _nominal_fps(cap, cv2) or pace_fps
         return VideoFileReader(cap, spec.name, fps=fps, pace=pace, clock=clock)
     capture = LatestFrameCapture(lambda: opener(spec, read_timeout_s=stall_timeout_s), spec.name,
-                                 advice=f"Check: {_open_advice(spec)}", stall_timeout_s=stall_timeout_s,
+                                 advice=open_advice(spec), stall_timeout_s=stall_timeout_s,
                                  max_reconnects=max_reconnects, clock=clock)
     first = capture._open()  # fail now, clearly, if it never opens; the worker takes it over
     capture.fps = _nominal_fps(first, cv2)

@@ -1,8 +1,8 @@
 """What a run leaves behind: one JSON line per frame, and a summary at the end.
 
-The log is written and flushed line by line, so a run that is killed still leaves every frame it
-finished. The summary is computed from the same records, so :meth:`RunSummary.from_log` gives
-the same numbers from a log file later.
+The log is written line by line, each line whole, so a run that is killed or meets a full disk
+still leaves every frame it finished, and no half line. The summary is computed from the same
+records, so :meth:`RunSummary.from_log` gives the same numbers from a log file later.
 
 Record fields: time (unix s), frame (source index), file (image sources), class, label,
 confidence, exit, num_exits, stage_ms (per stage run), cascade_ms, frame_ms (the whole frame on
@@ -14,15 +14,18 @@ dropped (so far), true_label and correct (when labels are known, else null).
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from pipeline.errors import PipelineError
+from pipeline.video.outputs import check_output, write_failure
 
 
 def frame_record(index: int, result: Any, *, frame_ms: float, budget_ms: float | None = None,
@@ -56,23 +59,43 @@ def frame_record(index: int, result: Any, *, frame_ms: float, budget_ms: float |
 
 
 class FrameLog:
-    """Writes records as JSON lines, flushed after each, to a path (or an open text file)."""
+    """Writes records as JSON lines to ``path``, each line written whole before the next.
 
-    def __init__(self, target: str | Path | IO[str]):
-        if isinstance(target, (str, Path)):
-            path = Path(target)
-            if not path.parent.is_dir():
-                raise PipelineError(f"cannot write the log {path}: folder {path.parent} does not exist")
-            self._file, self._owned = open(path, "w", encoding="utf-8"), True
-        else:
-            self._file, self._owned = target, False
+    The file is unbuffered: every line reaches the operating system in one write, so a killed
+    run leaves every finished frame. A write that fails part-way (a full disk, a file size
+    limit) is cut back to the last whole line and raised as a PipelineError that names the
+    cause. ``open_file`` opens the file for binary writing (tests pass a failing double).
+    """
+
+    def __init__(self, path: str | Path, open_file: Callable[[Path], BinaryIO] | None = None):
+        self.path = Path(path)
+        check_output(self.path, "the log")
+        try:
+            self._file = (open_file or _open_unbuffered)(self.path)
+        except OSError as exc:
+            raise write_failure(exc, "the log", self.path) from exc
+        self._size = 0  # bytes of whole lines on disk
+        self.lines = 0
 
     def write(self, record: dict[str, Any]) -> None:
-        self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
-        self._file.flush()
+        data = memoryview((json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8"))
+        try:
+            while data:
+                n = self._file.write(data)
+                if not n:  # no progress and no error: treat it as the full disk it nearly always is
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                data = data[n:]
+        except OSError as exc:
+            try:
+                self._file.truncate(self._size)  # drop the part of the line that made it
+            except OSError:
+                pass
+            raise write_failure(exc, "the log", self.path) from exc
+        self._size += len(data.obj)  # the whole encoded line (``data`` is now its empty tail)
+        self.lines += 1
 
     def close(self) -> None:
-        if self._owned and not self._file.closed:
+        if not self._file.closed:
             self._file.close()
 
     def __enter__(self) -> FrameLog:
@@ -80,6 +103,10 @@ class FrameLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _open_unbuffered(path: Path) -> BinaryIO:
+    return open(path, "wb", buffering=0)
 
 
 def _percentiles(values: list[float]) -> dict[str, float | None]:

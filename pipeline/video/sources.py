@@ -200,7 +200,8 @@ def _ffmpeg_options(options: str | None) -> Iterator[None]:
         os.environ.pop("OPENCV_FFMPEG_CAPTURE_OPTIONS", None)
 
 
-def _open_advice(spec: SourceSpec) -> str:
+def open_advice(spec: SourceSpec) -> str:
+    """What to check when ``spec`` does not open or stops giving frames, as a lower-case clause."""
     if spec.kind == "v4l2":
         return ("check that the device exists (ls /dev/video*), that no other program holds it, and that "
                 "your user may read it (the 'video' group)")
@@ -247,7 +248,7 @@ def open_capture(spec: SourceSpec, open_timeout_s: float = 10.0, read_timeout_s:
         cap.release()
         what = {"v4l2": "camera", "csi": "CSI camera", "gstreamer": "GStreamer pipeline",
                 "stream": "stream", "file": "video file"}[spec.kind]
-        raise PipelineError(f"could not open {what} {spec.name}: {_open_advice(spec)}")
+        raise PipelineError(f"could not open {what} {spec.name}: {open_advice(spec)}")
     if spec.kind == "v4l2":
         cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the driver's queue would hand us stale frames
     return cap

@@ -1,0 +1,57 @@
+"""What a run reads, read and checked before anything is written: the engines folder, the source,
+the labels, and every output's path (writable, and never one of the inputs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.errors import PipelineError
+from pipeline.manifest import MANIFEST_NAME
+from pipeline.video.labels import LabelFile, read_labels
+from pipeline.video.options import CameraOptions
+from pipeline.video.outputs import check_output, refuse_inputs
+from pipeline.video.sources import SourceSpec, parse_source
+from pipeline.video.writer import check_video_path
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What a run reads, read and checked before anything is written."""
+
+    folder: Path
+    spec: SourceSpec
+    labels: LabelFile | None
+
+
+def check_engines(folder: Path) -> Path:
+    """``folder`` when it holds a manifest; otherwise a PipelineError naming the built models inside it."""
+    if (folder / MANIFEST_NAME).is_file():
+        return folder
+    if not folder.is_dir():
+        raise PipelineError(f"engines folder {folder} not found: build it with `make engines`, then pass "
+                            f"--engines engines/<model> (the folder that holds {MANIFEST_NAME})")
+    inside = sorted(str(p.parent) for p in folder.glob(f"*/{MANIFEST_NAME}")
+                    if not p.parent.name.startswith("."))  # a build's temporary folder is no model
+    hint = f"; built models inside it: {', '.join(inside)}" if inside else \
+        " (an interrupted build leaves none); run `make engines`"
+    raise PipelineError(f"engines folder {folder} has no {MANIFEST_NAME}, so it is not a built model{hint}")
+
+
+def read_inputs(options: CameraOptions) -> Inputs:
+    """Check the engines folder and the source, read the labels, and check every output's path."""
+    folder = check_engines(options.engines)
+    spec = parse_source(options.source)
+    labels = read_labels(options.labels) if options.labels is not None else None
+    if options.output is not None:
+        check_video_path(options.output)
+    if options.log is not None:
+        check_output(options.log, "the log")
+    sources: list[tuple[str, Path]] = [("--source", Path(p)) for p in spec.paths]
+    if spec.kind == "file":
+        sources.append(("--source", Path(str(spec.target))))
+    if options.labels is not None:
+        sources.append(("--labels", options.labels))
+    sources.append(("the manifest", folder / MANIFEST_NAME))
+    refuse_inputs(options.outputs(), sources)
+    return Inputs(folder, spec, labels)

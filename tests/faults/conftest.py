@@ -1,0 +1,177 @@
+"""Shared fixtures for the fault-injection cases: a fake built model, a clip with labels, the app run
+in this process or in a child (for signals, file size limits and a user without write access),
+and snapshots of a folder to show what a fault left on disk."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.video.fakes import CLASSES, FakeCascade, FakeClock, write_clip
+
+ROOT = Path(__file__).resolve().parents[2]
+# (label, wanted exit): 12 frames, every class and every exit
+PLAN = [(0, 1), (1, 1), (2, 1), (0, 2), (1, 2), (2, 2), (0, 3), (1, 3), (2, 3), (2, 1), (1, 1), (0, 1)]
+
+# The app as a child process, with the test doubles: FAULT_MODE picks the source and the cascade.
+#   clip: the real video file reader, a fake cascade (4x4 input); the first frames are slow
+#   hang-open: a live source whose first open blocks (as OpenCV does for a stream that does not answer)
+#   live: a live source double giving a frame every 10 ms
+#   slow-load: the clip, behind a model that takes half a second to load
+# FAULT_READY, when set, is a file created once the run reaches the point a test waits for.
+CHILD = r"""
+import os, sys, threading, time
+sys.path.insert(0, os.environ["FAULT_ROOT"])
+from apps.camera import main
+from tests.video.fakes import FakeCascade, SourceDouble
+
+mode, ready = os.environ["FAULT_MODE"], os.environ.get("FAULT_READY")
+
+def mark():
+    if ready:
+        open(ready, "w").close()
+
+class Slow(FakeCascade):
+    def classify(self, frame, budget_ms=None):
+        if len(self.calls) == 2:
+            mark()
+        if mode == "live" and len(self.calls) >= 2:
+            time.sleep(0.01)
+        return super().classify(frame, budget_ms)
+
+def factory(folder, **kw):
+    if mode == "slow-load":  # a model that takes half a second to load, in the main thread
+        mark()
+        time.sleep(0.5)
+    return Slow(input_size=(4, 4))
+
+def opener(spec, read_timeout_s=None):
+    if mode == "hang-open":
+        mark()
+        threading.Event().wait(30)
+        raise RuntimeError("the open should have been abandoned")
+    if mode == "live":
+        return SourceDouble(period_s=0.01)
+    from pipeline.video.sources import open_capture
+    return open_capture(spec)
+
+sys.exit(main(sys.argv[1:], cascade_factory=factory, opener=opener))
+"""
+
+
+@pytest.fixture
+def engines(tmp_path):
+    folder = tmp_path / "engines" / "fake_model"
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text("{}")  # read only by the real cascade, which is not used here
+    return folder
+
+
+@pytest.fixture
+def clip(tmp_path):
+    """(clip.avi, labels.json): 12 frames of known labels."""
+    path = write_clip(tmp_path / "clip.avi", PLAN)
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps([CLASSES[label] for label, _ in PLAN]))
+    return path, labels
+
+
+def run_app(argv, cascade=None, clock=None, **hooks):
+    """The app in this process with a fake cascade: its exit code (SystemExit's, or main's return)."""
+    from apps.camera import main
+
+    clock = clock or FakeClock()
+    cascade = cascade or FakeCascade(clock)
+    try:
+        return main([str(a) for a in argv], cascade_factory=lambda folder, **kw: cascade, clock=clock, **hooks)
+    except SystemExit as exc:
+        return exc.code
+
+
+def one_error(err: str) -> str:
+    """The single ``error:`` line of a run's stderr; fails on a traceback or on several errors."""
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` (relative path -> sha256), to compare before and after a fault."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and not p.is_symlink()}
+
+
+def log_lines(path: Path) -> list[dict]:
+    """The log's records; fails unless every line is a whole JSON record ending in a newline."""
+    text = path.read_text()
+    assert text == "" or text.endswith("\n"), "the log ends in a partial line"
+    return [json.loads(line) for line in text.splitlines()]
+
+
+class Child:
+    """The app in a child process (see CHILD); ``ready`` is the file it creates at the awaited point."""
+
+    def __init__(self, argv, mode: str, cwd: Path, *, fsize: int | None = None, obey_modes: bool = False):
+        self.ready = cwd / f"ready-{os.getpid()}-{time.monotonic_ns()}"
+        env = dict(os.environ, FAULT_ROOT=str(ROOT), FAULT_MODE=mode, FAULT_READY=str(self.ready),
+                   PYTHONDONTWRITEBYTECODE="1")
+
+        def limits() -> None:  # in the child, before exec
+            if fsize is not None:
+                import resource
+
+                signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+                resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+            if obey_modes:
+                drop_permission_overrides()
+
+        self.proc = subprocess.Popen([sys.executable, "-c", CHILD, *map(str, argv)], cwd=cwd, env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
+                                     preexec_fn=limits)
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        end = time.monotonic() + timeout
+        while not self.ready.exists():
+            assert self.proc.poll() is None, self.proc.communicate()
+            assert time.monotonic() < end, "the child never got ready"
+            time.sleep(0.01)
+
+    def finish(self, timeout: float = 30.0) -> tuple[int, str, str]:
+        out, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, out, err
+
+    def signal_and_time(self, sig: int) -> tuple[float, int, str, str]:
+        """Send ``sig``; seconds until the child exited, its exit code, stdout and stderr."""
+        t0 = time.monotonic()
+        self.proc.send_signal(sig)
+        out, err = self.proc.communicate(timeout=30)
+        return time.monotonic() - t0, self.proc.returncode, out, err
+
+
+PR_CAPBSET_DROP = 24
+CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER = 1, 2, 3
+
+
+def drop_permission_overrides() -> None:
+    """In a child before exec: give up root's right to ignore file modes, so a 0o444 file is read-only.
+
+    Dropping the capabilities from the bounding set leaves them out of what the exec'd program
+    gets. A process that is not root has none to drop and obeys file modes already.
+    """
+    if os.geteuid() != 0:
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER):
+        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
