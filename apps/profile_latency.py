@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import PipelineError, cli_main
-from pipeline.manifest import Manifest, load_manifest, sha256_file, variant_key, write_manifest
+from pipeline.manifest import (LatencyTable, Manifest, ThresholdTable, load_manifest, sha256_file, variant_key,
+                               write_manifest)
 from pipeline.names import PRECISIONS
 from pipeline.thresholds import (DEFAULT_AGGREGATE, DEFAULT_CONFIDENCE, DEFAULT_TOLERANCE, add_calibration_options,
                                  check_calibration_options)
@@ -88,7 +89,7 @@ def _split_list(value: str, known: tuple[str, ...], option: str) -> list[str]:
 def select_variants(manifest: Manifest, folder: Path, backends: str, precisions: str
                     ) -> tuple[list[tuple[str, str]], list[str]]:
     """The (backend, precision) pairs to profile, and notes on what was skipped and why."""
-    from pipeline.backends import BACKENDS, tensorrt_unavailable_reason
+    from pipeline.backends import BACKENDS, backend_module
 
     built = {(e.backend, e.precision) for e in manifest.engines}
     listing = ", ".join(sorted(variant_key(*v) for v in built)) or "none"
@@ -101,20 +102,18 @@ def select_variants(manifest: Manifest, folder: Path, backends: str, precisions:
         if not any(b == backend for b, _ in built):
             raise PipelineError(f"{folder} has no {backend} engines (built: {listing}); build them with "
                                 "`make engines` or pick another --backends")
-        if backend == "tensorrt":
-            reason = tensorrt_unavailable_reason()
-            if reason is None:
-                from pipeline.backends.tensorrt import check_plan_device
-
-                try:
-                    check_plan_device(manifest.device, f"the plans in {folder}")
-                except PipelineError as exc:
-                    reason = str(exc)
-            if reason is not None:
-                if explicit:
-                    raise PipelineError(f"cannot profile the TensorRT engines here: {reason}")
-                notes.append(f"TensorRT engines skipped: {reason}")
-                continue
+        module = backend_module(backend)
+        reason = module.unavailable_reason()
+        if reason is None:
+            try:
+                module.check_device(manifest, f"the {module.TITLE} engines in {folder}")
+            except PipelineError as exc:
+                reason = str(exc)
+        if reason is not None:
+            if explicit:
+                raise PipelineError(f"cannot profile the {module.TITLE} engines here: {reason}")
+            notes.append(f"{module.TITLE} engines skipped: {reason}")
+            continue
         runnable.append(backend)
     variants = []
     for backend in runnable:
@@ -165,7 +164,8 @@ def variant_report(profile: Any, val: tuple[np.ndarray, np.ndarray], evaluated: 
     return entry, table
 
 
-def update_manifest(folder: Path, before: Manifest, latency: dict[str, Any], thresholds: dict[str, Any]) -> Path:
+def update_manifest(folder: Path, before: Manifest, latency: dict[str, LatencyTable],
+                    thresholds: dict[str, ThresholdTable]) -> Path:
     """Merge the new tables into the manifest as it is now and write it atomically; files untouched."""
     current = load_manifest(folder, verify=False)
     files = lambda m: sorted((f.path, f.sha256) for f in m.artifacts + m.engines)  # noqa: E731
@@ -219,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         "images": int(len(images)), "calibration_images": int(len(val[1])), "runs": args.runs,
         "warmup": args.warmup, "threads": args.threads, "device": device, "notes": notes, "variants": {}}
     measured_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    latency, thresholds = {}, {}
+    latency: dict[str, LatencyTable] = {}
+    thresholds: dict[str, ThresholdTable] = {}
     for backend, precision in variants:
         key = variant_key(backend, precision)
         t0 = time.time()
@@ -227,14 +228,14 @@ def main(argv: list[str] | None = None) -> int:
             profile = profile_chain(chain, frames, args.runs, args.warmup, args.threads)
             val_probs = chain_exit_probs(chain, val[0])  # (N, K, C)
             test_probs = chain_exit_probs(chain, test[0]) if test is not None else None
+            providers = list(chain.providers)
         entry, table = variant_report(profile, (val_probs, val[1]),
                                       (test_probs, test[1]) if test is not None else None, args.aggregate,
                                       tolerance=args.tolerance, confidence=args.confidence)
         report["variants"][key] = {"backend": backend, "precision": precision, **entry}
-        latency[key] = {"stages": entry["stages"], "cumulative_p50_ms": entry["cumulative_p50_ms"],
-                        "runs": profile.runs, "threads": args.threads, "clock": profile.clock, "device": device,
-                        "measured_at": measured_at}
-        thresholds[key] = table
+        latency[key] = LatencyTable(entry["stages"], entry["cumulative_p50_ms"], profile.runs, args.threads,
+                                    profile.clock, device, measured_at, providers)
+        thresholds[key] = ThresholdTable.from_dict({**table, "providers": providers})
         _log(f"{key}: cumulative p50 " + " ".join(f"{ms:.3f}" for ms in entry["cumulative_p50_ms"]) +
              " ms; accuracy " + " ".join(f"{a:.2f}" for a in entry["accuracy"]) + f" % ({time.time() - t0:.1f} s)")
 

@@ -42,6 +42,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from pipeline.backends import BACKENDS
 from pipeline.errors import PipelineError, cli_main
 from pipeline.names import PRECISIONS
 from pipeline.thresholds import add_calibration_options, check_calibration_options
@@ -56,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--checkpoint", type=Path, default=None, help="the engines' checkpoint, for benchmark 2")
     ap.add_argument("--data", default=os.environ.get("ANYTIME_DATA", ""), help="the data the model was trained on")
     ap.add_argument("--cache-dir", type=Path, default=None, help="decoded-image cache (default ~/.cache)")
-    ap.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "tensorrt"],
+    ap.add_argument("--backend", default=BACKENDS[0], choices=list(BACKENDS),
                     help="backend of benchmarks 1 and 4")
     ap.add_argument("--precision", default="fp32", choices=list(PRECISIONS), help="precision of benchmarks 1 and 4")
     ap.add_argument("--threads", type=int, default=1, help="intra-op threads (ONNX Runtime and PyTorch)")
@@ -130,10 +131,7 @@ def _timed(clock: Callable[[], float], fn: Callable[[], Any]) -> tuple[float, An
 def _full_network(chain: Any, stages: int) -> Callable[[np.ndarray], tuple[int, int]]:
     """(label, exit) of a frame from every stage of ``chain``: the baseline the cascade is compared with."""
     def full(frame: np.ndarray) -> tuple[int, int]:
-        chain.set_frame(frame)
-        for k in range(1, stages + 1):
-            z = chain.run(k)
-        return int(z.argmax()), stages
+        return int(chain.run_all(frame)[-1].argmax()), stages
     return full
 
 
@@ -157,7 +155,7 @@ def cascade_vs_full(bench: Bench, clock: Callable[[], float] = time.perf_counter
         table = thresholds_table(val_probs, bench.val[1], profile.cumulative_p50(), tolerance=a.tolerance,
                                  confidence=a.confidence, aggregate=a.aggregate)
         thresholds = policy_thresholds(table, "default").tolist()
-        size = tuple(m.input["shape"][1:3])
+        size = m.input.size
         cascade = Cascade(chain, m.classes, thresholds, LatencyPredictor(k_last), aggregate=a.aggregate,
                           frame_size=size)  # no budget
 
@@ -262,15 +260,14 @@ def deadline_adherence(bench: Bench, first: dict[str, Any], clock: Callable[[], 
     profile = first["_profile"]
     budget = 0.5 * profile.cumulative_p50()[-1]
     stages = profile.stages()
-    flops = [s.flops for s in m.stages]
     predictor = LatencyPredictor(m.num_exits, [s["p99_ms"] for s in stages], [s["p50_ms"] for s in stages],
-                                 [b - c for c, b in zip([0] + flops[:-1], flops)], source="this run's profile")
+                                 m.stage_flops(), source="this run's profile")
     images, labels = bench.test
     n = len(labels)
     wall, preds, exits = np.empty(n), np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
     met = np.empty(n, dtype=bool)
     cascade = Cascade(bench.chain(a.backend, a.precision), m.classes, first["_thresholds"], predictor,
-                      aggregate=a.aggregate, frame_size=tuple(m.input["shape"][1:3]))
+                      aggregate=a.aggregate, frame_size=m.input.size)
     with cascade:
         for i in range(min(a.warmup, n)):
             cascade.classify(images[i:i + 1], budget_ms=budget)

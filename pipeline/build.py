@@ -36,13 +36,11 @@ import numpy as np
 
 from pipeline import __version__, names
 from pipeline.errors import PipelineError, cli_main
-from pipeline.manifest import (MANIFEST_NAME, FileEntry, Manifest, StageSpec, load_manifest, sha256_file,
-                               variant_key, write_manifest)
+from pipeline.manifest import (MANIFEST_NAME, DeviceInfo, FileEntry, InputSpec, Manifest, StageSpec, load_manifest,
+                               sha256_file, variant_key, write_manifest)
 
 BUILD_FORMAT = 2  # raised when a step makes other files from the same inputs (2: shallow convs float in u8 INT8)
 BUILD_INFO = "build.json"  # next to the manifest: what the folder was built from, for "up to date"
-BACKEND_CHOICES = ("auto", "onnxruntime", "tensorrt")
-ENGINE_SUFFIX = {"onnxruntime": ".onnx", "tensorrt": ".plan"}
 TOOLS = ("torch", "onnx", "onnxsim", "onnxruntime", "onnxconverter-common", "numpy", "tensorrt", "pycuda")
 FLAVOUR_NOTES = {
     "int8": "int8 activations (zero point 0), symmetric per-channel int8 weights: TensorRT's scheme",
@@ -98,24 +96,24 @@ def _can_export() -> bool:
 
 
 def _buildable(backend: str) -> set[str]:
-    if backend == "tensorrt":
-        from pipeline.backends.tensorrt import buildable_precisions
+    from pipeline.backends import backend_module
 
-        return buildable_precisions()
-    return set(names.PRECISIONS)
+    return backend_module(backend).buildable_precisions()
 
 
 def check_options(args: argparse.Namespace) -> Plan:
     """Reject bad values and impossible combinations before anything is loaded or written."""
-    from pipeline.backends import available_backends, tensorrt_unavailable_reason
+    from pipeline.backends import BACKENDS, available_backends, backend_module, unavailable_reason
     from pipeline.export.int8 import METHODS
+
+    choices = ("auto", *BACKENDS)
 
     precisions = list(dict.fromkeys(p.strip() for p in args.precisions.split(",") if p.strip()))
     unknown = [p for p in precisions if p not in names.PRECISIONS]
     if unknown or not precisions:
         raise PipelineError(f"--precisions must list some of {', '.join(names.PRECISIONS)}, got {args.precisions!r}")
-    if args.backend not in BACKEND_CHOICES:
-        raise PipelineError(f"--backend must be one of {', '.join(BACKEND_CHOICES)}, got {args.backend!r}")
+    if args.backend not in choices:
+        raise PipelineError(f"--backend must be one of {', '.join(choices)}, got {args.backend!r}")
     if args.calib_method not in METHODS:
         raise PipelineError(f"--calib-method must be one of {', '.join(METHODS)}, got {args.calib_method!r}")
     if "int8" in precisions and args.calib_images < 1:
@@ -123,14 +121,12 @@ def check_options(args: argparse.Namespace) -> Plan:
     for opt in ("threads", "workspace_mb"):
         if getattr(args, opt) < 1:
             raise PipelineError(f"--{opt.replace('_', '-')} must be at least 1, got {getattr(args, opt)}")
-    if args.backend == "tensorrt":
-        reason = tensorrt_unavailable_reason()
+    if args.backend != "auto":
+        reason = unavailable_reason(args.backend)
         if reason:
-            raise PipelineError(f"--backend tensorrt, but TensorRT cannot run here: {reason}. "
-                                "Use --backend onnxruntime or auto")
-        backends = ["tensorrt"]
-    elif args.backend == "onnxruntime":
-        backends = ["onnxruntime"]
+            raise PipelineError(f"--backend {args.backend}, but {backend_module(args.backend).TITLE} cannot run "
+                                f"here: {reason}. Use --backend auto or another backend")
+        backends = [args.backend]
     else:
         backends = available_backends()
     if args.dla_core is not None and (args.dla_core < 0 or "tensorrt" not in backends):
@@ -192,19 +188,11 @@ def _data_identity(data: str) -> dict[str, Any]:
     raise PipelineError(f"data source {path} does not exist; pass --data with an ImageFolder folder or archive")
 
 
-def _device(backends: list[str], threads: int) -> dict[str, Any]:
-    from pipeline.backends import host_device
+def _device(backends: list[str], threads: int) -> DeviceInfo:
+    from pipeline.backends import backend_device_facts
+    from pipeline.device import host_facts
 
-    device = host_device()
-    if "onnxruntime" in backends:
-        from pipeline.backends.onnxruntime import providers
-
-        device.update(onnxruntime_providers=providers(), onnxruntime_threads=threads)
-    if "tensorrt" in backends:
-        from pipeline.backends.tensorrt import gpu_info
-
-        device.update(gpu_info())
-    return device
+    return DeviceInfo(**host_facts(), backends=backend_device_facts(backends, threads))
 
 
 def _remove_stale_temps(out: Path) -> None:
@@ -338,37 +326,32 @@ def _export(model: Any, tmp: Path, plan: Plan, args: argparse.Namespace, ckpt_sh
     return arts, stages, calib
 
 
-def _compile(tmp: Path, backend: str, precision: str, artifacts: list[FileEntry], args: argparse.Namespace,
-             cpu_flavour: bool) -> list[FileEntry]:
+def _compile(tmp: Path, backend: str, precision: str, artifacts: list[FileEntry], args: argparse.Namespace
+             ) -> list[FileEntry]:
     """Engines of one backend and precision, one per stage."""
-    flavour = "u8" if precision == "int8" and cpu_flavour else ""
+    from pipeline.backends import EngineOptions, backend_module
+
+    module = backend_module(backend)
+    flavour = module.artifact_flavour(precision)
     sources = [a for a in artifacts if a.precision == precision and a.flavour == flavour]
     sources.sort(key=lambda a: a.stage)
+    options = EngineOptions(threads=args.threads, workspace_mb=args.workspace_mb, dla_core=args.dla_core,
+                            timing_cache=args.out / f".{backend}-timing.cache")
     engines = []
     for art in sources:
-        rel = f"{backend}/{Path(art.path).name.removesuffix('.onnx')}{ENGINE_SUFFIX[backend]}"
-        if backend == "tensorrt":
-            from pipeline.backends.tensorrt import engine_from_onnx
-
-            engine_from_onnx(tmp / art.path, tmp / rel, precision, workspace_mb=args.workspace_mb,
-                             timing_cache=args.out / ".tensorrt-timing.cache", dla_core=args.dla_core)
-        else:
-            from pipeline.backends.onnxruntime import engine_from_onnx
-
-            engine_from_onnx(tmp / art.path, tmp / rel, threads=args.threads)
+        rel = f"{backend}/{Path(art.path).name.removesuffix('.onnx')}{module.ENGINE_SUFFIX}"
+        module.engine_from_artifact(tmp / art.path, tmp / rel, precision, options)
         engines.append(_entry(tmp, rel, art.stage, precision, backend=backend, flavour=flavour))
     return engines
 
 
 def chain_accuracy(chain: Any, images: np.ndarray, labels: np.ndarray) -> list[float]:
     """Top-1 accuracy (%) of every exit, frame by frame through the chain exactly as the runtime runs it."""
-    hits = np.zeros(chain.num_stages, dtype=np.int64)
+    from pipeline.backends import exit_logits
+    from pipeline.metrics import accuracy_per_exit
+
     with chain:
-        for i in range(len(labels)):
-            chain.set_frame(images[i:i + 1])  # (1, H, W, 3) uint8
-            for k in range(1, chain.num_stages + 1):
-                hits[k - 1] += int(chain.run(k).argmax()) == labels[i]
-    return [round(100.0 * float(h) / max(len(labels), 1), 4) for h in hits]
+        return [round(a, 4) for a in accuracy_per_exit(exit_logits(chain, images), labels)]
 
 
 def _measure_accuracy(manifest: Manifest, tmp: Path, threads: int, splits: dict[str, tuple[np.ndarray, np.ndarray]]
@@ -390,16 +373,6 @@ def _measure_accuracy(manifest: Manifest, tmp: Path, threads: int, splits: dict[
         _log(f"accuracy {key} per exit (%): {shown} ({time.time() - t0:.1f} s)")
 
 
-def _note_fp16_emulation(manifest: Manifest, folder: Path) -> None:
-    """Say in the manifest when ONNX Runtime runs the FP16 graphs in float32 (no FP16 kernels here)."""
-    from pipeline.backends.onnxruntime import computes_in_float32
-
-    engines = manifest.files(backend="onnxruntime", precision="fp16", engines=True)
-    if engines and all(computes_in_float32(folder / e.path) for e in engines):
-        note = ("ONNX Runtime has no FP16 kernels for these operators on this device: it casts around them and "
-                "computes in float32 with FP16-rounded weights (accuracy is FP16's, speed is not)")
-        manifest.device.setdefault("emulated", {})[variant_key("onnxruntime", "fp16")] = note
-        _log(f"note: onnxruntime/fp16: {note}")
 
 
 def _drop_variant(manifest: Manifest, folder: Path, backend: str, precision: str, reason: str) -> None:
@@ -440,9 +413,9 @@ def _source_manifest(args: argparse.Namespace) -> tuple[Manifest, Path]:
     return manifest, folder
 
 
-def _build_key(args: argparse.Namespace, plan: Plan, source: dict[str, Any], device: dict[str, Any]) -> dict[str, Any]:
+def _build_key(args: argparse.Namespace, plan: Plan, source: dict[str, Any], device: DeviceInfo) -> dict[str, Any]:
     return {"format": BUILD_FORMAT, "pipeline": __version__, "source": source, "precisions": plan.precisions,
-            "backends": plan.backends, "unsupported": plan.unsupported, "device": device, "tools": _tool_versions(),
+            "backends": plan.backends, "unsupported": plan.unsupported, "device": device.to_dict(), "tools": _tool_versions(),
             "data": None if args.skip_accuracy and plan.compile_only else _data_identity(args.data),
             "options": {"calib_images": args.calib_images, "calib_method": args.calib_method,
                         "calib_seed": args.calib_seed, "threads": args.threads, "test_split": args.test_split,
@@ -512,27 +485,28 @@ def _resolve_source(args: argparse.Namespace, plan: Plan) -> Source:
 
 def _compile_all(manifest: Manifest, tmp: Path, plan: Plan, args: argparse.Namespace) -> None:
     """Engines for every backend and precision of the plan; ONNX Runtime variants that fail are recorded."""
-    from pipeline.backends.onnxruntime import providers
+    from pipeline.backends import backend_module
 
-    cpu_only = providers()[0] == "CPUExecutionProvider"
     skip = {(u["backend"], u["precision"]) for u in manifest.unsupported}
     for backend in plan.backends:
+        module = backend_module(backend)
         for precision in [p for p in plan.precisions if (backend, p) not in skip]:
-            t0 = time.time()
+            key, t0 = variant_key(backend, precision), time.time()
             try:
-                manifest.engines += _compile(tmp, backend, precision, manifest.artifacts, args,
-                                             cpu_flavour=backend == "onnxruntime" and cpu_only)
+                manifest.engines += _compile(tmp, backend, precision, manifest.artifacts, args)
             except PipelineError as exc:
-                if backend == "tensorrt":  # a parse or build failure is the user's to fix: stop
+                if module.STOP_ON_BUILD_FAILURE:
                     raise
                 _drop_variant(manifest, tmp, backend, precision, str(exc))
                 continue
-            _log(f"compiled {variant_key(backend, precision)} engines ({time.time() - t0:.1f} s)")
-            if backend == "onnxruntime" and precision == "fp16":
-                _note_fp16_emulation(manifest, tmp)
+            _log(f"compiled {key} engines ({time.time() - t0:.1f} s)")
+            note = module.build_notes(manifest, tmp, precision)
+            if note:
+                manifest.device.emulated[key] = note
+                _log(f"note: {key}: {note}")
 
 
-def _build_into(tmp: Path, src: Source, plan: Plan, args: argparse.Namespace, device: dict[str, Any]) -> Manifest:
+def _build_into(tmp: Path, src: Source, plan: Plan, args: argparse.Namespace, device: DeviceInfo) -> Manifest:
     """Every step of the build, writing only inside ``tmp``; returns the final manifest (also written there)."""
     if src.manifest is not None:  # compile-only: the artifacts and the model's description come with them
         m = src.manifest
@@ -549,16 +523,17 @@ def _build_into(tmp: Path, src: Source, plan: Plan, args: argparse.Namespace, de
             model={"name": ckpt["model"], "config": ckpt["config"], "checkpoint_sha256": src.checkpoint_sha256,
                    "split": ckpt["split"]},
             classes=list(ckpt["classes"]), stages=[],
-            input={"name": names.FRAME, "shape": ["N", p.height, p.width, 3], "dtype": "uint8",
-                   "colour_order": p.colour_order, "mean": list(p.mean), "std": list(p.std)})
-    size = tuple(manifest.input["shape"][1:3])
+            input=InputSpec(names.FRAME, ["N", p.height, p.width, 3], "uint8", p.colour_order, list(p.mean),
+                            list(p.std)))
+    size = manifest.input.size
+    assert size is not None  # the export writes a static (H, W)
     need_train = not args.skip_accuracy or (src.manifest is None and "int8" in plan.precisions)
     train = _load_images(args, "train", manifest.classes, size) if need_train else None
     if src.manifest is None:
         manifest.artifacts, manifest.stages, manifest.calibration = _export(
             model, tmp, plan, args, src.checkpoint_sha256, ckpt, train)
     manifest.unsupported = list(plan.unsupported)
-    manifest.tools, manifest.device = _tool_versions(), dict(device)
+    manifest.tools, manifest.device = _tool_versions(), DeviceInfo.from_dict(device.to_dict())
     _compile_all(manifest, tmp, plan, args)
     write_manifest(tmp, manifest)
     if not args.skip_accuracy:

@@ -31,12 +31,7 @@ numpy only at import; torch, onnxruntime, tensorrt and matplotlib are imported w
 
 from __future__ import annotations
 
-import importlib.metadata
 import importlib.util
-import os
-import platform
-import re
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,13 +39,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from pipeline.backends.base import StageChain
+from pipeline.backends.base import StageChain, exit_logits
+from pipeline.device import describe_device, device_facts, jetson_facts  # noqa: F401
 from pipeline.errors import PipelineError
 from pipeline.thresholds import budgeted_curve, simulate, softmax, thresholds_to_json
 
 STATS = ("mean", "p50", "p90", "p99", "max")
 TORCH_EAGER = "pytorch-eager"  # the "backend" name of the PyTorch baseline in reports
-_GPU_DEVFREQ = re.compile(r"gpu|gv11b|ga10b|gp10b|gm20b|gk20a|gb10b", re.IGNORECASE)
 
 
 # --- latency ---------------------------------------------------------------------------------------
@@ -161,9 +156,8 @@ class _RunTimer:
     def __init__(self, chain: StageChain, runs: int, clock: Callable[[], float]):
         chain.activate()
         self.chain, self.clock = chain, clock
-        self.last_run_ms = getattr(chain, "last_run_ms", None)  # CUDA-event time of the latest run(), if offered
         self.times = np.empty((runs, chain.num_stages), dtype=np.float64)  # (R, K) wall ms
-        self.device: np.ndarray | None = np.empty_like(self.times) if callable(self.last_run_ms) else None  # GPU ms
+        self.device: np.ndarray | None = np.empty_like(self.times)  # (R, K) GPU ms, while the chain offers them
 
     def run(self, frame: np.ndarray, row: int) -> None:
         """One full-chain run; ``row`` < 0 is a warm-up run and is not kept."""
@@ -175,7 +169,7 @@ class _RunTimer:
             if row >= 0:
                 self.times[row, k - 1] = (t1 - t0) * 1e3
                 if self.device is not None:
-                    ms = self.last_run_ms()  # type: ignore[misc]
+                    ms = self.chain.last_run_ms()  # CUDA-event time of the run just made, where measured
                     if ms is None:  # the chain could not time this run: keep wall times only
                         self.device = None
                     else:
@@ -190,18 +184,7 @@ class _RunTimer:
 
 def chain_exit_probs(chain: StageChain, images: np.ndarray) -> np.ndarray:
     """(N, H, W, 3) uint8 -> (N, K, C) float32 softmax of every exit, frame by frame exactly as the runtime runs."""
-    images = _check_frames(images)
-    chain.activate()
-    k_last = chain.num_stages
-    logits: np.ndarray | None = None
-    for i in range(len(images)):
-        chain.set_frame(images[i:i + 1])  # (1, H, W, 3)
-        for k in range(1, k_last + 1):
-            z = chain.run(k).reshape(-1)  # (C,)
-            if logits is None:
-                logits = np.empty((len(images), k_last, z.shape[0]), dtype=np.float32)  # (N, K, C)
-            logits[i, k - 1] = z
-    return softmax(logits, axis=-1)  # type: ignore[arg-type]
+    return softmax(exit_logits(chain, _check_frames(images)), axis=-1)
 
 
 # --- the PyTorch baseline ----------------------------------------------------------------------------
@@ -271,7 +254,7 @@ def split_images(manifest: Any, data: str, split: str, cache_dir: str | Path, li
 
     if split not in SPLITS:
         raise PipelineError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-    size = tuple(manifest.input["shape"][1:3])  # ["N", H, W, 3]
+    size = manifest.input.size
     source = load_dataset(data or None, "train" if split == "validation" else "test", cache_dir=cache_dir, size=size)
     if list(source.classes) != list(manifest.classes):
         raise PipelineError(f"the data's classes {list(source.classes)[:5]}... differ from the model's "
@@ -323,129 +306,6 @@ def budgeted_points(calib_probs: np.ndarray, calib_labels: np.ndarray, costs_ms:
         points.append({"q": p.q, "accuracy": acc, "cost_ms": cost, "exit_fractions": list(fractions),
                        "thresholds": thresholds_to_json(p.thresholds)})
     return points
-
-
-# --- device facts --------------------------------------------------------------------------------
-
-
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text().strip().strip("\x00")
-    except OSError:
-        return None
-
-
-def _version(*dists: str) -> str | None:
-    for dist in dists:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return None
-
-
-def _freq_lock(folder: Path, low: str, high: str) -> dict[str, Any] | None:
-    lo, hi = _read(folder / low), _read(folder / high)
-    if lo is None or hi is None:
-        return None
-    return {"min": lo, "max": hi, "locked": lo == hi}
-
-
-def _nvpmodel(run: Callable[..., Any]) -> dict[str, Any]:
-    """``nvpmodel -q``: "NV Power Mode: MAXN" then the mode number."""
-    try:
-        proc = run(["nvpmodel", "-q"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError) as exc:
-        return {"error": f"nvpmodel -q failed: {exc}"}
-    text = f"{proc.stdout or ''}\n{proc.stderr or ''}"
-    name = re.search(r"Power Mode:\s*(\S.*)", text)
-    number = re.findall(r"^\s*(\d+)\s*$", proc.stdout or "", re.MULTILINE)
-    if not name:
-        return {"error": f"nvpmodel -q gave no power mode (exit {proc.returncode}): {text.strip()[:200]}"}
-    return {"power_mode": name.group(1).strip(), "power_mode_id": int(number[-1]) if number else None}
-
-
-def jetson_facts(root: str | Path = "/", run: Callable[..., Any] = subprocess.run) -> dict[str, Any] | None:
-    """On a Jetson (``/etc/nv_tegra_release``): L4T release, board, power mode and clock locks; else None.
-
-    Clocks are locked when each CPU's scaling_min_freq equals its scaling_max_freq and the GPU
-    devfreq's min_freq equals its max_freq (what ``jetson_clocks`` sets). ``warnings`` says when not.
-    """
-    root = Path(root)
-    release = _read(root / "etc/nv_tegra_release")
-    if release is None:
-        return None
-    facts: dict[str, Any] = {"l4t": release.splitlines()[0] if release else "",
-                             "board": _read(root / "proc/device-tree/model")}
-    facts.update(_nvpmodel(run))
-    warnings = []
-    cpus = {}
-    for cpufreq in sorted((root / "sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq")):
-        lock = _freq_lock(cpufreq, "scaling_min_freq", "scaling_max_freq")
-        if lock is not None:
-            cpus[cpufreq.parent.name] = lock
-    facts["cpu_clocks"] = cpus
-    unlocked = [f"{c} ({v['min']} < {v['max']} kHz)" for c, v in cpus.items() if not v["locked"]]
-    if not cpus:
-        warnings.append("could not read the CPU clock limits (cpufreq); cannot tell whether clocks are locked")
-    elif unlocked:
-        warnings.append(f"CPU clocks are not locked: {', '.join(unlocked[:4])}{' ...' if len(unlocked) > 4 else ''}; "
-                        "latencies will follow the governor: run `sudo jetson_clocks` before profiling")
-    gpus = {}
-    for dev in sorted((root / "sys/class/devfreq").glob("*")):
-        if _GPU_DEVFREQ.search(dev.name):
-            lock = _freq_lock(dev, "min_freq", "max_freq")
-            if lock is not None:
-                gpus[dev.name] = lock
-    facts["gpu_clocks"] = gpus
-    if not gpus:
-        warnings.append("could not find the GPU's devfreq limits; cannot tell whether its clock is locked")
-    for name, v in gpus.items():
-        if not v["locked"]:
-            warnings.append(f"GPU clock {name} is not locked ({v['min']} < {v['max']} Hz): run `sudo jetson_clocks` "
-                            "before profiling")
-    if "error" in facts:
-        warnings.append(facts["error"])
-    facts["warnings"] = warnings
-    return facts
-
-
-def device_facts(backends: Sequence[str] = ("onnxruntime",), threads: int = 1, root: str | Path = "/",
-                 run: Callable[..., Any] = subprocess.run) -> dict[str, Any]:
-    """What the latencies were measured on; ``warnings`` lists what makes them less trustworthy."""
-    from pipeline.backends import cpu_name
-
-    facts: dict[str, Any] = {
-        "cpu": cpu_name(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "threads": threads, "python": platform.python_version(),
-        "onnxruntime": _version("onnxruntime", "onnxruntime-gpu"), "tensorrt": _version("tensorrt"),
-    }
-    warnings: list[str] = []
-    if "tensorrt" in backends:
-        from pipeline.backends.tensorrt import gpu_info
-
-        facts.update(gpu_info())  # gpu, compute_capability, tensorrt (the imported module's version)
-    jetson = jetson_facts(root, run)
-    if jetson is not None:
-        warnings += jetson.pop("warnings")
-        facts["jetson"] = jetson
-    facts["warnings"] = warnings
-    return facts
-
-
-def describe_device(facts: dict[str, Any]) -> str:
-    """One line: "CPU AMD EPYC ... (2 usable cores), 1 thread; GPU ...; ONNX Runtime 1.x; TensorRT 10.x"."""
-    parts = [f"CPU {facts.get('cpu')} ({facts.get('cpus_usable')} usable cores), {facts.get('threads')} thread(s)"]
-    if facts.get("gpu"):
-        parts.append(f"GPU {facts['gpu']} (compute {facts.get('compute_capability')})")
-    jetson = facts.get("jetson")
-    if jetson:
-        parts.append(f"{jetson.get('board') or 'Jetson'}, {jetson.get('l4t')}, power mode "
-                     f"{jetson.get('power_mode', '?')}")
-    parts.append(f"ONNX Runtime {facts.get('onnxruntime') or 'not installed'}")
-    parts.append(f"TensorRT {facts.get('tensorrt') or 'not installed'}")
-    return "; ".join(parts)
 
 
 # --- reports ----------------------------------------------------------------------------------------

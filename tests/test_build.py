@@ -18,7 +18,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnxsim")
 
 import pipeline.build as build  # noqa: E402
-from pipeline.backends import tensorrt_unavailable_reason  # noqa: E402
+from pipeline.backends import unavailable_reason  # noqa: E402
 from pipeline.manifest import MANIFEST_NAME, load_manifest, sha256_file, variant_key  # noqa: E402
 from tests.conftest import TINY  # noqa: E402
 
@@ -73,7 +73,7 @@ def test_manifest_describes_the_build(project):
     m = load_manifest(project.folder)  # verifies every file's sha256
     assert m.model["name"] == "msdnet_cifar" and m.model["checkpoint_sha256"] == sha256_file(project.ckpt)
     assert m.model["split"] == {"seed": 0, "size": 6, "source": "generated"}
-    assert m.classes == list(CLASSES) and m.input["shape"] == ["N", 32, 32, 3] and m.input["dtype"] == "uint8"
+    assert m.classes == list(CLASSES) and m.input.shape == ["N", 32, 32, 3] and m.input.dtype == "uint8"
     assert [s.index for s in m.stages] == [1, 2, 3]
     assert [s.inputs[0].name for s in m.stages] == ["frame", "stage1_map0", "stage2_map0"]
     assert all(a.flops < b.flops and a.params < b.params for a, b in zip(m.stages, m.stages[1:]))
@@ -89,10 +89,10 @@ def test_manifest_describes_the_build(project):
             acc = m.accuracy[split][variant_key("onnxruntime", precision)]
             assert len(acc) == 3 and all(0 <= a <= 100 for a in acc)
     assert {"torch", "onnx", "onnxsim", "onnxruntime"} <= set(m.tools)
-    assert m.device["cpu"] and m.device["onnxruntime_threads"] == 1
+    assert m.device.cpu and m.device.backends["onnxruntime"]["threads"] == 1
     assert m.calibration["method"] == "entropy" and m.calibration["images"] == 8
     assert m.latency == {} and m.thresholds == {}
-    if tensorrt_unavailable_reason() is not None:
+    if unavailable_reason("tensorrt") is not None:
         assert not m.files(backend="tensorrt", engines=True)
     assert not list(project.out.glob(".*tmp*")), "no temp folder is left behind"
 
@@ -168,11 +168,11 @@ def test_option_errors_are_rejected_before_any_work(project, tmp_path, capsys, m
     fails(project.args("--calib-images", "0", out=out), capsys, "--calib-images must be at least 1")
     fails(project.args("--calib-method", "mse", out=out), capsys, "--calib-method must be one of entropy")
     fails(project.args("--threads", "0", out=out), capsys, "--threads must be at least 1")
-    if tensorrt_unavailable_reason() is not None:
+    if unavailable_reason("tensorrt") is not None:
         fails(project.args("--backend", "tensorrt", out=out), capsys, "TensorRT cannot run here")
     import pipeline.backends as backends
 
-    monkeypatch.setattr(backends, "tensorrt_unavailable_reason", lambda: None)
+    monkeypatch.setattr(backends, "unavailable_reason", lambda name: None)
     monkeypatch.setattr(build, "_buildable", lambda backend: {"fp32"})
     fails(project.args("--backend", "tensorrt", "--precisions", "fp32,fp16", out=out), capsys,
           "tensorrt cannot build fp16 on this device")

@@ -66,11 +66,12 @@ def test_profile_writes_reports_and_updates_the_manifest(built, tmp_path, capsys
     assert set(manifest.latency) == set(manifest.thresholds) == {"onnxruntime/fp32", "onnxruntime/fp16",
                                                                  "onnxruntime/int8"}
     lat = manifest.latency["onnxruntime/fp32"]
-    assert [set(s) for s in lat["stages"]] == [STAT_KEYS] * 3 and lat["runs"] == 20 and lat["threads"] == 1
-    assert lat["cumulative_p50_ms"] == sorted(lat["cumulative_p50_ms"]) and lat["measured_at"] and lat["device"]["cpu"]
+    assert [set(s) for s in lat.stages] == [STAT_KEYS] * 3 and lat.runs == 20 and lat.threads == 1
+    assert lat.cumulative_p50_ms == sorted(lat.cumulative_p50_ms) and lat.measured_at and lat.device["cpu"]
     table = manifest.thresholds["onnxruntime/fp32"]
-    assert table["samples"] == 20  # calibrated on the validation split, although the curves are on test
-    assert {"default", "last-exit"} <= set(table["policies"]) and table["curve"] and table["aggregate"] == "mean"
+    assert table.samples == 20  # calibrated on the validation split, although the curves are on test
+    assert {"default", "last-exit"} <= set(table.policies) and table.curve and table.aggregate == "mean"
+    assert lat.providers == table.providers == manifest.device.backends["onnxruntime"]["providers"]
 
 
 def test_the_cascade_reads_what_the_profiler_wrote(built, tmp_path):
@@ -91,7 +92,7 @@ def test_the_cascade_reads_what_the_profiler_wrote(built, tmp_path):
     manifest = load_manifest(folder)
     assert set(manifest.latency) == {"onnxruntime/fp32", "onnxruntime/int8"}
     tables = [manifest.thresholds[k] for k in ("onnxruntime/fp32", "onnxruntime/int8")]
-    assert [(t["aggregate"], t["default_tolerance"], t["default_confidence"]) for t in tables] == [
+    assert [(t.aggregate, t.default_tolerance, t.default_confidence) for t in tables] == [
         ("mean", 0.3, 0.95), ("last", 0.5, 0.99)]
     with Cascade.from_folder(folder, backend="onnxruntime", precision="int8") as cascade:
         assert cascade.aggregate == "last"
