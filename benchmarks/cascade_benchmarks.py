@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import shlex
 import sys
 import time
@@ -43,6 +42,7 @@ from typing import Any, Callable
 import numpy as np
 
 from pipeline.backends import BACKENDS
+from pipeline.data.options import DataOptions, add_data_options
 from pipeline.errors import PipelineError, cli_main
 from pipeline.names import PRECISIONS
 from pipeline.thresholds import add_calibration_options, check_calibration_options
@@ -55,8 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="benchmarks/cascade_benchmarks.py", description=__doc__.split("\n")[0])
     ap.add_argument("--engines", type=Path, required=True, help="a built model folder, e.g. engines/msdnet_cifar")
     ap.add_argument("--checkpoint", type=Path, default=None, help="the engines' checkpoint, for benchmark 2")
-    ap.add_argument("--data", default=os.environ.get("ANYTIME_DATA", ""), help="the data the model was trained on")
-    ap.add_argument("--cache-dir", type=Path, default=None, help="decoded-image cache (default ~/.cache)")
+    add_data_options(ap)
     ap.add_argument("--backend", default=BACKENDS[0], choices=list(BACKENDS),
                     help="backend of benchmarks 1 and 4")
     ap.add_argument("--precision", default="fp32", choices=list(PRECISIONS), help="precision of benchmarks 1 and 4")
@@ -87,16 +86,16 @@ class Bench:
     """Loaded data, and each variant's latency profile and test probabilities, measured once and reused."""
 
     def __init__(self, args: argparse.Namespace):
+        from pipeline.data.splits import split_images
         from pipeline.manifest import load_manifest
-        from pipeline.profiling import split_images
-        from pipeline.data import default_cache_dir
 
         self.args = args
         self.folder = args.engines
         self.manifest = load_manifest(self.folder, verify=True)
-        cache = args.cache_dir or default_cache_dir()
-        self.val = split_images(self.manifest, args.data, "validation", cache, limit=args.calib_frames or None)
-        self.test = split_images(self.manifest, args.data, "test", cache, limit=args.frames or None)
+        data = DataOptions.from_args(args)
+        self.val = split_images(self.manifest, data.source, "validation", data.cache_dir,
+                                limit=args.calib_frames or None)
+        self.test = split_images(self.manifest, data.source, "test", data.cache_dir, limit=args.frames or None)
         self._measured: dict[tuple[str, str], tuple[Any, np.ndarray]] = {}
 
     def chain(self, backend: str, precision: str) -> Any:
@@ -208,7 +207,7 @@ def cascade_vs_full(bench: Bench, clock: Callable[[], float] = time.perf_counter
 
 def ort_vs_torch(bench: Bench) -> dict[str, Any]:
     """Benchmark 2: full network, batch 1, ONNX Runtime FP32 against PyTorch eager."""
-    from pipeline.profiling import profile_torch, torch_available
+    from pipeline.profiling.torch_baseline import profile_torch, torch_available
 
     a = bench.args
     if a.checkpoint is None:
@@ -233,7 +232,7 @@ def ort_vs_torch(bench: Bench) -> dict[str, Any]:
 
 def int8_vs_fp32(bench: Bench) -> dict[str, Any]:
     """Benchmark 3: per stage on ONNX Runtime, latency ratio FP32/INT8 and test accuracy INT8 - FP32."""
-    from pipeline.profiling import accuracy_per_exit
+    from pipeline.metrics import accuracy_per_exit
 
     missing = [p for p in ("fp32", "int8") if not bench.has("onnxruntime", p)]
     if missing:
@@ -333,7 +332,7 @@ def format_table(results: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     check_options(args)
-    from pipeline.profiling import describe_device, device_facts
+    from pipeline.device import describe_device, device_facts
 
     started = time.time()
     bench = Bench(args)

@@ -57,6 +57,12 @@ class FileEntry:
     backend: str = ""  # "" for portable artifacts; "onnxruntime" / "tensorrt" for engines
     flavour: str = ""  # variant of a precision, e.g. "u8" for the CPU-friendly int8 graph
 
+    @classmethod
+    def of(cls, folder: Path, rel: str, stage: int, precision: str, backend: str = "", flavour: str = ""
+           ) -> "FileEntry":
+        """The entry of the file ``folder/rel`` as it is now (its sha256)."""
+        return cls(stage, precision, rel, sha256_file(folder / rel), backend, flavour)
+
 
 @dataclass
 class Manifest:

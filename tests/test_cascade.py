@@ -17,17 +17,10 @@ from pipeline.deadline import LatencyPredictor
 from pipeline.errors import PipelineError
 from pipeline.manifest import InputSpec, LatencyTable, Manifest, StageSpec, TensorSpec, ThresholdTable, write_manifest
 from pipeline.thresholds import aggregate_exits, exit_index, exit_scores, softmax, thresholds_table, to_scores
+from tests.helpers import FakeClock
 
 H, W, K, C = 8, 8, 3, 5
 CLASSES = [f"class{i}" for i in range(C)]
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 100.0  # seconds
-
-    def __call__(self) -> float:
-        return self.t
 
 
 class ScriptedChain(StageChain):

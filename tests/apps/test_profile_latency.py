@@ -13,7 +13,7 @@ import pytest
 
 from apps.profile_latency import main
 from pipeline.manifest import load_manifest, sha256_file
-from tests.test_profiling import PNG, tiny_build
+from tests.helpers import PNG, tiny_build
 
 ROOT = Path(__file__).resolve().parents[2]
 STAT_KEYS = {"mean_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms"}
@@ -99,9 +99,9 @@ def test_the_cascade_reads_what_the_profiler_wrote(built, tmp_path):
 
 
 def test_without_torch_the_baseline_is_skipped_with_a_note(built, tmp_path, monkeypatch):
-    import pipeline.profiling
+    import pipeline.profiling.torch_baseline
 
-    monkeypatch.setattr(pipeline.profiling, "torch_available", lambda: False)
+    monkeypatch.setattr(pipeline.profiling.torch_baseline, "torch_available", lambda: False)
     folder = built.copy(tmp_path)
     out = tmp_path / "r"
     assert main(args(built, folder, out, "--precisions", "fp32", "--checkpoint", str(built.checkpoint))) == 0
@@ -152,7 +152,7 @@ def test_altered_engine_and_foreign_checkpoint(built, tmp_path, capsys):
     from pipeline.checkpoint import save_checkpoint
     from pipeline.models import create_model
     from tests.conftest import TINY
-    from tests.test_profiling import CLASSES
+    from tests.helpers import CLASSES
 
     torch.manual_seed(1)
     other = tmp_path / "other.pt"

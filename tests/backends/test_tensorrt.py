@@ -460,7 +460,7 @@ def test_chain_refuses_mismatched_maps_and_foreign_plans(fake, tmp_path):
 
 def test_profiler_reads_the_chains_cuda_event_times(fake, tmp_path):
     from pipeline.backends.tensorrt import TensorRTChain
-    from pipeline.profiling import profile_chain
+    from pipeline.profiling.timing import profile_chain
 
     fake("10.3.0")
     chain = TensorRTChain(three_plans(tmp_path), "fp32")
