@@ -107,10 +107,11 @@ class Cascade:
                 raise PipelineError(f"the thresholds for {key} were calibrated on {stored!r}, not {criterion!r}; "
                                     f"drop the criterion option or recalibrate with {criterion!r}")
             criterion = stored
-            thresholds: list[float] | None = policy_thresholds(table.to_dict(), policy).tolist()
-            if len(thresholds) != manifest.num_exits:
-                raise PipelineError(f"policy {policy!r} for {key} has {len(thresholds)} thresholds, the model "
+            chosen: list[float] = policy_thresholds(table.to_dict(), policy).tolist()
+            if len(chosen) != manifest.num_exits:
+                raise PipelineError(f"policy {policy!r} for {key} has {len(chosen)} thresholds, the model "
                                     f"has {manifest.num_exits} exits; re-run the latency profiler")
+            thresholds: list[float] | None = chosen
         elif policy in ("default", LAST_EXIT_POLICY):
             thresholds = None
             notes.append(f"no exit thresholds for {key} in the manifest: every frame runs to the last exit unless "
@@ -123,7 +124,8 @@ class Cascade:
         if not predictor.measured:
             notes.append(predictor.source)
         spec = manifest.stages[0].inputs[0].shape if manifest.stages[0].inputs else []  # ["N", H, W, 3]
-        frame_size = (spec[1], spec[2]) if len(spec) == 4 and all(isinstance(x, int) for x in spec[1:3]) else None
+        hw = spec[1:3]
+        frame_size = (int(hw[0]), int(hw[1])) if len(spec) == 4 and all(isinstance(x, int) for x in hw) else None
         chain = load_chain(manifest, folder, backend, precision, threads)
         _check_providers(manifest, key, chain)
         cascade = cls(chain, manifest.classes, thresholds, predictor, criterion or "confidence", aggregate=aggregate,

@@ -131,7 +131,7 @@ def exit_scores(probs: np.ndarray, criterion: str = "confidence") -> np.ndarray:
     return plogp.sum(axis=-1)  # minus the entropy, in nats
 
 
-def to_scores(thresholds: Sequence[float], criterion: str) -> np.ndarray:
+def to_scores(thresholds: Thresholds, criterion: str) -> np.ndarray:
     """Thresholds in criterion units -> score thresholds (rule ``score >= s``); the last one always passes."""
     t = np.asarray(thresholds, dtype=np.float64)
     s = t.copy() if check_criterion(criterion) == "confidence" else -t
@@ -151,8 +151,12 @@ def exit_index(scores: np.ndarray, score_thresholds: np.ndarray) -> np.ndarray:
     return passed.argmax(axis=1)
 
 
-def _check(probs: np.ndarray, labels: np.ndarray, costs: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    probs, labels, costs = np.asarray(probs), np.asarray(labels), np.asarray(costs, dtype=np.float64)
+Costs = Sequence[float] | np.ndarray  # (K,) cumulative cost to each exit
+Thresholds = Sequence[float] | np.ndarray  # (K,) in criterion units
+
+
+def _check(probs_in: np.ndarray, labels_in: np.ndarray, costs_in: Costs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    probs, labels, costs = np.asarray(probs_in), np.asarray(labels_in), np.asarray(costs_in, dtype=np.float64)
     if probs.ndim != 3 or probs.shape[0] == 0 or probs.shape[1] == 0:
         raise PipelineError(f"expected per-exit softmax outputs of shape (N, K, C) with N, K >= 1, got {probs.shape}")
     n, k, _ = probs.shape
@@ -177,7 +181,7 @@ def _simulate_scores(scores: np.ndarray, correct: np.ndarray, s: np.ndarray, cos
     return Simulation(acc, float(counts @ costs) / n, tuple(int(c) for c in counts))
 
 
-def simulate(probs: np.ndarray, labels: np.ndarray, thresholds: Sequence[float], costs: Sequence[float],
+def simulate(probs: np.ndarray, labels: np.ndarray, thresholds: Thresholds, costs: Costs,
              criterion: str = "confidence") -> Simulation:
     """Accuracy, mean cost and exit histogram of the exit rule with ``thresholds`` (criterion units)."""
     probs, labels, costs = _check(probs, labels, costs)
@@ -216,7 +220,7 @@ def _greedy_score_thresholds(scores: np.ndarray, shares: np.ndarray) -> np.ndarr
     return s
 
 
-def budgeted_curve(probs: np.ndarray, labels: np.ndarray, costs: Sequence[float], criterion: str = "confidence",
+def budgeted_curve(probs: np.ndarray, labels: np.ndarray, costs: Costs, criterion: str = "confidence",
                    qs: Sequence[float] = DEFAULT_QS) -> list[CurvePoint]:
     """The budgeted-batch sweep: one operating point per q, in the order of ``qs``."""
     probs, labels, costs = _check(probs, labels, costs)
@@ -231,7 +235,7 @@ def budgeted_curve(probs: np.ndarray, labels: np.ndarray, costs: Sequence[float]
     return curve
 
 
-def last_exit_point(probs: np.ndarray, labels: np.ndarray, costs: Sequence[float],
+def last_exit_point(probs: np.ndarray, labels: np.ndarray, costs: Costs,
                     criterion: str = "confidence") -> CurvePoint:
     """Always run to the last exit: the full network's accuracy and cost."""
     probs, labels, costs = _check(probs, labels, costs)
@@ -357,7 +361,7 @@ def min_latency_name(accuracy: float) -> str:
     return f"min-latency@{accuracy:g}%"
 
 
-def thresholds_table(probs: np.ndarray, labels: np.ndarray, costs_ms: Sequence[float], criterion: str = "confidence",
+def thresholds_table(probs: np.ndarray, labels: np.ndarray, costs_ms: Costs, criterion: str = "confidence",
                      max_accuracy_at_ms: Sequence[float] = (), min_latency_at_accuracy: Sequence[float] = (),
                      qs: Sequence[float] = DEFAULT_QS, tolerance: float = DEFAULT_TOLERANCE,
                      confidence: float = DEFAULT_CONFIDENCE, aggregate: str = DEFAULT_AGGREGATE) -> dict[str, Any]:
