@@ -23,7 +23,8 @@ from pipeline.backends.base import StageChain
 from pipeline.deadline import LatencyPredictor
 from pipeline.errors import PipelineError
 from pipeline.manifest import Manifest
-from pipeline.thresholds import LAST_EXIT_POLICY, check_aggregate, check_criterion, policy_thresholds, to_scores
+from pipeline.thresholds import (DEFAULT_POLICY, LAST_EXIT_POLICY, check_aggregate, check_criterion, policy_thresholds,
+                                 to_scores)
 
 StoppedBy = Literal["confidence", "deadline", "last-exit"]
 
@@ -83,7 +84,7 @@ class Cascade:
 
     @classmethod
     def from_folder(cls, folder: str | Path, backend: str = "auto", precision: str = "fp32",
-                    policy: str = "default", criterion: str | None = None, threads: int = 1) -> "Cascade":
+                    policy: str = DEFAULT_POLICY, criterion: str | None = None, threads: int = 1) -> "Cascade":
         """Load a built model folder through its manifest; ``backend="auto"`` picks the best one present."""
         from pipeline.backends import load_chain, pick_backend
         from pipeline.manifest import load_manifest, variant_key
@@ -112,7 +113,7 @@ class Cascade:
                 raise PipelineError(f"policy {policy!r} for {key} has {len(chosen)} thresholds, the model "
                                     f"has {manifest.num_exits} exits; re-run the latency profiler")
             thresholds: list[float] | None = chosen
-        elif policy in ("default", LAST_EXIT_POLICY):
+        elif policy in (DEFAULT_POLICY, LAST_EXIT_POLICY):
             thresholds = None
             notes.append(f"no exit thresholds for {key} in the manifest: every frame runs to the last exit unless "
                          "the deadline stops it (run the latency profiler to calibrate thresholds)")

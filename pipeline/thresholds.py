@@ -1,43 +1,12 @@
 """Exit thresholds for the anytime cascade, calibrated on per-exit softmax outputs of the validation split.
 
 Inputs everywhere: ``probs`` (N, K, C) softmax outputs of the K exits, ``labels`` (N,) ints and
-``costs`` (K,) the cumulative cost of answering at exit k (ms or FLOPs; nondecreasing). numpy only,
-so the runtime and the profiler can use it without torch.
-
-Representation. A threshold is stored in its criterion's own units:
-
-- ``"confidence"``: exit k answers when the largest softmax probability is ``>= t_k``;
-- ``"entropy"``: exit k answers when the softmax entropy, in nats, is ``<= t_k``.
-
-Internally both become a *score* where higher means surer (confidence, or minus the entropy) and
-one rule, ``score >= s_k``. The last exit always answers (its threshold is -inf for confidence,
-+inf for entropy); an earlier exit that should never answer gets +inf (-inf for entropy). JSON has
-no infinities, so the manifest writes them as ``null``: at the last exit ``null`` means "always
-answers", at any other exit "never answers".
-
-The budgeted-batch method (Huang et al., MSDNet, 2018): for a geometric family of exit
-distributions p_k proportional to q^k, walk the exits in order and let the surest samples that are
-still in flight leave at exit k until the share that has left reaches p_1 + ... + p_k; the score of
-the last sample let out is exit k's threshold. Sweeping q gives an accuracy-versus-mean-cost curve.
-Unlike the reference code, the target is rounded on the cumulative share, so for samples without
-tied scores the mean cost of the curve never decreases as q grows.
-
-What exit k answers with (``aggregate``): ``"last"``, exit k's own softmax, or ``"mean"``, the
-mean of the softmax outputs of exits 1..k, which the cascade has computed anyway. MSDNet's
-classifiers err on partly different images, so the mean is more accurate than exit k alone (here
-+0.5 to +0.6 points at exits 2-5 on CIFAR-10) and more frames leave early at the same accuracy.
-Scores and thresholds then apply to the mean. The "last-exit" policy answers with the mean of
-every exit; the loss below is always judged against the last exit's own classifier, the network
-the cascade replaces.
-
-The "default" policy must keep its accuracy on images it was not chosen on. The cheapest point
-whose calibration accuracy is within the tolerance of the last exit's is chosen for the noise of
-that one split: on 5,000 images it gave up 0.9 points on the test split where it gave up 0.3 on
-validation. So the loss is judged paired, image by image, against the last exit (the cascade and
-the full network disagree on few images, so the difference has a far smaller error than either
-accuracy), and the default is the cheapest point whose loss stays within the tolerance at a
-one-sided confidence level (95% unless asked). The bound is per point: taking the cheapest of the
-points that pass leans a little towards a point whose validation loss was luckier than its true one.
+``costs`` (K,) the cumulative cost of answering at exit k (ms or FLOPs; nondecreasing). A threshold
+is stored in its criterion's units (confidence: answer when max softmax >= t; entropy: when the
+entropy in nats <= t) and compared as a score, higher = surer (``to_scores``). The sweep is
+MSDNet's budgeted-batch method (``budgeted_curve``); the "default" policy is the cheapest point
+whose loss against the last exit is bounded at a confidence level (``thresholds_table``). numpy
+only, so the runtime and the profiler use it without torch.
 """
 
 from __future__ import annotations
@@ -61,6 +30,7 @@ DEFAULT_AGGREGATE = "mean"
 DEFAULT_QS = tuple(float(q) for q in np.geomspace(1 / 20, 20, 61))
 DEFAULT_TOLERANCE = 0.3  # accuracy points below the last exit that the "default" policy may give up
 DEFAULT_CONFIDENCE = 0.95  # one-sided confidence that the "default" policy's loss is within the tolerance
+DEFAULT_POLICY = "default"  # the cheapest point within the guarded loss (``thresholds_table``)
 LAST_EXIT_POLICY = "last-exit"  # run every stage (the deadline may still stop early)
 _MAX_ACC = re.compile(r"^max-accuracy@(\d+(?:\.\d+)?)ms$")
 _MIN_LAT = re.compile(r"^min-latency@(\d+(?:\.\d+)?)%$")
@@ -132,7 +102,11 @@ def exit_scores(probs: np.ndarray, criterion: str = "confidence") -> np.ndarray:
 
 
 def to_scores(thresholds: Thresholds, criterion: str) -> np.ndarray:
-    """Thresholds in criterion units -> score thresholds (rule ``score >= s``); the last one always passes."""
+    """Thresholds in criterion units -> score thresholds (rule ``score >= s``); the last one always passes.
+
+    Scores are the confidence, or minus the entropy. The last exit always answers (threshold -inf
+    for confidence, +inf for entropy); an earlier exit that should never answer has +inf (-inf).
+    """
     t = np.asarray(thresholds, dtype=np.float64)
     s = t.copy() if check_criterion(criterion) == "confidence" else -t
     s[-1] = -np.inf
@@ -222,7 +196,14 @@ def _greedy_score_thresholds(scores: np.ndarray, shares: np.ndarray) -> np.ndarr
 
 def budgeted_curve(probs: np.ndarray, labels: np.ndarray, costs: Costs, criterion: str = "confidence",
                    qs: Sequence[float] = DEFAULT_QS) -> list[CurvePoint]:
-    """The budgeted-batch sweep: one operating point per q, in the order of ``qs``."""
+    """The budgeted-batch sweep (Huang et al., MSDNet, 2018): one operating point per q, in the order of ``qs``.
+
+    For a geometric family of exit distributions p_k proportional to q^k, walk the exits in order
+    and let the surest samples still in flight leave at exit k until the share that has left
+    reaches p_1 + ... + p_k; the score of the last sample let out is exit k's threshold. Unlike the
+    reference code, the target is rounded on the cumulative share, so for samples without tied
+    scores the mean cost of the curve never decreases as q grows.
+    """
     probs, labels, costs = _check(probs, labels, costs)
     scores = exit_scores(probs, criterion)  # (N, K)
     correct = probs.argmax(axis=-1) == labels[:, None]  # (N, K)
@@ -325,7 +306,10 @@ def min_cost_within_loss(probs: np.ndarray, labels: np.ndarray, curve: Sequence[
 
 
 def thresholds_to_json(thresholds: Sequence[float]) -> list[float | None]:
-    """Criterion-unit thresholds -> JSON list: infinities become ``null`` (see the module docstring)."""
+    """Criterion-unit thresholds -> JSON list: infinities become ``null`` (JSON has none).
+
+    At the last exit ``null`` means "always answers", at any other exit "never answers".
+    """
     return [float(t) if math.isfinite(t) else None for t in thresholds]
 
 
@@ -367,11 +351,18 @@ def thresholds_table(probs: np.ndarray, labels: np.ndarray, costs_ms: Costs, cri
                      confidence: float = DEFAULT_CONFIDENCE, aggregate: str = DEFAULT_AGGREGATE) -> dict[str, Any]:
     """The JSON-ready entry for ``manifest.thresholds["<backend>/<precision>"]``.
 
-    ``probs``: each exit's own softmax; the curve and policies are those of ``aggregate``.
-    ``costs_ms``: cumulative latency to each exit on that backend and precision. Policies: "default"
-    (the cheapest point that loses at most ``tolerance`` points against the last exit's own
-    classifier at the one-sided ``confidence`` level, paired per sample; the last-exit point when
-    none does), "last-exit", and one per requested target. A target that no point meets is an error.
+    ``probs``: each exit's own softmax; the curve and policies are those of ``aggregate`` ("last":
+    exit k answers alone; "mean": with the mean softmax of exits 1..k, which is more accurate where
+    the classifiers err on partly different images). ``costs_ms``: cumulative latency to each exit
+    on that backend and precision. Policies: "default", "last-exit", and one per requested target
+    (a target that no point meets is an error).
+
+    "default" must keep its accuracy on images it was not chosen on, and a point chosen on one
+    split's mean loss is chosen for that split's noise. So the loss is judged paired, image by
+    image, against the last exit's own classifier (the network the cascade replaces): the cheapest
+    point whose one-sided ``confidence`` bound on that loss is within ``tolerance`` points, the
+    last-exit point when none is. The bound is per point: taking the cheapest of those that pass
+    leans a little towards a point whose validation loss was luckier than its true one.
     """
     probs, labels, _ = _check(probs, labels, costs_ms)
     answers = aggregate_exits(probs, aggregate)
@@ -381,7 +372,7 @@ def thresholds_table(probs: np.ndarray, labels: np.ndarray, costs_ms: Costs, cri
     # None only when the aggregate at the last exit is worse than the last exit alone.
     default = _cheapest_within_loss(answers, labels, [*curve, full], tolerance, confidence, criterion,
                                     network_right) or full
-    policies = {"default": _policy_json(default), LAST_EXIT_POLICY: _policy_json(full)}
+    policies = {DEFAULT_POLICY: _policy_json(default), LAST_EXIT_POLICY: _policy_json(full)}
     for ms in max_accuracy_at_ms:
         policies[max_accuracy_name(ms)] = _policy_json(max_accuracy_for_cost([*curve, full], ms))
     for acc in min_latency_at_accuracy:
@@ -444,3 +435,9 @@ def policy_thresholds(table: dict[str, Any], policy: str) -> np.ndarray:
     known = ", ".join(sorted(policies)) or "none"
     raise PipelineError(f"unknown threshold policy {policy!r}; known: {known}; or ask for a target on the "
                         "stored curve as max-accuracy@<ms>ms or min-latency@<percent>%")
+
+
+def default_policy(table: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+    """The "default" policy of a table: its (K,) criterion-unit thresholds, and its stored entry
+    (``thresholds`` as JSON, ``expected_accuracy``, ``expected_cost_ms``, ...)."""
+    return policy_thresholds(table, DEFAULT_POLICY), table["policies"][DEFAULT_POLICY]

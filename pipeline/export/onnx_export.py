@@ -49,7 +49,7 @@ def simplify_onnx(model: Any, what: str = "graph") -> Any:
         with contextlib.redirect_stdout(io.StringIO()):
             simplified, ok = onnxsim.simplify(model, check_n=1, test_input_shapes=shapes)
     except Exception as exc:  # onnxsim raises plain RuntimeErrors from its C++ core
-        raise PipelineError(f"onnx-simplifier failed on {what}: {type(exc).__name__}: {str(exc)[:300]}") from None
+        raise PipelineError(f"onnx-simplifier failed on {what}: {type(exc).__name__}: {str(exc)[:300]}") from exc
     if not ok:
         raise PipelineError(f"onnx-simplifier changed the outputs of {what}; export without it is not supported")
     return simplified
@@ -90,7 +90,7 @@ def onnx_from_stage(stage: Any, inputs: Sequence[Any], index: int, path: str | P
         onnx.checker.check_model(model, full_check=True)
         model = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        raise PipelineError(f"the exported ONNX graph of {what} is invalid: {exc}") from None
+        raise PipelineError(f"the exported ONNX graph of {what} is invalid: {exc}") from exc
     if simplify:
         model = simplify_onnx(model, what)
     onnx.save(model, str(path))

@@ -11,7 +11,11 @@ _REGISTRY: dict[str, Callable[..., Any]] = {}
 
 
 def register(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register ``fn(**overrides) -> config`` under ``name``; a name registered twice is refused."""
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        if name in _REGISTRY:
+            raise PipelineError(f"model {name!r} is registered twice ({_REGISTRY[name].__qualname__} and "
+                                f"{fn.__qualname__}); give the new one another name")
         _REGISTRY[name] = fn
         return fn
 
