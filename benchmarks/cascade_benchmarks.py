@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from pipeline.backends import BACKENDS
+from pipeline.backends import BACKENDS, StageChain
 from pipeline.data.options import DataOptions, add_data_options
 from pipeline.errors import PipelineError, cli_main
 from pipeline.names import PRECISIONS
@@ -110,7 +110,7 @@ def _timed(clock: Callable[[], float], fn: Callable[[], Any]) -> tuple[float, An
     return (clock() - t0) * 1e3, out
 
 
-def _full_network(chain: Any, stages: int) -> Callable[[np.ndarray], tuple[int, int]]:
+def _full_network(chain: StageChain, stages: int) -> Callable[[np.ndarray], tuple[int, int]]:
     """(label, exit) of a frame from every stage of ``chain``: the baseline the cascade is compared with."""
     def full(frame: np.ndarray) -> tuple[int, int]:
         return int(chain.run_all(frame)[-1].argmax()), stages

@@ -9,9 +9,12 @@ retransmission timeout, started from the manifest's measured latency.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from pipeline.errors import PipelineError
+
+if TYPE_CHECKING:
+    from pipeline.manifest import Manifest
 
 PERCENTILES = ("p99", "p90", "p50", "mean")  # fallback order when the requested one is not measured
 MAX_BACKOFF = 256  # the recovery step shrinks at most this many times after repeated overruns
@@ -75,7 +78,7 @@ class LatencyPredictor:
         return any(p is not None for p in self._prior)
 
     @classmethod
-    def from_manifest(cls, manifest: Any, backend: str, precision: str, percentile: str = "p99",
+    def from_manifest(cls, manifest: "Manifest", backend: str, precision: str, percentile: str = "p99",
                       **kw: Any) -> "LatencyPredictor":
         """Start from ``manifest.latency["<backend>/<precision>"].stages[k]["<percentile>_ms"]``."""
         from pipeline.manifest import variant_key

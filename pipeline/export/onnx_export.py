@@ -14,17 +14,20 @@ import contextlib
 import io
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from pipeline import names
 from pipeline.errors import PipelineError
 from pipeline.manifest import TensorSpec
 
+if TYPE_CHECKING:
+    from pipeline.models.msdnet import MSDNet
+
 OPSET = 17
 BATCH_AXIS = "N"
 
 
-def stage_example_inputs(model: Any, batch: int = 1) -> list[tuple[Any, ...]]:
+def stage_example_inputs(model: "MSDNet", batch: int = 1) -> list[tuple[Any, ...]]:
     """Each stage's inputs for a batch of black frames: stage 1 gets (N, H, W, 3) uint8, stage k the maps of k-1."""
     import torch
 
@@ -97,7 +100,7 @@ def onnx_from_stage(stage: Any, inputs: Sequence[Any], index: int, path: str | P
     return model
 
 
-def onnx_from_model(model: Any, folder: str | Path, *, simplify: bool = True) -> list[Path]:
+def onnx_from_model(model: "MSDNet", folder: str | Path, *, simplify: bool = True) -> list[Path]:
     """Export every stage of ``model`` as ``folder/stage<k>.fp32.onnx``; returns the paths in stage order."""
     folder = Path(folder)
     examples = stage_example_inputs(model)
