@@ -30,6 +30,7 @@ from pipeline.errors import PipelineError, cli_main
 from pipeline.names import PRECISIONS
 from pipeline.thresholds import add_calibration_options, check_calibration_options
 
+PORTABLE = BACKENDS[0]  # benchmarks 2 and 3 compare on the backend that runs everywhere (ONNX Runtime)
 MATCH_POINTS = 0.3  # the cascade may be at most this far below the last exit's FP32 test accuracy
 DEADLINE_SLACK_MS = 1.0
 
@@ -208,15 +209,15 @@ def ort_vs_torch(bench: Bench) -> dict[str, Any]:
         return {"skipped": "no --checkpoint given"}
     if not torch_available():
         return {"skipped": "torch is not installed"}
-    if not bench.has("onnxruntime", "fp32"):
-        return {"skipped": "no onnxruntime/fp32 engines"}
+    if not bench.has(PORTABLE, "fp32"):
+        return {"skipped": f"no {PORTABLE}/fp32 engines"}
     from pipeline.checkpoint import load_model
     from pipeline.manifest import sha256_file
 
     if sha256_file(a.checkpoint) != bench.manifest.model.get("checkpoint_sha256"):
         raise PipelineError(f"{a.checkpoint} is not the checkpoint the engines in {bench.folder} were built from; "
                             "pass that one to --checkpoint")
-    ort_profile = bench.measure(("onnxruntime", "fp32"))[0][0]
+    ort_profile = bench.measure((PORTABLE, "fp32"))[0][0]
     model, _ = load_model(a.checkpoint)
     torch_profile = profile_torch(model, bench.test[0], a.runs, a.warmup, a.threads)
     ort, tch = ort_profile.cumulative()[-1], torch_profile.cumulative()[-1]
@@ -229,10 +230,10 @@ def int8_vs_fp32(bench: Bench) -> dict[str, Any]:
     chains are profiled taking turns in blocks of runs."""
     from pipeline.metrics import accuracy_per_exit
 
-    missing = [p for p in ("fp32", "int8") if not bench.has("onnxruntime", p)]
+    missing = [p for p in ("fp32", "int8") if not bench.has(PORTABLE, p)]
     if missing:
-        return {"skipped": f"no onnxruntime/{' or '.join(missing)} engines"}
-    (p32, probs32), (p8, probs8) = bench.measure(("onnxruntime", "fp32"), ("onnxruntime", "int8"))
+        return {"skipped": f"no {PORTABLE}/{' or '.join(missing)} engines"}
+    (p32, probs32), (p8, probs8) = bench.measure((PORTABLE, "fp32"), (PORTABLE, "int8"))
     labels = bench.test[1]
     acc32, acc8 = accuracy_per_exit(probs32, labels), accuracy_per_exit(probs8, labels)
     s32, s8 = p32.stages(), p8.stages()
