@@ -7,7 +7,7 @@ reads it and nothing in it can run code. Writes go to a temporary file renamed i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pipeline.errors import PipelineError
 from pipeline.files import atomic_write

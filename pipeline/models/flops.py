@@ -9,7 +9,7 @@ paper's "FLOPs" are multiply-adds, i.e. half of this). Parameters are cumulative
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pipeline.errors import cli_main
 
