@@ -138,10 +138,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {s['name']} | {s['batch']} | {s['bf16']} | {s['compile']} | {s['channels_last']} | "
               f"{s['images_per_second']:.0f} ({s['min']:.0f}-{s['max']:.0f}) | {s['ratio']:.2f}x |")
     if args.json is not None:
-        from pipeline.data.files import atomic_write
+        from pipeline.files import atomic_write_text
 
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(args.json, lambda f: f.write(json.dumps(res, indent=2).encode()))
+        atomic_write_text(args.json, json.dumps(res, indent=2))
     return 0
 
 

@@ -7,10 +7,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
+from pipeline.data.options import add_data_options
 from pipeline.errors import PipelineError, cli_main
 from pipeline.training.options import COMPILE_MODES, SCHEDULES, TrainOptions
 
@@ -34,9 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="Train a multi-exit classifier (every exit's loss summed).")
     ap.add_argument("--model", default=d.model, help="registered model name")
     ap.add_argument("--model-opt", action="append", default=[], metavar="KEY=VALUE", help="config override, repeatable")
-    ap.add_argument("--data", default=os.environ.get("ANYTIME_DATA", ""),
-                    help="ImageFolder folder/archive or official CIFAR-10 archive; empty: download CIFAR-10")
-    ap.add_argument("--cache-dir", type=Path, default=None, help="downloads and decoded images (default ~/.cache)")
+    add_data_options(ap, help="the training images")
     ap.add_argument("--out", type=Path, required=True, help="checkpoint path, rewritten every epoch")
     ap.add_argument("--resume", action="store_true", help="continue from --out if it exists")
     g = ap.add_argument_group("recipe")

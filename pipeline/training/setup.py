@@ -88,7 +88,7 @@ def build_state(opts: TrainOptions, cfg: Any, device: str) -> RunState:
         model = create_model(opts.model, **opts.model_overrides)
     model.to(device)
     if opts.channels_last:
-        model.to(memory_format=torch.channels_last)
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     opt = torch.optim.SGD(parameter_groups(model, opts), lr=opts.lr, momentum=opts.momentum,
                           nesterov=opts.nesterov, weight_decay=opts.weight_decay)
     if "optimizer" in saved:

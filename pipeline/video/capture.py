@@ -52,7 +52,9 @@ class FrameStream(Protocol):
     live: bool
     fps: float | None  # the source's nominal rate, when it says
     dropped: int
-    finished: bool  # no more frames will come (end of file, closed, or failed)
+    @property
+    def finished(self) -> bool:
+        """No more frames will come (end of file, closed, or failed)."""
 
     def read(self, timeout: float | None = None) -> Frame | None:
         """The next frame; None at the end, on close, or when ``timeout`` (s) passes with none."""

@@ -29,7 +29,7 @@ def write_clip(images: np.ndarray, labels: list[str], out: Path, scale: int = 8,
     out.mkdir(parents=True, exist_ok=True)
     n, h, w, _ = images.shape
     clip, tmp = out / "clip.avi", out / "clip.tmp.avi"
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w * scale, h * scale))
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w * scale, h * scale))  # type: ignore[attr-defined]
     if not writer.isOpened():
         raise PipelineError(f"OpenCV could not open a video writer for {tmp} (MJPG); check cv2.getBuildInformation()")
     try:

@@ -78,7 +78,8 @@ class FrameLog:
         self.lines = 0
 
     def write(self, record: dict[str, Any]) -> None:
-        data = memoryview((json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8"))
+        line = (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
+        data = memoryview(line)
         try:
             while data:
                 n = self._file.write(data)
@@ -91,7 +92,7 @@ class FrameLog:
             except OSError:
                 pass
             raise write_failure(exc, "the log", self.path) from exc
-        self._size += len(data.obj)  # the whole encoded line (``data`` is now its empty tail)
+        self._size += len(line)  # the whole encoded line
         self.lines += 1
 
     def close(self) -> None:

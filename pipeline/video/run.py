@@ -279,8 +279,10 @@ class CameraRun:
 
 class _Ewma:
     def __init__(self, alpha: float = 0.1):
-        self.alpha, self.value = alpha, None
+        self.alpha: float = alpha
+        self.value: float | None = None
 
     def update(self, x: float) -> float:
-        self.value = x if self.value is None else self.value + self.alpha * (x - self.value)
-        return self.value
+        value = x if self.value is None else self.value + self.alpha * (x - self.value)
+        self.value = value
+        return value

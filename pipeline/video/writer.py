@@ -45,7 +45,7 @@ class VideoOutput:
         import cv2
 
         self._size = (image.shape[1], image.shape[0])  # (W, H)
-        self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*self.codec), self.fps, self._size)
+        self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*self.codec), self.fps, self._size)  # type: ignore[attr-defined]
         if self._writer.isOpened():
             return
         self._writer = None
