@@ -1,29 +1,36 @@
 """Per-exit accuracy of a checkpoint in PyTorch, with each exit's cumulative cost: the model card's table.
 
-    python -m pipeline.evaluate --checkpoint models/msdnet_cifar10.pt --data DATA --split test [--card models/README.md]
+    python -m pipeline.evaluate --checkpoint models/msdnet_cifar10.pt --data DATA --split test [--card models/README.md] \
+        [--corruptions all [--engines engines/msdnet_cifar]]
 
 ``--split validation`` re-draws the checkpoint's own validation split from the training images;
-``--split test`` is for final reporting only.
+``--split test`` is for final reporting only. ``--corruptions`` adds the accuracy of every exit on
+corrupted copies of the split (``pipeline.robustness``), with the cascade's accuracy and mean exit
+when ``--engines`` names a built model whose manifest holds exit thresholds.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from pipeline.errors import PipelineError, cli_main
 
 
-def evaluate_checkpoint(checkpoint: Path, data: str, split: str, cache_dir: Path, threads: int = 0) -> dict:
-    """``{"split", "images", "accuracy": [% per exit], "costs": [...], "seconds"}`` for one checkpoint."""
+def evaluate_checkpoint(checkpoint: Path, data: str, split: str, cache_dir: Path, threads: int = 0,
+                        robustness: dict[str, Any] | None = None) -> dict:
+    """``{"split", "images", "accuracy": [% per exit], "costs": [...], "seconds"}`` for one checkpoint.
+
+    ``robustness``: ``{"corruptions", "severities", "seed", "rule"}`` adds a ``"robustness"`` table.
+    """
     import torch
 
     from pipeline.checkpoint import load_model
-    from pipeline.data import load_dataset, validation_split
+    from pipeline.data.splits import evaluation_images
     from pipeline.models.flops import exit_costs
     from pipeline.training.evaluation import exit_accuracy
 
@@ -31,20 +38,19 @@ def evaluate_checkpoint(checkpoint: Path, data: str, split: str, cache_dir: Path
         torch.set_num_threads(threads)
     model, ckpt = load_model(checkpoint)
     p = model.cfg.preprocess
-    data_split = "test" if split == "test" else "train"
-    images = load_dataset(data or None, data_split, cache_dir=cache_dir, size=(p.height, p.width))
-    if list(images.classes) != list(ckpt["classes"]):
-        raise PipelineError(f"the data's classes {list(images.classes)} differ from the checkpoint's "
-                            f"{ckpt['classes']}; evaluate on the data the model was trained for")
-    labels = images.labels
-    frames = images.images
-    if split == "validation":
-        _, val_idx = validation_split(labels, size=ckpt["split"]["size"], seed=ckpt["split"]["seed"])
-        frames, labels = frames[val_idx], labels[val_idx]
+    frames, labels = evaluation_images(data, split, cache_dir, (p.height, p.width), ckpt["classes"], ckpt["split"])
     t0 = time.time()
-    acc = exit_accuracy(model, torch.from_numpy(frames), torch.from_numpy(labels.astype("int64")))
-    return {"split": split, "images": int(len(labels)), "accuracy": acc, "costs": exit_costs(model),
-            "seconds": time.time() - t0, "epoch": ckpt.get("train_state", {}).get("epoch")}
+    acc = exit_accuracy(model, torch.from_numpy(frames), torch.from_numpy(labels))
+    report = {"split": split, "images": int(len(labels)), "accuracy": acc, "costs": exit_costs(model),
+              "seconds": time.time() - t0, "epoch": ckpt.get("train_state", {}).get("epoch")}
+    if robustness is not None:
+        from pipeline.robustness import robustness_table
+
+        rule = robustness["rule"]
+        report["robustness"] = robustness_table(model, frames, labels, robustness["corruptions"],
+                                                robustness["severities"], robustness["seed"], rule)
+        report["robustness_rule"] = rule.source if rule is not None else None
+    return report
 
 
 def format_report(report: dict) -> str:
@@ -53,6 +59,13 @@ def format_report(report: dict) -> str:
              "| exit | top-1 accuracy (%) | cumulative MFLOPs | cumulative params (M) |", "|---|---|---|---|"]
     for acc, cost in zip(report["accuracy"], report["costs"]):
         lines.append(f"| {cost['exit']} | {acc:.2f} | {cost['flops'] / 1e6:.2f} | {cost['params'] / 1e6:.3f} |")
+    if report.get("robustness"):
+        from pipeline.robustness import format_robustness
+
+        rule = report.get("robustness_rule")
+        lines += ["", f"Top-1 accuracy (%) per exit on corrupted copies of the {report['split']} split"
+                  + (f"; cascade and mean exit under {rule}" if rule else "") + ":", "",
+                  format_robustness(report["robustness"])]
     return "\n".join(lines)
 
 
@@ -90,27 +103,53 @@ def model_card(checkpoint: Path, report: dict, command: str) -> str:
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
-    from pipeline.data import default_cache_dir
+    from pipeline.data.corruptions import CORRUPTIONS, SEVERITIES, check_corruptions
+    from pipeline.data.options import DataOptions, add_data_options
+    from pipeline.files import atomic_write_text
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m pipeline.evaluate", description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", type=Path, required=True)
-    ap.add_argument("--data", default=os.environ.get("ANYTIME_DATA", ""))
+    add_data_options(ap)
     ap.add_argument("--split", choices=["validation", "test"], default="validation")
-    ap.add_argument("--cache-dir", type=Path, default=None)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--json", type=Path, help="also write the report as JSON")
     ap.add_argument("--card", type=Path, help="also write the model card (Markdown) here")
+    ap.add_argument("--corruptions", default="", help=f"'all' or some of {','.join(CORRUPTIONS)}: accuracy on "
+                    "corrupted copies of the split")
+    ap.add_argument("--severities", default=",".join(map(str, SEVERITIES)))
+    ap.add_argument("--corruption-seed", type=int, default=0)
+    ap.add_argument("--engines", type=Path, default=None,
+                    help="a built model folder: its exit thresholds give the cascade's accuracy and mean exit")
+    ap.add_argument("--precision", default="fp32", help="whose thresholds --engines reads")
+    ap.add_argument("--policy", default="default", help="the threshold policy --engines reads")
     args = ap.parse_args(argv)
-    report = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.cache_dir or default_cache_dir(),
-                                 args.threads)
+    for out in (args.json, args.card):
+        if out is not None and (out.is_dir() or not out.parent.is_dir()):
+            raise PipelineError(f"cannot write {out}: it is a folder or its folder does not exist")
+    robustness = None
+    if args.corruptions:
+        names = list(CORRUPTIONS) if args.corruptions == "all" else [n for n in args.corruptions.split(",") if n]
+        try:
+            severities = [int(v) for v in args.severities.split(",") if v]
+        except ValueError:
+            raise PipelineError(f"--severities takes whole numbers such as 1,2,3, got {args.severities!r}") from None
+        check_corruptions(names, severities)
+        rule = None
+        if args.engines is not None:
+            from pipeline.robustness import ExitRule
+
+            rule = ExitRule.from_manifest(args.engines, args.precision, args.policy)
+        robustness = {"corruptions": names, "severities": severities, "seed": args.corruption_seed, "rule": rule}
+    data = DataOptions.from_args(args)
+    report = evaluate_checkpoint(args.checkpoint, data.source, args.split, data.cache_dir, args.threads, robustness)
     print(format_report(report))
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
     if args.card:
         import shlex
 
         command = "python -m pipeline.evaluate " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-        args.card.write_text(model_card(args.checkpoint, report, command))
+        atomic_write_text(args.card, model_card(args.checkpoint, report, command))
     return 0
 
 

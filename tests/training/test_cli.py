@@ -139,3 +139,26 @@ def test_limit_draws_from_every_class():
     assert len(picked) == 50 and len(set(picked.tolist())) == 50
     assert len(set(labels[picked].tolist())) >= 8
     assert (picked == subset(np.arange(1000), 50, seed=0)).all()
+
+
+def test_evaluate_adds_the_corruption_table_to_the_card(tmp_path, capsys):
+    from pipeline import evaluate
+
+    out = tmp_path / "m.pt"
+    run(tmp_path, out, "--epochs", "1")
+    card = tmp_path / "card.md"
+    assert evaluate.main(["--checkpoint", str(out), "--data", str(tmp_path / "data"),
+                          "--cache-dir", str(tmp_path / "cache"), "--corruptions", "blur,fog", "--severities", "2",
+                          "--card", str(card)]) == 0
+    text = card.read_text()
+    assert "corrupted copies of the validation split" in text
+    assert "| blur | 2 |" in text and "| fog | 2 |" in text and "| clean | - |" in text
+
+
+def test_evaluate_refuses_a_bad_corruption_before_loading(tmp_path, capsys):
+    from pipeline import evaluate
+
+    with pytest.raises(SystemExit) as exc:
+        evaluate.main(["--checkpoint", str(tmp_path / "none.pt"), "--corruptions", "snow"])
+    assert exc.value.code == 2
+    assert "unknown corruption snow" in capsys.readouterr().err
