@@ -24,21 +24,16 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
-import os
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from pipeline.errors import PipelineError, cli_main
-from pipeline.manifest import Manifest, load_manifest, sha256_file, variant_key, write_manifest
+from pipeline.data.options import DataOptions, add_data_options
+from pipeline.manifest import LatencyTable, Manifest, ThresholdTable, load_manifest, sha256_file, variant_key
 from pipeline.names import PRECISIONS
-from pipeline.thresholds import (DEFAULT_AGGREGATE, DEFAULT_CONFIDENCE, DEFAULT_TOLERANCE, add_calibration_options,
-                                 check_calibration_options)
+from pipeline.thresholds import add_calibration_options, check_calibration_options
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,9 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime (and PyTorch) intra-op threads")
     ap.add_argument("--split", default="validation", choices=["validation", "test"],
                     help="the split the curves are evaluated on (thresholds always come from validation)")
-    ap.add_argument("--data", default=os.environ.get("ANYTIME_DATA", ""),
-                    help="the data the model was trained on (ImageFolder folder/archive or CIFAR-10 archive)")
-    ap.add_argument("--cache-dir", type=Path, default=None, help="decoded-image cache (default ~/.cache)")
+    add_data_options(ap)
     ap.add_argument("--checkpoint", type=Path, default=None,
                     help="the engines' checkpoint: adds a PyTorch eager baseline")
     ap.add_argument("--out", type=Path, default=Path("reports"), help="folder for latency.json, .md and .png")
@@ -88,7 +81,7 @@ def _split_list(value: str, known: tuple[str, ...], option: str) -> list[str]:
 def select_variants(manifest: Manifest, folder: Path, backends: str, precisions: str
                     ) -> tuple[list[tuple[str, str]], list[str]]:
     """The (backend, precision) pairs to profile, and notes on what was skipped and why."""
-    from pipeline.backends import BACKENDS, tensorrt_unavailable_reason
+    from pipeline.backends import BACKENDS, backend_module
 
     built = {(e.backend, e.precision) for e in manifest.engines}
     listing = ", ".join(sorted(variant_key(*v) for v in built)) or "none"
@@ -101,20 +94,18 @@ def select_variants(manifest: Manifest, folder: Path, backends: str, precisions:
         if not any(b == backend for b, _ in built):
             raise PipelineError(f"{folder} has no {backend} engines (built: {listing}); build them with "
                                 "`make engines` or pick another --backends")
-        if backend == "tensorrt":
-            reason = tensorrt_unavailable_reason()
-            if reason is None:
-                from pipeline.backends.tensorrt import check_plan_device
-
-                try:
-                    check_plan_device(manifest.device, f"the plans in {folder}")
-                except PipelineError as exc:
-                    reason = str(exc)
-            if reason is not None:
-                if explicit:
-                    raise PipelineError(f"cannot profile the TensorRT engines here: {reason}")
-                notes.append(f"TensorRT engines skipped: {reason}")
-                continue
+        module = backend_module(backend)
+        reason = module.unavailable_reason()
+        if reason is None:
+            try:
+                module.check_device(manifest, f"the {module.TITLE} engines in {folder}")
+            except PipelineError as exc:
+                reason = str(exc)
+        if reason is not None:
+            if explicit:
+                raise PipelineError(f"cannot profile the {module.TITLE} engines here: {reason}")
+            notes.append(f"{module.TITLE} engines skipped: {reason}")
+            continue
         runnable.append(backend)
     variants = []
     for backend in runnable:
@@ -135,47 +126,6 @@ def select_variants(manifest: Manifest, folder: Path, backends: str, precisions:
     return variants, notes
 
 
-def variant_report(profile: Any, val: tuple[np.ndarray, np.ndarray], evaluated: tuple[np.ndarray, np.ndarray] | None,
-                   aggregate: str = DEFAULT_AGGREGATE, tolerance: float = DEFAULT_TOLERANCE,
-                   confidence: float = DEFAULT_CONFIDENCE) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(report entry, thresholds table) of one variant from its timings and per-exit probabilities.
-
-    ``val``: (N, K, C) validation probs and labels; ``evaluated``: the same on the test split, or
-    None when the curves are evaluated on validation itself. "accuracy" is each exit's own
-    classifier; "answer_accuracy" and the curves are the cascade's answers under ``aggregate``.
-    ``tolerance`` and ``confidence``: the default policy's guard (``thresholds_table``).
-    """
-    from pipeline.profiling import accuracy_per_exit, anytime_curve, budgeted_points
-    from pipeline.thresholds import aggregate_exits, policy_thresholds, simulate, thresholds_table
-
-    costs = profile.cumulative_p50()
-    table = thresholds_table(val[0], val[1], costs, aggregate=aggregate, tolerance=tolerance,
-                             confidence=confidence)  # calibrated on validation only
-    probs, labels = evaluated if evaluated is not None else val
-    answers = aggregate_exits(probs, aggregate)  # (N, K, C)
-    answer_accuracy = accuracy_per_exit(answers, labels)
-    default = simulate(answers, labels, policy_thresholds(table, "default"), costs)
-    entry = {**profile.to_json(), "aggregate": aggregate, "accuracy": accuracy_per_exit(probs, labels),
-             "answer_accuracy": answer_accuracy, "anytime": anytime_curve(answer_accuracy, costs),
-             "budgeted": budgeted_points(aggregate_exits(val[0], aggregate), val[1], costs,
-                                         *((answers, labels) if evaluated is not None else (None, None))),
-             "default_policy": {"accuracy": default.accuracy, "cost_ms": default.mean_cost,
-                                "exit_fractions": list(default.exit_fractions),
-                                "thresholds": table["policies"]["default"]["thresholds"]}}
-    return entry, table
-
-
-def update_manifest(folder: Path, before: Manifest, latency: dict[str, Any], thresholds: dict[str, Any]) -> Path:
-    """Merge the new tables into the manifest as it is now and write it atomically; files untouched."""
-    current = load_manifest(folder, verify=False)
-    files = lambda m: sorted((f.path, f.sha256) for f in m.artifacts + m.engines)  # noqa: E731
-    if files(current) != files(before):
-        raise PipelineError(f"the engines in {folder} changed while profiling (rebuilt?); run the profiler again")
-    current.latency.update(latency)
-    current.thresholds.update(thresholds)
-    return write_manifest(folder, current)
-
-
 def _log(msg: str) -> None:
     print(msg, flush=True)
 
@@ -185,9 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     check_options(args)
     from pipeline.backends import load_chain
-    from pipeline.profiling import (chain_exit_probs, device_facts, format_markdown, plot_report, profile_chain,
-                                    profile_torch, split_images, torch_available, torch_exit_probs)
-    from pipeline.data import default_cache_dir
+    from pipeline.data.splits import split_images
+    from pipeline.device import device_facts
+    from pipeline.profiling import chain_exit_probs, profile_chain, torch_baseline
+    from pipeline.profiling.curves import variant_report
+    from pipeline.profiling.report import write_reports
+    from pipeline.profiling.tables import latency_table, now_utc, threshold_table, update_manifest
 
     folder = args.engines
     manifest = load_manifest(folder, verify=True)
@@ -195,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.checkpoint is not None and sha256_file(args.checkpoint) != manifest.model.get("checkpoint_sha256"):
         raise PipelineError(f"{args.checkpoint} is not the checkpoint the engines in {folder} were built from; "
                             "pass that one to --checkpoint, or drop --checkpoint")
-    baseline = args.checkpoint is not None and torch_available()
+    baseline = args.checkpoint is not None and torch_baseline.torch_available()
     if args.checkpoint is not None and not baseline:
         notes.append("torch is not installed here: no PyTorch eager baseline")
     plot = importlib.util.find_spec("matplotlib") is not None
@@ -203,9 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         notes.append("matplotlib is not installed: no latency.png (pip install matplotlib)")
 
     started = time.time()
-    cache_dir = args.cache_dir or default_cache_dir()
-    val = split_images(manifest, args.data, "validation", cache_dir)
-    test = split_images(manifest, args.data, "test", cache_dir) if args.split == "test" else None
+    data = DataOptions.from_args(args)
+    val = split_images(manifest, data.source, "validation", data.cache_dir)
+    test = split_images(manifest, data.source, "test", data.cache_dir) if args.split == "test" else None
     images = (test if test is not None else val)[0]
     frames = images[:args.runs + args.warmup]  # real frames for timing, cycled when fewer
     device = device_facts(sorted({b for b, _ in variants}), args.threads)
@@ -218,8 +171,9 @@ def main(argv: list[str] | None = None) -> int:
         "model": manifest.model.get("name", folder.name), "engines": str(folder), "split": args.split,
         "images": int(len(images)), "calibration_images": int(len(val[1])), "runs": args.runs,
         "warmup": args.warmup, "threads": args.threads, "device": device, "notes": notes, "variants": {}}
-    measured_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    latency, thresholds = {}, {}
+    measured_at = now_utc()
+    latency: dict[str, LatencyTable] = {}
+    thresholds: dict[str, ThresholdTable] = {}
     for backend, precision in variants:
         key = variant_key(backend, precision)
         t0 = time.time()
@@ -227,14 +181,13 @@ def main(argv: list[str] | None = None) -> int:
             profile = profile_chain(chain, frames, args.runs, args.warmup, args.threads)
             val_probs = chain_exit_probs(chain, val[0])  # (N, K, C)
             test_probs = chain_exit_probs(chain, test[0]) if test is not None else None
+            providers = list(chain.providers)
         entry, table = variant_report(profile, (val_probs, val[1]),
                                       (test_probs, test[1]) if test is not None else None, args.aggregate,
                                       tolerance=args.tolerance, confidence=args.confidence)
         report["variants"][key] = {"backend": backend, "precision": precision, **entry}
-        latency[key] = {"stages": entry["stages"], "cumulative_p50_ms": entry["cumulative_p50_ms"],
-                        "runs": profile.runs, "threads": args.threads, "clock": profile.clock, "device": device,
-                        "measured_at": measured_at}
-        thresholds[key] = table
+        latency[key] = latency_table(profile, device, providers, measured_at)
+        thresholds[key] = threshold_table(table, providers)
         _log(f"{key}: cumulative p50 " + " ".join(f"{ms:.3f}" for ms in entry["cumulative_p50_ms"]) +
              " ms; accuracy " + " ".join(f"{a:.2f}" for a in entry["accuracy"]) + f" % ({time.time() - t0:.1f} s)")
 
@@ -243,21 +196,16 @@ def main(argv: list[str] | None = None) -> int:
 
         t0 = time.time()
         model, _ = load_model(args.checkpoint)
-        profile = profile_torch(model, frames, args.runs, args.warmup, args.threads)
-        val_probs = torch_exit_probs(model, val[0])
-        test_probs = torch_exit_probs(model, test[0]) if test is not None else None
+        profile = torch_baseline.profile_torch(model, frames, args.runs, args.warmup, args.threads)
+        val_probs = torch_baseline.torch_exit_probs(model, val[0])
+        test_probs = torch_baseline.torch_exit_probs(model, test[0]) if test is not None else None
         entry, _ = variant_report(profile, (val_probs, val[1]), (test_probs, test[1]) if test is not None else None,
                                   args.aggregate, tolerance=args.tolerance, confidence=args.confidence)
         report["variants"][profile.key] = {"backend": profile.key.split("/")[0], "precision": "fp32", **entry}
         _log(f"{profile.key}: cumulative p50 " + " ".join(f"{ms:.3f}" for ms in entry["cumulative_p50_ms"]) +
              f" ms ({time.time() - t0:.1f} s)")
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    written = [args.out / "latency.json", args.out / "latency.md"]
-    written[0].write_text(json.dumps(report, indent=2) + "\n")
-    written[1].write_text(format_markdown(report))
-    if plot:
-        written.append(plot_report(report, args.out / "latency.png"))
+    written = write_reports(report, args.out, plot)
     path = update_manifest(folder, manifest, latency, thresholds)
     _log(f"wrote {', '.join(str(p) for p in written)}; updated {path} (latency and thresholds of "
          f"{', '.join(latency)}) in {time.time() - started:.1f} s")

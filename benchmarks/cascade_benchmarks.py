@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import shlex
 import sys
 import time
@@ -42,6 +41,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from pipeline.backends import BACKENDS
+from pipeline.data.options import DataOptions, add_data_options
 from pipeline.errors import PipelineError, cli_main
 from pipeline.names import PRECISIONS
 from pipeline.thresholds import add_calibration_options, check_calibration_options
@@ -54,9 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="benchmarks/cascade_benchmarks.py", description=__doc__.split("\n")[0])
     ap.add_argument("--engines", type=Path, required=True, help="a built model folder, e.g. engines/msdnet_cifar")
     ap.add_argument("--checkpoint", type=Path, default=None, help="the engines' checkpoint, for benchmark 2")
-    ap.add_argument("--data", default=os.environ.get("ANYTIME_DATA", ""), help="the data the model was trained on")
-    ap.add_argument("--cache-dir", type=Path, default=None, help="decoded-image cache (default ~/.cache)")
-    ap.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "tensorrt"],
+    add_data_options(ap)
+    ap.add_argument("--backend", default=BACKENDS[0], choices=list(BACKENDS),
                     help="backend of benchmarks 1 and 4")
     ap.add_argument("--precision", default="fp32", choices=list(PRECISIONS), help="precision of benchmarks 1 and 4")
     ap.add_argument("--threads", type=int, default=1, help="intra-op threads (ONNX Runtime and PyTorch)")
@@ -86,16 +86,16 @@ class Bench:
     """Loaded data, and each variant's latency profile and test probabilities, measured once and reused."""
 
     def __init__(self, args: argparse.Namespace):
+        from pipeline.data.splits import split_images
         from pipeline.manifest import load_manifest
-        from pipeline.profiling import split_images
-        from pipeline.data import default_cache_dir
 
         self.args = args
         self.folder = args.engines
         self.manifest = load_manifest(self.folder, verify=True)
-        cache = args.cache_dir or default_cache_dir()
-        self.val = split_images(self.manifest, args.data, "validation", cache, limit=args.calib_frames or None)
-        self.test = split_images(self.manifest, args.data, "test", cache, limit=args.frames or None)
+        data = DataOptions.from_args(args)
+        self.val = split_images(self.manifest, data.source, "validation", data.cache_dir,
+                                limit=args.calib_frames or None)
+        self.test = split_images(self.manifest, data.source, "test", data.cache_dir, limit=args.frames or None)
         self._measured: dict[tuple[str, str], tuple[Any, np.ndarray]] = {}
 
     def chain(self, backend: str, precision: str) -> Any:
@@ -130,10 +130,7 @@ def _timed(clock: Callable[[], float], fn: Callable[[], Any]) -> tuple[float, An
 def _full_network(chain: Any, stages: int) -> Callable[[np.ndarray], tuple[int, int]]:
     """(label, exit) of a frame from every stage of ``chain``: the baseline the cascade is compared with."""
     def full(frame: np.ndarray) -> tuple[int, int]:
-        chain.set_frame(frame)
-        for k in range(1, stages + 1):
-            z = chain.run(k)
-        return int(z.argmax()), stages
+        return int(chain.run_all(frame)[-1].argmax()), stages
     return full
 
 
@@ -157,7 +154,7 @@ def cascade_vs_full(bench: Bench, clock: Callable[[], float] = time.perf_counter
         table = thresholds_table(val_probs, bench.val[1], profile.cumulative_p50(), tolerance=a.tolerance,
                                  confidence=a.confidence, aggregate=a.aggregate)
         thresholds = policy_thresholds(table, "default").tolist()
-        size = tuple(m.input["shape"][1:3])
+        size = m.input.size
         cascade = Cascade(chain, m.classes, thresholds, LatencyPredictor(k_last), aggregate=a.aggregate,
                           frame_size=size)  # no budget
 
@@ -210,7 +207,7 @@ def cascade_vs_full(bench: Bench, clock: Callable[[], float] = time.perf_counter
 
 def ort_vs_torch(bench: Bench) -> dict[str, Any]:
     """Benchmark 2: full network, batch 1, ONNX Runtime FP32 against PyTorch eager."""
-    from pipeline.profiling import profile_torch, torch_available
+    from pipeline.profiling.torch_baseline import profile_torch, torch_available
 
     a = bench.args
     if a.checkpoint is None:
@@ -235,7 +232,7 @@ def ort_vs_torch(bench: Bench) -> dict[str, Any]:
 
 def int8_vs_fp32(bench: Bench) -> dict[str, Any]:
     """Benchmark 3: per stage on ONNX Runtime, latency ratio FP32/INT8 and test accuracy INT8 - FP32."""
-    from pipeline.profiling import accuracy_per_exit
+    from pipeline.metrics import accuracy_per_exit
 
     missing = [p for p in ("fp32", "int8") if not bench.has("onnxruntime", p)]
     if missing:
@@ -262,15 +259,14 @@ def deadline_adherence(bench: Bench, first: dict[str, Any], clock: Callable[[], 
     profile = first["_profile"]
     budget = 0.5 * profile.cumulative_p50()[-1]
     stages = profile.stages()
-    flops = [s.flops for s in m.stages]
     predictor = LatencyPredictor(m.num_exits, [s["p99_ms"] for s in stages], [s["p50_ms"] for s in stages],
-                                 [b - c for c, b in zip([0] + flops[:-1], flops)], source="this run's profile")
+                                 m.stage_flops(), source="this run's profile")
     images, labels = bench.test
     n = len(labels)
     wall, preds, exits = np.empty(n), np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
     met = np.empty(n, dtype=bool)
     cascade = Cascade(bench.chain(a.backend, a.precision), m.classes, first["_thresholds"], predictor,
-                      aggregate=a.aggregate, frame_size=tuple(m.input["shape"][1:3]))
+                      aggregate=a.aggregate, frame_size=m.input.size)
     with cascade:
         for i in range(min(a.warmup, n)):
             cascade.classify(images[i:i + 1], budget_ms=budget)
@@ -336,7 +332,7 @@ def format_table(results: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     check_options(args)
-    from pipeline.profiling import describe_device, device_facts
+    from pipeline.device import describe_device, device_facts
 
     started = time.time()
     bench = Bench(args)

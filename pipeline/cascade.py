@@ -22,8 +22,8 @@ import numpy as np
 from pipeline.backends.base import StageChain
 from pipeline.deadline import LatencyPredictor
 from pipeline.errors import PipelineError
-from pipeline.thresholds import (LAST_EXIT_POLICY, check_aggregate, check_criterion, policy_thresholds, table_aggregate,
-                                 to_scores)
+from pipeline.manifest import Manifest
+from pipeline.thresholds import LAST_EXIT_POLICY, check_aggregate, check_criterion, policy_thresholds, to_scores
 
 StoppedBy = Literal["confidence", "deadline", "last-exit"]
 
@@ -95,19 +95,19 @@ class Cascade:
             check_criterion(criterion)
         manifest = load_manifest(folder)
         if backend == "auto":
-            backend = pick_backend(manifest, folder)
+            backend = pick_backend(manifest)
         key = variant_key(backend, precision)
         notes: list[str] = []
         table = manifest.thresholds.get(key)
         aggregate = "last"
         if table:
-            aggregate = table_aggregate(table)
-            stored = check_criterion(table.get("criterion", "confidence"))
+            aggregate = check_aggregate(table.aggregate)
+            stored = check_criterion(table.criterion)
             if criterion is not None and criterion != stored:
                 raise PipelineError(f"the thresholds for {key} were calibrated on {stored!r}, not {criterion!r}; "
                                     f"drop the criterion option or recalibrate with {criterion!r}")
             criterion = stored
-            thresholds: list[float] | None = policy_thresholds(table, policy).tolist()
+            thresholds: list[float] | None = policy_thresholds(table.to_dict(), policy).tolist()
             if len(thresholds) != manifest.num_exits:
                 raise PipelineError(f"policy {policy!r} for {key} has {len(thresholds)} thresholds, the model "
                                     f"has {manifest.num_exits} exits; re-run the latency profiler")
@@ -125,8 +125,9 @@ class Cascade:
         spec = manifest.stages[0].inputs[0].shape if manifest.stages[0].inputs else []  # ["N", H, W, 3]
         frame_size = (spec[1], spec[2]) if len(spec) == 4 and all(isinstance(x, int) for x in spec[1:3]) else None
         chain = load_chain(manifest, folder, backend, precision, threads)
+        _check_providers(manifest, key, chain)
         cascade = cls(chain, manifest.classes, thresholds, predictor, criterion or "confidence", aggregate=aggregate,
-                      frame_size=frame_size, colour_order=str(manifest.input.get("colour_order", "")), notes=notes)
+                      frame_size=frame_size, colour_order=manifest.input.colour_order, notes=notes)
         cascade.backend, cascade.precision, cascade.policy = backend, precision, policy
         return cascade
 
@@ -215,3 +216,12 @@ class Cascade:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _check_providers(manifest: Manifest, key: str, chain: StageChain) -> None:
+    """Refuse latency or thresholds measured under other execution providers than the chain runs on."""
+    for what, table in (("latency", manifest.latency.get(key)), ("thresholds", manifest.thresholds.get(key))):
+        if table is not None and tuple(table.providers) != chain.providers:
+            raise PipelineError(f"the manifest's {what} for {key} were measured on the execution providers "
+                                f"{list(table.providers)}, but the chain runs on {list(chain.providers)}; "
+                                "re-run the latency profiler here")

@@ -6,11 +6,11 @@ reads it and nothing in it can run code. Writes go to a temporary file renamed i
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipelineError
+from pipeline.files import atomic_write
 
 FORMAT = "anytime-multi-exit/1"
 
@@ -33,9 +33,7 @@ def save_checkpoint(path: str | Path, model: Any, model_name: str, classes: list
     }
     if train_state is not None:
         payload["train_state"] = train_state
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def read_checkpoint(path: str | Path) -> dict:

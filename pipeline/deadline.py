@@ -82,14 +82,14 @@ class LatencyPredictor:
     @classmethod
     def from_manifest(cls, manifest: Any, backend: str, precision: str, percentile: str = "p99",
                       **kw: Any) -> "LatencyPredictor":
-        """Start from ``manifest.latency["<backend>/<precision>"]["stages"][k]["<percentile>_ms"]``."""
+        """Start from ``manifest.latency["<backend>/<precision>"].stages[k]["<percentile>_ms"]``."""
         from pipeline.manifest import variant_key
 
         key = variant_key(backend, precision)
         n = manifest.num_exits
-        flops = [s.flops for s in manifest.stages]  # cumulative to each exit
-        weights = [b - a for a, b in zip([0] + flops[:-1], flops)]
-        rows = (manifest.latency.get(key) or {}).get("stages") or []
+        weights = manifest.stage_flops()
+        table = manifest.latency.get(key)
+        rows = table.stages if table is not None else []
         if not rows:
             return cls(n, weights=weights, **kw,
                        source=f"no measured latencies for {key} in the manifest: stages are first guessed from "

@@ -60,7 +60,7 @@ def model_card(checkpoint: Path, report: dict, command: str) -> str:
     """The model card: config, how it was trained, on what machine, and the per-exit table of ``report``."""
     import platform
 
-    from pipeline.backends import cpu_name
+    from pipeline.device import cpu_name
     from pipeline.checkpoint import read_checkpoint
 
     ckpt = read_checkpoint(checkpoint)

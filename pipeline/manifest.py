@@ -1,34 +1,29 @@
 """The manifest: the only contract between ``make engines`` and the runtime.
 
 One ``manifest.json`` per built model folder. Paths inside it are relative to that folder. The
-loader checks the schema version, that every listed file exists inside the folder, and (unless
-asked not to) that its sha256 matches, so the runtime never runs an altered or foreign file.
-
-Keys of the per-variant tables (accuracy, latency, thresholds) are ``"<backend>/<precision>"``,
-e.g. ``"onnxruntime/int8"``; see :func:`variant_key`.
+loader checks the schema version (reading version 1 through ``migrate_v1``), that every listed
+file exists inside the folder, and (unless asked not to) that its sha256 matches, so the runtime
+never runs an altered or foreign file. Keys of the per-variant tables (accuracy, latency,
+thresholds) are ``"<backend>/<precision>"``, e.g. ``"onnxruntime/int8"``: :func:`variant_key`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipelineError
+from pipeline.files import atomic_write_text, sha256_file
+from pipeline.manifest_tables import DeviceInfo, InputSpec, LatencyTable, ThresholdTable
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: typed input, device, latency and thresholds tables; providers recorded per table
 MANIFEST_NAME = "manifest.json"
 
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+__all__ = ["MANIFEST_NAME", "SCHEMA_VERSION", "DeviceInfo", "FileEntry", "InputSpec", "LatencyTable", "Manifest",
+           "StageSpec", "TensorSpec", "ThresholdTable", "load_manifest", "migrate_v1", "sha256_file", "variant_key",
+           "write_manifest"]
 
 
 def variant_key(backend: str, precision: str) -> str:
@@ -62,27 +57,38 @@ class FileEntry:
     backend: str = ""  # "" for portable artifacts; "onnxruntime" / "tensorrt" for engines
     flavour: str = ""  # variant of a precision, e.g. "u8" for the CPU-friendly int8 graph
 
+    @classmethod
+    def of(cls, folder: Path, rel: str, stage: int, precision: str, backend: str = "", flavour: str = ""
+           ) -> "FileEntry":
+        """The entry of the file ``folder/rel`` as it is now (its sha256)."""
+        return cls(stage, precision, rel, sha256_file(folder / rel), backend, flavour)
+
 
 @dataclass
 class Manifest:
-    model: dict[str, Any]  # {"name", "config", "checkpoint_sha256"}
+    model: dict[str, Any]  # {"name", "config", "checkpoint_sha256", "split"}
     classes: list[str]
-    input: dict[str, Any]  # {"name", "shape", "dtype", "colour_order", "mean", "std"}
+    input: InputSpec
     stages: list[StageSpec]
     artifacts: list[FileEntry] = field(default_factory=list)
     engines: list[FileEntry] = field(default_factory=list)
     unsupported: list[dict[str, str]] = field(default_factory=list)  # {"backend", "precision", "reason"}
     tools: dict[str, str] = field(default_factory=dict)  # package -> version
-    device: dict[str, Any] = field(default_factory=dict)  # where the engines were built
-    calibration: dict[str, Any] = field(default_factory=dict)
+    device: DeviceInfo = field(default_factory=DeviceInfo)  # where the engines were built
+    calibration: dict[str, Any] = field(default_factory=dict)  # how the INT8 ranges were calibrated
     accuracy: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # split -> variant -> % per exit
-    latency: dict[str, dict[str, Any]] = field(default_factory=dict)  # variant -> {"stages": [{"p50_ms", ...}]}
-    thresholds: dict[str, dict[str, Any]] = field(default_factory=dict)  # variant -> {"policies", "curve"}
+    latency: dict[str, LatencyTable] = field(default_factory=dict)  # variant -> measured latency
+    thresholds: dict[str, ThresholdTable] = field(default_factory=dict)  # variant -> calibrated thresholds
     schema_version: int = SCHEMA_VERSION
 
     @property
     def num_exits(self) -> int:
         return len(self.stages)
+
+    def stage_flops(self) -> list[int]:
+        """Each stage's own FLOPs (the manifest records them cumulative to each exit)."""
+        flops = [s.flops for s in self.stages]
+        return [b - a for a, b in zip([0] + flops[:-1], flops)]
 
     def files(self, *, backend: str | None = None, precision: str | None = None, flavour: str | None = None,
               engines: bool = False) -> list[FileEntry]:
@@ -98,21 +104,57 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Manifest":
+        """The manifest of a version-2 JSON object; KeyError or TypeError where it is malformed."""
         d = dict(d)
         stages = [StageSpec(index=s["index"], inputs=[TensorSpec(**t) for t in s["inputs"]],
                             outputs=[TensorSpec(**t) for t in s["outputs"]], flops=s["flops"], params=s["params"])
                   for s in d.pop("stages")]
-        arts = [FileEntry(**f) for f in d.pop("artifacts", [])]
-        engs = [FileEntry(**f) for f in d.pop("engines", [])]
-        return cls(stages=stages, artifacts=arts, engines=engs, **d)
+        return cls(stages=stages, input=InputSpec.from_dict(d.pop("input")),
+                   artifacts=[FileEntry(**f) for f in d.pop("artifacts", [])],
+                   engines=[FileEntry(**f) for f in d.pop("engines", [])],
+                   device=DeviceInfo.from_dict(d.pop("device", {})),
+                   latency={k: LatencyTable.from_dict(v) for k, v in d.pop("latency", {}).items()},
+                   thresholds={k: ThresholdTable.from_dict(v) for k, v in d.pop("thresholds", {}).items()}, **d)
+
+
+_V1_BACKEND_KEYS = {"onnxruntime": {"onnxruntime_providers": "providers", "onnxruntime_threads": "threads"},
+                    "tensorrt": {"gpu": "gpu", "compute_capability": "compute_capability", "tensorrt": "tensorrt"}}
+
+
+def migrate_v1(raw: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 manifest's JSON in version 2's layout, nothing measured lost.
+
+    Version 1 kept the device flat (the backends' facts beside the CPU's), did not record the
+    execution providers of its latency and threshold tables (they were the build's, in the
+    device), and wrote threshold tables without an ``aggregate`` before exits could answer with
+    the mean (those answer with exit k alone: "last").
+    """
+    out = dict(raw, schema_version=2)
+    flat = dict(raw.get("device") or {})
+    device: dict[str, Any] = {"backends": {}, "emulated": flat.pop("emulated", {})}
+    for key in ("cpu", "machine", "cpu_count"):
+        if key in flat:
+            device[key] = flat.pop(key)
+    for backend, keys in _V1_BACKEND_KEYS.items():
+        facts = {new: flat.pop(old) for old, new in keys.items() if old in flat}
+        if facts:
+            device["backends"][backend] = facts
+    out["device"] = device
+    providers = list(device["backends"].get("onnxruntime", {}).get("providers", []))
+
+    def of(key: str) -> list[str]:
+        return providers if key.startswith("onnxruntime/") else []
+
+    out["latency"] = {k: {**v, "providers": of(k)} for k, v in (raw.get("latency") or {}).items()}
+    out["thresholds"] = {k: {"aggregate": "last", **v, "providers": of(k)}
+                         for k, v in (raw.get("thresholds") or {}).items()}
+    return out
 
 
 def write_manifest(folder: str | Path, manifest: Manifest) -> Path:
     """Write ``folder/manifest.json`` atomically (temp file + rename)."""
     path = Path(folder) / MANIFEST_NAME
-    tmp = path.with_name(MANIFEST_NAME + ".tmp")
-    tmp.write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(manifest.to_dict(), indent=2) + "\n")
     return path
 
 
@@ -139,6 +181,9 @@ def load_manifest(folder: str | Path, verify: bool = True) -> Manifest:
     except (OSError, ValueError) as exc:
         raise PipelineError(f"manifest {path} is not valid JSON ({exc}); rebuild with `make engines`") from None
     version = raw.get("schema_version") if isinstance(raw, dict) else None
+    if version == 1:
+        raw = migrate_v1(raw)
+        version = SCHEMA_VERSION
     if version != SCHEMA_VERSION:
         raise PipelineError(f"manifest {path} has schema version {version!r}, this runtime reads version "
                             f"{SCHEMA_VERSION}; rebuild with `make engines` using this version of the pipeline")

@@ -405,11 +405,6 @@ def check_calibration_options(args: argparse.Namespace) -> None:
         raise PipelineError(f"--confidence must be between 0 and 1, got {args.confidence}")
 
 
-def table_aggregate(table: dict[str, Any]) -> str:
-    """What the table's thresholds were calibrated on: "last" for tables written before aggregates existed."""
-    return check_aggregate(table.get("aggregate", "last"))
-
-
 def curve_from_table(table: dict[str, Any]) -> list[CurvePoint]:
     """The stored sweep back as CurvePoints (costs in ms)."""
     criterion = table.get("criterion", "confidence")

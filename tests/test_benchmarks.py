@@ -8,7 +8,7 @@ import json
 import pytest
 
 from benchmarks.cascade_benchmarks import main
-from tests.test_profiling import tiny_build
+from tests.helpers import tiny_build
 
 
 @pytest.fixture(scope="module")

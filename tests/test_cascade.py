@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -14,19 +15,12 @@ from pipeline.backends.base import StageChain
 from pipeline.cascade import Cascade
 from pipeline.deadline import LatencyPredictor
 from pipeline.errors import PipelineError
-from pipeline.manifest import Manifest, StageSpec, TensorSpec, write_manifest
+from pipeline.manifest import InputSpec, LatencyTable, Manifest, StageSpec, TensorSpec, ThresholdTable, write_manifest
 from pipeline.thresholds import aggregate_exits, exit_index, exit_scores, softmax, thresholds_table, to_scores
+from tests.helpers import FakeClock
 
 H, W, K, C = 8, 8, 3, 5
 CLASSES = [f"class{i}" for i in range(C)]
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 100.0  # seconds
-
-    def __call__(self) -> float:
-        return self.t
 
 
 class ScriptedChain(StageChain):
@@ -177,9 +171,10 @@ def write_model(folder, thresholds=None, latency=None):
                         outputs=[TensorSpec("logits_1", ["N", C], "float32")], flops=100, params=0)]
     stages += [StageSpec(index=k, inputs=[], outputs=[TensorSpec(f"logits_{k}", ["N", C], "float32")],
                          flops=100 * k, params=0) for k in range(2, K + 1)]
-    m = Manifest(model={"name": "double"}, classes=CLASSES, input={"colour_order": "BGR"}, stages=stages,
-                 thresholds=thresholds or {}, latency=latency or {})
-    write_manifest(folder, m)
+    m = Manifest(model={"name": "double"}, classes=CLASSES, input=InputSpec("frame", ["N", H, W, 3], "uint8", "BGR"),
+                 stages=stages, thresholds={k: ThresholdTable.from_dict(v) for k, v in (thresholds or {}).items()},
+                 latency={k: LatencyTable.from_dict(v) for k, v in (latency or {}).items()})
+    return write_manifest(folder, m)
 
 
 @pytest.fixture
@@ -191,7 +186,7 @@ def fake_backends(monkeypatch):
         return ScriptedChain(random_logits(50), [1.0, 2.0, 3.0], FakeClock())
 
     monkeypatch.setattr(pipeline.backends, "load_chain", load_chain, raising=False)
-    monkeypatch.setattr(pipeline.backends, "pick_backend", lambda manifest, folder: "onnxruntime", raising=False)
+    monkeypatch.setattr(pipeline.backends, "pick_backend", lambda manifest: "onnxruntime", raising=False)
     return calls
 
 
@@ -214,9 +209,12 @@ def test_from_folder_reads_policy_and_latencies(tmp_path, fake_backends):
     assert cascade.thresholds[-1] == -math.inf and cascade.frame_size == (H, W)
     assert cascade.predictor.predict(3) == pytest.approx(2.5)
     assert cascade.classify(FRAME).num_exits == K
-    # A table written before aggregates existed answers with each exit alone.
-    write_model(tmp_path, {"onnxruntime/fp32": {k: v for k, v in table.items() if k != "aggregate"}},
-                {"onnxruntime/fp32": lat})
+    # A table written before aggregates existed (schema version 1) answers with each exit alone.
+    path = write_model(tmp_path, {"onnxruntime/fp32": table}, {"onnxruntime/fp32": lat})
+    raw = json.loads(path.read_text())
+    raw["schema_version"] = 1
+    del raw["thresholds"]["onnxruntime/fp32"]["aggregate"], raw["thresholds"]["onnxruntime/fp32"]["providers"]
+    path.write_text(json.dumps(raw))
     assert Cascade.from_folder(tmp_path).aggregate == "last"
     # Entropy tables carry their criterion; asking for the other one is an error.
     write_model(tmp_path, {"onnxruntime/fp32": calibrated_table("entropy")})
@@ -250,3 +248,14 @@ def test_importing_the_runtime_does_not_import_torch():
             "heavy = [m for m in ('torch', 'tensorrt', 'pycuda') if m in sys.modules]; "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_tables_measured_under_other_execution_providers_are_refused(tmp_path, fake_backends):
+    lat = {"stages": [{"p50_ms": 1.0, "p99_ms": 1.0}] * K, "providers": ["CUDAExecutionProvider"]}
+    write_model(tmp_path, {"onnxruntime/fp32": calibrated_table()}, {"onnxruntime/fp32": lat})
+    with pytest.raises(PipelineError, match=r"latency for onnxruntime/fp32 were measured on the execution providers "
+                                            r"\['CUDAExecutionProvider'\], but the chain runs on \[\]"):
+        Cascade.from_folder(tmp_path)
+    write_model(tmp_path, {"onnxruntime/fp32": {**calibrated_table(), "providers": ["CPUExecutionProvider"]}})
+    with pytest.raises(PipelineError, match="thresholds for onnxruntime/fp32 were measured"):
+        Cascade.from_folder(tmp_path)

@@ -6,12 +6,14 @@ import pytest
 
 from pipeline.deadline import LatencyPredictor
 from pipeline.errors import PipelineError
-from pipeline.manifest import Manifest, StageSpec
+from pipeline.manifest import InputSpec, LatencyTable, Manifest, StageSpec
 
 
 def manifest_with(latency: dict | None = None, flops=(100, 300, 700)) -> Manifest:
     stages = [StageSpec(index=k, inputs=[], outputs=[], flops=f, params=0) for k, f in enumerate(flops, start=1)]
-    return Manifest(model={"name": "tiny"}, classes=["a", "b"], input={}, stages=stages, latency=latency or {})
+    tables = {k: LatencyTable.from_dict(v) for k, v in (latency or {}).items()}
+    return Manifest(model={"name": "tiny"}, classes=["a", "b"], input=InputSpec("frame", [], "uint8"), stages=stages,
+                    latency=tables)
 
 
 def rows(*p50_p90_p99):

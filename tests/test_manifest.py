@@ -7,8 +7,8 @@ import json
 import pytest
 
 from pipeline.errors import PipelineError
-from pipeline.manifest import (MANIFEST_NAME, SCHEMA_VERSION, FileEntry, Manifest, StageSpec, TensorSpec,
-                               load_manifest, sha256_file, variant_key, write_manifest)
+from pipeline.manifest import (MANIFEST_NAME, SCHEMA_VERSION, DeviceInfo, FileEntry, InputSpec, Manifest, StageSpec,
+                               TensorSpec, load_manifest, sha256_file, variant_key, write_manifest)
 
 
 def make(folder, files=("onnx/stage1.fp32.onnx",)):
@@ -22,8 +22,8 @@ def make(folder, files=("onnx/stage1.fp32.onnx",)):
     stage = StageSpec(1, [TensorSpec("frame", ["N", 32, 32, 3], "uint8")],
                       [TensorSpec("logits_1", ["N", 10], "float32")], flops=100, params=10)
     return Manifest(model={"name": "m", "config": {}, "checkpoint_sha256": "0" * 64}, classes=list("abcdefghij"),
-                    input={"name": "frame", "shape": ["N", 32, 32, 3], "dtype": "uint8"}, stages=[stage],
-                    artifacts=entries, tools={"onnx": "1"}, device={"cpu": "x"},
+                    input=InputSpec("frame", ["N", 32, 32, 3], "uint8"), stages=[stage],
+                    artifacts=entries, tools={"onnx": "1"}, device=DeviceInfo(cpu="x"),
                     accuracy={"validation": {variant_key("onnxruntime", "fp32"): [50.0]}})
 
 
@@ -85,3 +85,31 @@ def test_not_json_or_malformed(tmp_path):
     (tmp_path / MANIFEST_NAME).write_text(json.dumps({"schema_version": SCHEMA_VERSION, "model": {}}))
     with pytest.raises(PipelineError, match="malformed"):
         load_manifest(tmp_path)
+
+
+def test_version_1_manifests_load_through_the_migration(tmp_path):
+    """Version 1: a flat device, tables without providers, thresholds from before the mean aggregate."""
+    path = write_manifest(tmp_path, make(tmp_path))
+    raw = json.loads(path.read_text())
+    raw["schema_version"] = 1
+    raw["device"] = {"cpu": "x", "machine": "x86_64", "cpu_count": 2, "onnxruntime_providers": ["CPUExecutionProvider"],
+                     "onnxruntime_threads": 1, "gpu": "Orin", "compute_capability": "8.7", "tensorrt": "10.3.0",
+                     "emulated": {"onnxruntime/fp16": "float32 inside"}}
+    table = {"criterion": "confidence", "samples": 5, "default_tolerance": 0.3, "default_confidence": 0.95,
+             "policies": {"default": {"thresholds": [None]}}, "curve": []}
+    raw["thresholds"] = {"onnxruntime/fp32": table, "tensorrt/fp32": dict(table, aggregate="mean")}
+    raw["latency"] = {"onnxruntime/fp32": {"stages": [{"p50_ms": 1.0}], "cumulative_p50_ms": [1.0], "runs": 3,
+                                           "threads": 1, "clock": "perf_counter", "device": {}, "measured_at": "t"}}
+    path.write_text(json.dumps(raw))
+    m = load_manifest(tmp_path)
+    assert m.schema_version == SCHEMA_VERSION == 2
+    assert (m.device.cpu, m.device.machine, m.device.cpu_count) == ("x", "x86_64", 2)
+    assert m.device.backends == {"onnxruntime": {"providers": ["CPUExecutionProvider"], "threads": 1},
+                                 "tensorrt": {"gpu": "Orin", "compute_capability": "8.7", "tensorrt": "10.3.0"}}
+    assert m.device.emulated == {"onnxruntime/fp16": "float32 inside"}
+    assert m.thresholds["onnxruntime/fp32"].aggregate == "last"  # written before exits answered with the mean
+    assert m.thresholds["tensorrt/fp32"].aggregate == "mean"
+    assert m.thresholds["onnxruntime/fp32"].providers == ["CPUExecutionProvider"] == m.latency["onnxruntime/fp32"].providers
+    assert m.thresholds["tensorrt/fp32"].providers == []
+    write_manifest(tmp_path, m)  # written back in the current layout, equal on reading
+    assert json.loads(path.read_text())["schema_version"] == 2 and load_manifest(tmp_path) == m

@@ -1,92 +1,75 @@
-"""Backends that run a model's stages: ONNX Runtime (everywhere) and TensorRT (NVIDIA GPUs, Jetson).
+"""The registry of backends that run a model's stages: ONNX Runtime (everywhere), TensorRT (NVIDIA GPUs).
 
-``load_chain`` turns a manifest into a ready StageChain; ``pick_backend`` chooses TensorRT where
-plans for this GPU and TensorRT version exist and can run, ONNX Runtime otherwise. Nothing here
-imports tensorrt or pycuda except when probing for them.
+Each backend is a package ``pipeline/backends/<name>/`` whose ``__init__`` exposes the functions
+of :class:`pipeline.backends.base.Backend` (availability and its reason, buildable precisions,
+engine from artifact, chain from engines, device facts). Build, profiler and benchmarks loop over
+:data:`BACKENDS` through :func:`backend_module` and name no backend; adding one is adding its
+folder and its name here. Nothing here imports tensorrt or pycuda except when probing for them.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib.util
-import os
-import platform
+import importlib
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from pipeline.backends.base import StageChain
+from pipeline.backends.base import Backend, EngineOptions, StageChain, exit_logits
 from pipeline.errors import PipelineError
 from pipeline.manifest import Manifest, variant_key
 from pipeline.names import PRECISIONS
 
-BACKENDS = ("onnxruntime", "tensorrt")
+BACKENDS = ("onnxruntime", "tensorrt")  # in order of preference where several can run a model: the last wins
 
-__all__ = ["BACKENDS", "StageChain", "available_backends", "host_device", "load_chain", "pick_backend",
-           "tensorrt_unavailable_reason"]
+__all__ = ["BACKENDS", "Backend", "EngineOptions", "StageChain", "available_backends", "backend_device_facts",
+           "backend_module", "exit_logits", "load_chain", "pick_backend", "unavailable_reason"]
 
 
-@functools.lru_cache(maxsize=1)
-def tensorrt_unavailable_reason() -> str | None:
-    """Why TensorRT cannot run here (not installed, no pycuda, no GPU), or None where it can."""
-    for module in ("tensorrt", "pycuda"):
-        if importlib.util.find_spec(module) is None:
-            return f"the {module} package is not installed"
-    from pipeline.backends.tensorrt import gpu_info
+def backend_module(name: str) -> Backend:
+    """The module of backend ``name``; a PipelineError naming the known ones otherwise."""
+    if name not in BACKENDS:
+        raise PipelineError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    return cast(Backend, importlib.import_module(f"pipeline.backends.{name}"))
 
-    try:
-        gpu_info()
-    except PipelineError as exc:
-        return str(exc)
-    return None
+
+def unavailable_reason(name: str) -> str | None:
+    """Why backend ``name`` cannot build or run engines here, or None where it can."""
+    return backend_module(name).unavailable_reason()
 
 
 def available_backends() -> list[str]:
-    """The backends that can build and run engines on this machine, ONNX Runtime first."""
-    return ["onnxruntime"] + (["tensorrt"] if tensorrt_unavailable_reason() is None else [])
+    """The backends that can build and run engines on this machine, in registry order."""
+    return [b for b in BACKENDS if unavailable_reason(b) is None]
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware")):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+def backend_device_facts(backends: list[str], threads: int) -> dict[str, dict[str, Any]]:
+    """Per backend, what its engines built here are tied to (recorded in the manifest's device)."""
+    return {b: backend_module(b).device_facts(threads) for b in backends}
 
 
-def host_device() -> dict[str, Any]:
-    """The CPU facts an ONNX Runtime engine (a graph optimised for this CPU) is tied to."""
-    return {"cpu": cpu_name(), "machine": platform.machine(), "cpu_count": os.cpu_count()}
-
-
-def _plans_usable(manifest: Manifest) -> bool:
-    if not manifest.files(backend="tensorrt", engines=True) or "tensorrt" not in available_backends():
+def _usable(manifest: Manifest, name: str) -> bool:
+    if not manifest.files(backend=name, engines=True) or unavailable_reason(name) is not None:
         return False
-    from pipeline.backends.tensorrt import check_plan_device
-
     try:
-        check_plan_device(manifest.device)
+        backend_module(name).check_device(manifest, f"the {name} engines")
     except PipelineError:
         return False
     return True
 
 
-def pick_backend(manifest: Manifest, folder: str | Path | None = None) -> str:
-    """"tensorrt" where the manifest has plans for this GPU and TensorRT version and they run here, else
-    "onnxruntime"."""
-    return "tensorrt" if _plans_usable(manifest) else "onnxruntime"
+def pick_backend(manifest: Manifest) -> str:
+    """The most preferred backend whose engines the manifest has and that runs them here (else the first
+    built, whose loading then says why not)."""
+    usable = [b for b in BACKENDS if _usable(manifest, b)]
+    if usable:
+        return usable[-1]
+    built = [b for b in BACKENDS if manifest.files(backend=b, engines=True)]
+    return (built or list(BACKENDS))[0]  # loading it then says why it cannot run
 
 
 def load_chain(manifest: Manifest, folder: str | Path, backend: str, precision: str, threads: int = 1) -> StageChain:
-    """A StageChain (not yet activated) over the manifest's engines for ``backend`` and ``precision``.
-
-    ONNX Runtime engines are graphs optimised for the CPU that built them; on another CPU the chain
-    uses the portable artifacts of the same precision and flavour instead, optimised at load.
-    """
+    """A StageChain (not yet activated) over the manifest's engines for ``backend`` and ``precision``."""
     folder = Path(folder)
-    if backend not in BACKENDS:
-        raise PipelineError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    module = backend_module(backend)
     if precision not in PRECISIONS:
         raise PipelineError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     engines = manifest.files(backend=backend, precision=precision, engines=True)
@@ -97,18 +80,4 @@ def load_chain(manifest: Manifest, folder: str | Path, backend: str, precision: 
         raise PipelineError(f"{folder} has no {variant_key(backend, precision)} engines"
                             f"{' (' + why[0] + ')' if why else ''}; built here: {', '.join(built) or 'none'}. "
                             "Pick one of those, or rebuild with `make engines`")
-    if backend == "tensorrt":
-        from pipeline.backends.tensorrt import TensorRTChain, check_plan_device
-
-        check_plan_device(manifest.device, f"the plans in {folder}")
-        return TensorRTChain([folder / e.path for e in engines], precision)
-
-    from pipeline.backends.onnxruntime import OnnxRuntimeChain
-
-    here, built_on = host_device(), manifest.device
-    if (built_on.get("cpu"), built_on.get("machine")) != (here["cpu"], here["machine"]):
-        flavour = engines[0].flavour
-        portable = manifest.files(precision=precision, flavour=flavour)
-        if len(portable) == manifest.num_exits:
-            engines = portable
-    return OnnxRuntimeChain([folder / e.path for e in engines], manifest.stages, precision, threads)
+    return module.chain_from_engines(manifest, folder, engines, precision, threads)

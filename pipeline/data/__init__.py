@@ -6,24 +6,27 @@ applies, so every tool accepts the same data option.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from pipeline.data import cifar
+from pipeline.data.cache import default_cache_dir
 from pipeline.data.cifar import CIFAR10_MD5, CIFAR10_URL, download_cifar10, is_cifar10_archive, load_cifar10_archive
 from pipeline.data.imagefolder import IMAGE_EXTENSIONS, ProgressFn, load_imagefolder
 from pipeline.data.imageset import ImageSet
+from pipeline.data.options import DataOptions, add_data_options
 from pipeline.data.split import validation_split
 from pipeline.errors import PipelineError
 
 __all__ = [
+    "DataOptions",
     "CIFAR10_MD5",
     "CIFAR10_URL",
     "IMAGE_EXTENSIONS",
     "ImageSet",
+    "add_data_options",
     "default_cache_dir",
     "download_cifar10",
     "is_cifar10_archive",
@@ -34,11 +37,6 @@ __all__ = [
 ]
 
 SPLITS = ("train", "test")
-
-
-def default_cache_dir() -> Path:
-    """Where downloads and decoded images are kept: ``$ANYTIME_CACHE`` or ``~/.cache/anytime-pipeline``."""
-    return Path(os.environ.get("ANYTIME_CACHE") or Path.home() / ".cache" / "anytime-pipeline")
 
 
 def load_dataset(

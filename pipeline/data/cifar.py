@@ -23,7 +23,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from pipeline.data.files import atomic_write
+from pipeline.files import atomic_write
 from pipeline.data.imageset import ImageSet
 from pipeline.errors import PipelineError
 

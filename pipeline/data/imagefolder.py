@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.data.files import atomic_write
+from pipeline.files import atomic_write
 from pipeline.data.imageset import ImageSet
 from pipeline.errors import PipelineError
 

@@ -21,7 +21,7 @@ def validation_split(labels: np.ndarray, size: int = 5000, seed: int = 0) -> tup
     """
     labels = np.asarray(labels)  # (N,) integer class ids
     if labels.ndim != 1:
-        raise ValueError(f"labels must be a 1-D array, got shape {labels.shape}")
+        raise PipelineError(f"labels must be a 1-D array of class ids, got shape {labels.shape}")
     n = int(labels.shape[0])
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 0 < size < n:
         raise PipelineError(

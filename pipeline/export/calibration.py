@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from pipeline.errors import PipelineError
+from pipeline.files import atomic_write
 
 CACHE_VERSION = 1
 DEFAULT_IMAGES = 512
@@ -96,11 +96,8 @@ def calibration_inputs(fp32_paths: Sequence[str | Path], frames: np.ndarray, cac
     for k in range(1, k_stages):
         stages.append(_run_stage(fp32_paths[k - 1], stages[k - 1], batch))
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(cache.name + f".{os.getpid()}.tmp")
     arrays = {f"s{k}.{name}": arr for k, feeds in enumerate(stages, start=1) for name, arr in feeds.items()}
-    with open(tmp, "wb") as f:
-        np.savez(f, key=np.array(key), **arrays)
-    os.replace(tmp, cache)
+    atomic_write(cache, lambda f: np.savez(f, key=np.array(key), **arrays))
     prune_cache(cache.parent)
     return stages, cache, False
 

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from pipeline.errors import PipelineError
+
 # Per-channel statistics of CIFAR-10's training images, RGB order, on the 0..1 scale.
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
@@ -42,7 +44,7 @@ class Preprocess(nn.Module):
     def __init__(self, cfg: PreprocessConfig) -> None:
         super().__init__()
         if cfg.colour_order not in ("BGR", "RGB"):
-            raise ValueError(f"colour_order must be 'BGR' or 'RGB', got {cfg.colour_order!r}")
+            raise PipelineError(f"colour_order must be 'BGR' or 'RGB', got {cfg.colour_order!r}; fix the model config")
         mean = torch.tensor(cfg.mean, dtype=torch.float32)
         std = torch.tensor(cfg.std, dtype=torch.float32)
         if cfg.colour_order == "BGR":  # normalise in the frame's own order, then reorder to RGB

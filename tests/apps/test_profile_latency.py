@@ -13,7 +13,7 @@ import pytest
 
 from apps.profile_latency import main
 from pipeline.manifest import load_manifest, sha256_file
-from tests.test_profiling import PNG, tiny_build
+from tests.helpers import PNG, tiny_build
 
 ROOT = Path(__file__).resolve().parents[2]
 STAT_KEYS = {"mean_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms"}
@@ -66,11 +66,12 @@ def test_profile_writes_reports_and_updates_the_manifest(built, tmp_path, capsys
     assert set(manifest.latency) == set(manifest.thresholds) == {"onnxruntime/fp32", "onnxruntime/fp16",
                                                                  "onnxruntime/int8"}
     lat = manifest.latency["onnxruntime/fp32"]
-    assert [set(s) for s in lat["stages"]] == [STAT_KEYS] * 3 and lat["runs"] == 20 and lat["threads"] == 1
-    assert lat["cumulative_p50_ms"] == sorted(lat["cumulative_p50_ms"]) and lat["measured_at"] and lat["device"]["cpu"]
+    assert [set(s) for s in lat.stages] == [STAT_KEYS] * 3 and lat.runs == 20 and lat.threads == 1
+    assert lat.cumulative_p50_ms == sorted(lat.cumulative_p50_ms) and lat.measured_at and lat.device["cpu"]
     table = manifest.thresholds["onnxruntime/fp32"]
-    assert table["samples"] == 20  # calibrated on the validation split, although the curves are on test
-    assert {"default", "last-exit"} <= set(table["policies"]) and table["curve"] and table["aggregate"] == "mean"
+    assert table.samples == 20  # calibrated on the validation split, although the curves are on test
+    assert {"default", "last-exit"} <= set(table.policies) and table.curve and table.aggregate == "mean"
+    assert lat.providers == table.providers == manifest.device.backends["onnxruntime"]["providers"]
 
 
 def test_the_cascade_reads_what_the_profiler_wrote(built, tmp_path):
@@ -91,16 +92,16 @@ def test_the_cascade_reads_what_the_profiler_wrote(built, tmp_path):
     manifest = load_manifest(folder)
     assert set(manifest.latency) == {"onnxruntime/fp32", "onnxruntime/int8"}
     tables = [manifest.thresholds[k] for k in ("onnxruntime/fp32", "onnxruntime/int8")]
-    assert [(t["aggregate"], t["default_tolerance"], t["default_confidence"]) for t in tables] == [
+    assert [(t.aggregate, t.default_tolerance, t.default_confidence) for t in tables] == [
         ("mean", 0.3, 0.95), ("last", 0.5, 0.99)]
     with Cascade.from_folder(folder, backend="onnxruntime", precision="int8") as cascade:
         assert cascade.aggregate == "last"
 
 
 def test_without_torch_the_baseline_is_skipped_with_a_note(built, tmp_path, monkeypatch):
-    import pipeline.profiling
+    import pipeline.profiling.torch_baseline
 
-    monkeypatch.setattr(pipeline.profiling, "torch_available", lambda: False)
+    monkeypatch.setattr(pipeline.profiling.torch_baseline, "torch_available", lambda: False)
     folder = built.copy(tmp_path)
     out = tmp_path / "r"
     assert main(args(built, folder, out, "--precisions", "fp32", "--checkpoint", str(built.checkpoint))) == 0
@@ -151,7 +152,7 @@ def test_altered_engine_and_foreign_checkpoint(built, tmp_path, capsys):
     from pipeline.checkpoint import save_checkpoint
     from pipeline.models import create_model
     from tests.conftest import TINY
-    from tests.test_profiling import CLASSES
+    from tests.helpers import CLASSES
 
     torch.manual_seed(1)
     other = tmp_path / "other.pt"

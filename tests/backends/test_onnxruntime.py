@@ -61,7 +61,7 @@ def test_stages_must_run_in_order_on_the_right_frame(model_folder):
 
 def test_on_another_cpu_the_portable_artifacts_are_used(model_folder):
     m = load_manifest(model_folder)
-    m.device = {**m.device, "cpu": "some other CPU"}
+    m.device.cpu = "some other CPU"
     chain = load_chain(m, model_folder, "onnxruntime", "fp32")
     assert [p.parent.name for p in chain.paths] == ["onnx"] * 3
 
@@ -81,7 +81,7 @@ def test_backend_choice_here(model_folder):
     assert available_backends()[0] == "onnxruntime"
     m.engines.append(FileEntry(1, "fp32", "tensorrt/stage1.fp32.plan", "0" * 64, backend="tensorrt"))
     if "tensorrt" not in available_backends():
-        assert pick_backend(m, model_folder) == "onnxruntime"
+        assert pick_backend(m) == "onnxruntime"
 
 
 def test_importing_the_backends_needs_no_heavy_package():
@@ -89,3 +89,13 @@ def test_importing_the_backends_needs_no_heavy_package():
             "print(sorted(m for m in ('torch', 'tensorrt', 'pycuda', 'onnxruntime', 'cv2') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_recorded_execution_providers_are_used_and_checked(model_folder):
+    m = load_manifest(model_folder)
+    m.device.backends["onnxruntime"] = {"providers": ["CPUExecutionProvider"], "threads": 1}
+    assert load_chain(m, model_folder, "onnxruntime", "fp32").providers == ("CPUExecutionProvider",)
+    m.device.backends["onnxruntime"] = {"providers": ["NoSuchExecutionProvider", "CPUExecutionProvider"]}
+    with pytest.raises(PipelineError, match="built for the execution providers .*lacks NoSuchExecutionProvider.*"
+                                            "rebuild them here"):
+        load_chain(m, model_folder, "onnxruntime", "fp32")

@@ -13,12 +13,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from pipeline.backends import load_chain, tensorrt_unavailable_reason
+from pipeline.backends import load_chain, unavailable_reason
 from pipeline.errors import PipelineError
 from pipeline.manifest import FileEntry, load_manifest
 from tests.export.conftest import image_like
 
-REASON = tensorrt_unavailable_reason()
+REASON = unavailable_reason("tensorrt")
 needs_gpu = pytest.mark.skipif(REASON is not None, reason=f"TensorRT cannot run here: {REASON}")
 HERE = {"gpu": "NVIDIA H100", "compute_capability": "9.0", "tensorrt": "10.9.0"}
 
@@ -388,7 +388,7 @@ def test_plan_device_check(fake, monkeypatch):
 def test_plans_are_refused_where_tensorrt_cannot_run_or_for_another_device(model_folder, monkeypatch):
     m = load_manifest(model_folder)
     m.engines += [FileEntry(k, "fp32", f"tensorrt/stage{k}.fp32.plan", "0" * 64, backend="tensorrt") for k in (1, 2, 3)]
-    m.device = {**m.device, "gpu": "Orin", "compute_capability": "8.7", "tensorrt": "10.3.0"}
+    m.device.backends["tensorrt"] = {"gpu": "Orin", "compute_capability": "8.7", "tensorrt": "10.3.0"}
     import pipeline.backends.tensorrt.builder as builder
 
     if REASON is not None:
@@ -460,7 +460,7 @@ def test_chain_refuses_mismatched_maps_and_foreign_plans(fake, tmp_path):
 
 def test_profiler_reads_the_chains_cuda_event_times(fake, tmp_path):
     from pipeline.backends.tensorrt import TensorRTChain
-    from pipeline.profiling import profile_chain
+    from pipeline.profiling.timing import profile_chain
 
     fake("10.3.0")
     chain = TensorRTChain(three_plans(tmp_path), "fp32")

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from pipeline import names
 from tests.conftest import TINY
 
 
@@ -34,6 +35,19 @@ def torch_chain(model, frames: np.ndarray) -> list[np.ndarray]:
             outs.append(out[0].numpy())
             carried = out[1:]
     return outs
+
+
+def run_chain(paths, frames):
+    """Chain the stage graphs on ONNX Runtime, feeding each stage the previous one's outputs by name."""
+    import onnxruntime as ort
+
+    feeds, logits = {names.FRAME: frames}, []
+    for path in paths:
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        outs = sess.run(None, feeds)
+        logits.append(outs[0])
+        feeds = dict(zip([o.name for o in sess.get_outputs()][1:], outs[1:]))
+    return logits
 
 
 @pytest.fixture(scope="module")

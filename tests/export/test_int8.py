@@ -16,7 +16,7 @@ from pipeline.export.calibration import CalibrationReader, calibration_inputs, c
 from pipeline.export.int8 import (SHALLOW_REDUCTION, preprocessing_nodes, qdq_from_onnx,  # noqa: E402
                                   shallow_convolutions)
 from tests.export.conftest import image_like  # noqa: E402
-from tests.export.test_onnx_export import run_chain  # noqa: E402
+from tests.export.conftest import run_chain  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -10,18 +10,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from pipeline import names  # noqa: E402
 from pipeline.export.onnx_export import tensor_specs  # noqa: E402
-from tests.export.conftest import image_like, torch_chain  # noqa: E402
-
-
-def run_chain(paths, frames):
-    """Chain the stage graphs on ONNX Runtime, feeding each stage the previous one's outputs by name."""
-    feeds, logits = {names.FRAME: frames}, []
-    for path in paths:
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        outs = sess.run(None, feeds)
-        logits.append(outs[0])
-        feeds = dict(zip([o.name for o in sess.get_outputs()][1:], outs[1:]))
-    return logits
+from tests.export.conftest import image_like, run_chain, torch_chain  # noqa: E402
 
 
 def test_one_file_per_stage_named_by_the_names_module(exported):

@@ -7,7 +7,7 @@ present the saved graph is optimised only to the portable basic level (those pro
 their own kernels at load time), and sessions use them first.
 
 One intra-op thread is the default: for these small stages it is faster and much steadier than
-two (NOTES.md), and a per-frame deadline lives in the latency's tail.
+two, and a per-frame deadline lives in the latency's tail.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pipeline.errors import PipelineError
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
 
-def providers() -> list[str]:
+def available_providers() -> list[str]:
     """The execution providers to use here, best first: TensorRT, CUDA, then the CPU."""
     import onnxruntime as ort
 
@@ -52,9 +52,9 @@ def create_session(path: str | Path, threads: int = 1, *, optimize: str = "all",
 
     try:
         return ort.InferenceSession(str(path), session_options(threads, optimize=optimize),
-                                    providers=list(use_providers or providers()))
+                                    providers=list(use_providers or available_providers()))
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph/NotImplemented types
-        raise PipelineError(f"ONNX Runtime cannot load {Path(path).name}: {str(exc)[:400]}") from None
+        raise PipelineError(f"ONNX Runtime cannot load {Path(path).name}: {str(exc)[:400]}") from exc
 
 
 def computes_in_float32(engine: str | Path) -> bool:
@@ -78,12 +78,12 @@ def engine_from_onnx(src: str | Path, dst: str | Path, threads: int = 1) -> Path
 
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    gpu = any(p in GPU_PROVIDERS for p in providers())
+    gpu = any(p in GPU_PROVIDERS for p in available_providers())
     opts = session_options(threads, optimize="basic" if gpu else "all", save_to=dst)
     try:
         ort.InferenceSession(str(src), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:
-        raise PipelineError(f"ONNX Runtime cannot load {Path(src).name}: {str(exc)[:400]}") from None
+        raise PipelineError(f"ONNX Runtime cannot load {Path(src).name}: {str(exc)[:400]}") from exc
     if not dst.is_file():
         raise PipelineError(f"ONNX Runtime did not write the optimised graph {dst}")
     return dst

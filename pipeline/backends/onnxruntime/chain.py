@@ -15,6 +15,7 @@ import numpy as np
 
 from pipeline import names
 from pipeline.backends.base import StageChain
+from pipeline.backends.onnxruntime.builder import GPU_PROVIDERS, available_providers, create_session
 from pipeline.errors import PipelineError
 from pipeline.manifest import StageSpec
 
@@ -28,6 +29,7 @@ class OnnxRuntimeChain(StageChain):
 
     def __init__(self, paths: Sequence[str | Path], stages: Sequence[StageSpec], precision: str, threads: int = 1,
                  *, optimize: str = "all", use_providers: Sequence[str] | None = None) -> None:
+        """``use_providers``: the execution providers, best first (default: every one present here)."""
         if len(paths) != len(stages):
             raise PipelineError(f"{len(paths)} stage graphs for {len(stages)} stages in the manifest")
         self.paths = [Path(p) for p in paths]
@@ -35,28 +37,22 @@ class OnnxRuntimeChain(StageChain):
         self.precision = precision
         self.threads = threads
         self.optimize = optimize
-        self.use_providers = use_providers
-        self._active = False
-        self._done = 0
+        self.providers = tuple(use_providers or available_providers())
 
     @property
     def num_stages(self) -> int:
         return len(self.paths)
 
-    def activate(self) -> None:
-        if self._active:
-            return
+    def _activate(self) -> None:
         import onnxruntime as ort
 
-        from pipeline.backends.onnxruntime.builder import GPU_PROVIDERS, create_session, providers
-
-        chosen = list(self.use_providers or providers())
-        on_gpu = chosen[0] in GPU_PROVIDERS
-        self.sessions = [create_session(p, self.threads, optimize=self.optimize, use_providers=chosen)
+        on_gpu = self.providers[0] in GPU_PROVIDERS
+        self.sessions = [create_session(p, self.threads, optimize=self.optimize, use_providers=self.providers)
                          for p in self.paths]
         values: dict[str, Any] = {}  # tensor name -> OrtValue, shared between producer and consumer
         self._keep: list[np.ndarray] = []  # host arrays that CPU OrtValues share: keep them alive
-        self._bindings, self._logits = [], []
+        self._bindings: list[Any] = []
+        self._logits: list[np.ndarray] = []
 
         def host_value(shape: tuple[int, ...], dtype: str) -> tuple[np.ndarray, Any]:
             arr = np.zeros(shape, dtype=dtype)
@@ -89,27 +85,19 @@ class OnnxRuntimeChain(StageChain):
             self._bindings.append(binding)
         self._values = values
         self._on_gpu = on_gpu
-        self._active = True
 
-    def set_frame(self, frame: np.ndarray) -> None:
-        if frame.shape != self._frame.shape or frame.dtype != self._frame.dtype:
-            raise PipelineError(f"frame must be {self._frame.shape} {self._frame.dtype}, "
-                                f"got {frame.shape} {frame.dtype}")
+    def _frame_spec(self) -> tuple[tuple[int, ...], np.dtype]:
+        return self._frame.shape, self._frame.dtype
+
+    def _set_frame(self, frame: np.ndarray) -> None:
         if self._on_gpu:
             self._values[names.FRAME].update_inplace(np.ascontiguousarray(frame))
         else:
             np.copyto(self._frame, frame)
-        self._done = 0
 
-    def run(self, stage: int) -> np.ndarray:
-        if not 1 <= stage <= self._done + 1:
-            raise PipelineError(f"stage {stage} needs stage {stage - 1}'s maps for this frame; run the stages in order")
+    def _run(self, stage: int) -> np.ndarray:
         self.sessions[stage - 1].run_with_iobinding(self._bindings[stage - 1])
-        self._done = max(self._done, stage)
         return self._logits[stage - 1].copy()  # (1, classes) float32
 
-    def deactivate(self) -> None:
-        if not self._active:
-            return
+    def _deactivate(self) -> None:
         del self._bindings, self._values, self.sessions, self._keep, self._logits
-        self._active = False

@@ -1,15 +1,70 @@
-"""The TensorRT backend: ``engine_from_onnx`` (builder) and ``TensorRTChain`` (runner).
+"""The TensorRT backend: plans built from the ONNX artifacts (``engine_from_onnx``), run by ``TensorRTChain``.
 
-Nothing here imports tensorrt or pycuda at import time; the functions do, when called.
+Nothing here imports tensorrt or pycuda at import time; the functions do, when called. A plan
+runs only on the TensorRT version and GPU that built it: ``check_device`` refuses any other.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipeline.backends.base import EngineOptions
 from pipeline.backends.tensorrt.builder import (buildable_precisions, check_plan_device, engine_from_onnx,
                                                 gpu_info)
 from pipeline.backends.tensorrt.chain import TensorRTChain
+from pipeline.errors import PipelineError
 
+if TYPE_CHECKING:
+    from pipeline.manifest import FileEntry, Manifest
+
+NAME = "tensorrt"
+TITLE = "TensorRT"
 ENGINE_SUFFIX = ".plan"
+STOP_ON_BUILD_FAILURE = True  # a parse or build failure is the user's to fix
 
-__all__ = ["ENGINE_SUFFIX", "TensorRTChain", "buildable_precisions", "check_plan_device", "engine_from_onnx",
-           "gpu_info"]
+__all__ = ["ENGINE_SUFFIX", "TITLE", "NAME", "TensorRTChain", "artifact_flavour", "build_notes", "buildable_precisions",
+           "chain_from_engines", "check_device", "check_plan_device", "device_facts", "engine_from_artifact",
+           "engine_from_onnx", "gpu_info", "unavailable_reason"]
+
+
+@functools.lru_cache(maxsize=1)
+def unavailable_reason() -> str | None:
+    """Why TensorRT cannot run here (not installed, no pycuda, no GPU), or None where it can."""
+    for module in ("tensorrt", "pycuda"):
+        if importlib.util.find_spec(module) is None:
+            return f"the {module} package is not installed"
+    try:
+        gpu_info()
+    except PipelineError as exc:
+        return str(exc)
+    return None
+
+
+def artifact_flavour(precision: str) -> str:
+    return ""  # TensorRT's own scheme: symmetric int8 activations
+
+
+def engine_from_artifact(src: Path, dst: Path, precision: str, options: EngineOptions) -> Path:
+    return engine_from_onnx(src, dst, precision, workspace_mb=options.workspace_mb,
+                            timing_cache=options.timing_cache, dla_core=options.dla_core)
+
+
+def device_facts(threads: int) -> dict[str, Any]:
+    return gpu_info()
+
+
+def check_device(manifest: "Manifest", what: str = "these TensorRT plans") -> None:
+    check_plan_device(manifest.device.backends.get(NAME, {}), what)
+
+
+def chain_from_engines(manifest: "Manifest", folder: Path, engines: list["FileEntry"], precision: str,
+                       threads: int) -> TensorRTChain:
+    check_device(manifest, f"the plans in {folder}")
+    return TensorRTChain([folder / e.path for e in engines], precision)
+
+
+def build_notes(manifest: "Manifest", folder: Path, precision: str) -> str | None:
+    return None

@@ -24,10 +24,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pipeline.backends.base import DEFAULT_WORKSPACE_MB
 from pipeline.errors import PipelineError
 from pipeline.names import PRECISIONS
 
-DEFAULT_WORKSPACE_MB = 1024
 MAX_BATCH = 1  # every chain runs batch 1 (cascade, profiler, accuracy): a static profile, the best kernels for it
 MIN_VERSION = (8, 5)  # the name-based I/O API (set_tensor_address, execute_async_v3)
 

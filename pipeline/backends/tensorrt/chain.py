@@ -9,7 +9,8 @@ buffer and only each exit's logits come back, into pinned host memory, all on on
 
 CUDA context: the device's primary context, the one TensorRT's runtime uses, retained and pushed
 in ``activate`` (not ``pycuda.autoinit``, which creates a context of its own) and popped in
-``deactivate``. pycuda ties it to the activating thread: run the chain from that thread.
+``deactivate``. pycuda ties it to the activating thread: run the chain from that thread. The
+state checks (active, stages in order, the frame's shape) are the base class's.
 """
 
 from __future__ import annotations
@@ -30,9 +31,7 @@ class TensorRTChain(StageChain):
     def __init__(self, plans: Sequence[str | Path], precision: str) -> None:
         self.plans = [Path(p) for p in plans]
         self.precision = precision
-        self._active = False
         self._ctx: Any = None  # the primary context, retained once
-        self._done = 0  # stages run on the current frame
         self._clear()
 
     @property
@@ -49,12 +48,9 @@ class TensorRTChain(StageChain):
         self._frame: np.ndarray | None = None  # pinned (1, H, W, 3) uint8
         self._stream: Any = None
         self._runtime: Any = None
-        self._timed = 0  # the stage last_run_ms reports; 0: none yet
         self._frame_pending = False  # stage 1's start event was recorded before the frame's upload
 
-    def activate(self) -> None:
-        if self._active:
-            return
+    def _activate(self) -> None:
         from pipeline.backends.tensorrt.builder import _trt
 
         trt = _trt()
@@ -69,7 +65,6 @@ class TensorRTChain(StageChain):
         except BaseException:
             self._release()
             raise
-        self._active = True
 
     def _load(self, trt: Any, cuda: Any) -> None:
         self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
@@ -121,28 +116,21 @@ class TensorRTChain(StageChain):
                 self._frame = cuda.pagelocked_empty(shape, dtype)
         return self._device[name]
 
-    def set_frame(self, frame: np.ndarray) -> None:
+    def _frame_spec(self) -> tuple[tuple[int, ...], np.dtype]:
+        assert self._frame is not None  # set by _load, which an active chain has completed
+        return self._frame.shape, self._frame.dtype
+
+    def _set_frame(self, frame: np.ndarray) -> None:
         import pycuda.driver as cuda
 
-        if self._frame is None:
-            raise PipelineError("activate the chain before giving it frames")
-        if frame.shape != self._frame.shape or frame.dtype != self._frame.dtype:
-            raise PipelineError(f"frame must be {self._frame.shape} {self._frame.dtype}, "
-                                f"got {frame.shape} {frame.dtype}")
         np.copyto(self._frame, frame)  # after run()'s sync no upload reads it; a pending one is superseded
         self._events[0][0].record(self._stream)  # stage 1's time covers the upload, as the profiler counts it
         cuda.memcpy_htod_async(self._device[names.FRAME], self._frame, self._stream)
         self._frame_pending = True
-        self._done = 0
 
-    def run(self, stage: int) -> np.ndarray:
+    def _run(self, stage: int) -> np.ndarray:
         import pycuda.driver as cuda
 
-        if not self._active:
-            raise PipelineError("activate the chain before running it")
-        if not 1 <= stage <= min(self._done + 1, self.num_stages):
-            raise PipelineError(f"stage {stage} needs stage {stage - 1}'s maps for this frame (stages 1.."
-                                f"{self.num_stages}, in order, after set_frame)")
         start, end = self._events[stage - 1]
         if not (stage == 1 and self._frame_pending):
             start.record(self._stream)
@@ -153,21 +141,16 @@ class TensorRTChain(StageChain):
         cuda.memcpy_dtoh_async(host, self._device[names.logits_name(stage)], self._stream)
         end.record(self._stream)
         self._stream.synchronize()
-        self._done = max(self._done, stage)
-        self._timed = stage
         return np.array(host, dtype=np.float32)  # (1, classes): a copy, off the pinned buffer
 
-    def last_run_ms(self) -> float | None:
+    def _last_run_ms(self, stage: int) -> float | None:
         """Device time of the latest ``run`` (CUDA events): its stage, the logits' copy back and, for stage 1,
-        the frame's upload; None before any run."""
-        if not self._active or not self._timed:
-            return None
-        start, end = self._events[self._timed - 1]
+        the frame's upload."""
+        start, end = self._events[stage - 1]
         return float(end.time_since(start))  # both recorded and complete: run synchronised
 
-    def deactivate(self) -> None:
-        if self._active:
-            self._release()
+    def _deactivate(self) -> None:
+        self._release()
 
     def _release(self) -> None:
         """Free everything while the context is current (TensorRT objects before the memory they use), then pop."""
@@ -179,4 +162,3 @@ class TensorRTChain(StageChain):
             alloc.free()
         self._clear()
         self._ctx.pop()
-        self._active = False

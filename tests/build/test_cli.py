@@ -17,8 +17,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxsim")
 
-import pipeline.build as build  # noqa: E402
-from pipeline.backends import tensorrt_unavailable_reason  # noqa: E402
+import pipeline.build.accuracy as build_accuracy  # noqa: E402
+import pipeline.build.options as build_options  # noqa: E402
+from pipeline.build import main  # noqa: E402
+from pipeline.backends import unavailable_reason  # noqa: E402
 from pipeline.manifest import MANIFEST_NAME, load_manifest, sha256_file, variant_key  # noqa: E402
 from tests.conftest import TINY  # noqa: E402
 
@@ -52,7 +54,7 @@ def project(tmp_path_factory) -> SimpleNamespace:
                                        "--calib-dir", str(p.calib), "--cache-dir", str(p.cache),
                                        "--calib-images", "8", *extra]
     threads = torch.get_num_threads()
-    assert build.main(p.args("--test-split")) == 0
+    assert main(p.args("--test-split")) == 0
     assert torch.get_num_threads() == threads  # the build's one-thread setting does not leak
     p.folder = p.out / "msdnet_cifar"
     return p
@@ -61,7 +63,7 @@ def project(tmp_path_factory) -> SimpleNamespace:
 def fails(argv, capsys, match: str) -> str:
     """Run the CLI, expect exit 2 and an ``error: ...`` line without traceback matching ``match``."""
     with pytest.raises(SystemExit) as info:
-        build.main(argv)
+        main(argv)
     err = capsys.readouterr().err
     assert info.value.code == 2, err
     assert err.startswith("error: ") and "Traceback" not in err
@@ -73,7 +75,7 @@ def test_manifest_describes_the_build(project):
     m = load_manifest(project.folder)  # verifies every file's sha256
     assert m.model["name"] == "msdnet_cifar" and m.model["checkpoint_sha256"] == sha256_file(project.ckpt)
     assert m.model["split"] == {"seed": 0, "size": 6, "source": "generated"}
-    assert m.classes == list(CLASSES) and m.input["shape"] == ["N", 32, 32, 3] and m.input["dtype"] == "uint8"
+    assert m.classes == list(CLASSES) and m.input.shape == ["N", 32, 32, 3] and m.input.dtype == "uint8"
     assert [s.index for s in m.stages] == [1, 2, 3]
     assert [s.inputs[0].name for s in m.stages] == ["frame", "stage1_map0", "stage2_map0"]
     assert all(a.flops < b.flops and a.params < b.params for a, b in zip(m.stages, m.stages[1:]))
@@ -89,10 +91,10 @@ def test_manifest_describes_the_build(project):
             acc = m.accuracy[split][variant_key("onnxruntime", precision)]
             assert len(acc) == 3 and all(0 <= a <= 100 for a in acc)
     assert {"torch", "onnx", "onnxsim", "onnxruntime"} <= set(m.tools)
-    assert m.device["cpu"] and m.device["onnxruntime_threads"] == 1
+    assert m.device.cpu and m.device.backends["onnxruntime"]["threads"] == 1
     assert m.calibration["method"] == "entropy" and m.calibration["images"] == 8
     assert m.latency == {} and m.thresholds == {}
-    if tensorrt_unavailable_reason() is not None:
+    if unavailable_reason("tensorrt") is not None:
         assert not m.files(backend="tensorrt", engines=True)
     assert not list(project.out.glob(".*tmp*")), "no temp folder is left behind"
 
@@ -100,7 +102,7 @@ def test_manifest_describes_the_build(project):
 def test_rerun_with_nothing_changed_is_up_to_date(project, capsys):
     before = (project.folder / MANIFEST_NAME).read_bytes()
     t0 = time.time()
-    assert build.main(project.args("--test-split")) == 0
+    assert main(project.args("--test-split")) == 0
     assert time.time() - t0 < 5
     assert "up to date" in capsys.readouterr().out
     assert (project.folder / MANIFEST_NAME).read_bytes() == before
@@ -112,9 +114,9 @@ def test_interrupted_rebuild_leaves_the_old_folder_intact(project, capsys, monke
     def interrupt(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(build, "_measure_accuracy", interrupt)
+    monkeypatch.setattr(build_accuracy, "measure_accuracy", interrupt)
     with pytest.raises(SystemExit) as info:
-        build.main(project.args("--test-split", "--force"))
+        main(project.args("--test-split", "--force"))
     assert info.value.code == 130
     assert "cache reused" in capsys.readouterr().out  # the calibration tensors came from calib/
     after = {p: p.read_bytes() for p in project.folder.rglob("*") if p.is_file()}
@@ -126,13 +128,13 @@ def test_interrupted_rebuild_leaves_the_old_folder_intact(project, capsys, monke
 def test_without_torch_the_artifacts_are_compiled_without_export(project, tmp_path, monkeypatch, capsys):
     out = tmp_path / "engines"
     shutil.copytree(project.out, out)
-    monkeypatch.setattr(build, "_can_export", lambda: False)
-    assert build.main(project.args(out=out)) == 0
+    monkeypatch.setattr(build_options, "can_export", lambda: False)
+    assert main(project.args(out=out)) == 0
     assert "no export here" in capsys.readouterr().out
     m, ref = load_manifest(out / "msdnet_cifar"), load_manifest(project.folder)
     assert [a.sha256 for a in m.artifacts] == [a.sha256 for a in ref.artifacts]
     assert m.accuracy["validation"] == ref.accuracy["validation"]
-    assert build.main(project.args(out=out)) == 0
+    assert main(project.args(out=out)) == 0
     assert "up to date" in capsys.readouterr().out
 
 
@@ -143,9 +145,10 @@ class Block(importlib.abc.MetaPathFinder):
         if name.split(".")[0] in ("torch", "onnxsim", "onnxconverter_common"):
             raise ImportError(f"{name} is blocked: this is a device without torch")
 sys.meta_path.insert(0, Block())
-import pipeline.build as build
-build._can_export = lambda: False  # find_spec would report the blocked packages as present
-sys.exit(build.main(sys.argv[1:]))
+import pipeline.build.options as options
+options.can_export = lambda: False  # find_spec would report the blocked packages as present
+from pipeline.build import main
+sys.exit(main(sys.argv[1:]))
 """
 
 
@@ -168,12 +171,12 @@ def test_option_errors_are_rejected_before_any_work(project, tmp_path, capsys, m
     fails(project.args("--calib-images", "0", out=out), capsys, "--calib-images must be at least 1")
     fails(project.args("--calib-method", "mse", out=out), capsys, "--calib-method must be one of entropy")
     fails(project.args("--threads", "0", out=out), capsys, "--threads must be at least 1")
-    if tensorrt_unavailable_reason() is not None:
+    if unavailable_reason("tensorrt") is not None:
         fails(project.args("--backend", "tensorrt", out=out), capsys, "TensorRT cannot run here")
     import pipeline.backends as backends
 
-    monkeypatch.setattr(backends, "tensorrt_unavailable_reason", lambda: None)
-    monkeypatch.setattr(build, "_buildable", lambda backend: {"fp32"})
+    monkeypatch.setattr(backends, "unavailable_reason", lambda name: None)
+    monkeypatch.setattr(build_options, "buildable", lambda backend: {"fp32"})
     fails(project.args("--backend", "tensorrt", "--precisions", "fp32,fp16", out=out), capsys,
           "tensorrt cannot build fp16 on this device")
     fails(project.args("--backend", "tensorrt", "--dla-core", "0", "--precisions", "fp32,int8", out=out), capsys,
@@ -211,30 +214,3 @@ def test_cli_exits_2_without_traceback():
     proc = subprocess.run([sys.executable, "-m", "pipeline.build", "--precisions", "int4"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.startswith("error: --precisions") and "Traceback" not in proc.stderr
-
-
-def _dead_pid() -> int:
-    import os
-
-    pid = 4_000_000
-    while True:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return pid
-        except PermissionError:
-            pass
-        pid -= 1
-
-
-def test_leftovers_of_a_killed_build_are_cleaned_or_restored(tmp_path):
-    import os
-
-    dead = _dead_pid()
-    (tmp_path / f".m.tmp-{dead}").mkdir()  # unfinished build: removed
-    (tmp_path / f".gone.old-{dead}").mkdir()  # set aside, swap never finished: put back
-    (tmp_path / "kept").mkdir()
-    (tmp_path / f".kept.old-{dead}").mkdir()  # set aside, swap finished: removed
-    (tmp_path / f".live.tmp-{os.getpid()}").mkdir()  # a running build: left alone
-    build._remove_stale_temps(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["gone", "kept", f".live.tmp-{os.getpid()}"])

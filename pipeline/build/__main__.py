@@ -1,0 +1,7 @@
+"""``python -m pipeline.build``: see ``pipeline.build.cli``."""
+
+import sys
+
+from pipeline.build.cli import main
+
+sys.exit(main())

@@ -1,0 +1,146 @@
+"""`make engines`: a checkpoint in; per-stage ONNX artifacts, engines for this machine and a manifest out.
+
+    python -m pipeline.build --checkpoint models/msdnet_cifar10.pt --data DATA --out engines \
+        [--precisions fp32,fp16,int8] [--backend auto|onnxruntime|tensorrt] [--calib-images 512] \
+        [--calib-method entropy|percentile|minmax] [--threads 1] [--test-split] [--compile-only]
+
+Steps: export and simplify each stage (FP32) -> FP16 graphs -> INT8 Q/DQ graphs calibrated on
+training images -> engines for every backend usable here -> per-exit accuracy of every variant on
+the checkpoint's validation split -> ``<out>/<model>/manifest.json``, written into a temporary
+folder renamed into place when complete. Without torch (a Jetson), the portable ONNX artifacts
+already in the folder (or in --artifacts) are compiled for this machine, without exporting again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pipeline import names
+from pipeline.backends import BACKENDS, EngineOptions, backend_device_facts
+from pipeline.backends.base import DEFAULT_WORKSPACE_MB
+from pipeline.build import accuracy, engines, export, folder, options, source
+from pipeline.build.export import log
+from pipeline.build.options import BuildOptions, BuildTargets
+from pipeline.build.source import Source
+from pipeline.data.options import DataOptions, add_data_options
+from pipeline.data.splits import load_checked, redraw_validation
+from pipeline.device import host_facts
+from pipeline.errors import cli_main
+from pipeline.export.calibration import DEFAULT_IMAGES
+from pipeline.manifest import DeviceInfo, InputSpec, Manifest, variant_key, write_manifest
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m pipeline.build", description=__doc__.split("\n")[0])
+    ap.add_argument("--checkpoint", type=Path, help="trained checkpoint (.pt); optional with --compile-only")
+    ap.add_argument("--model", default="", help="expected registered model (default: the checkpoint's)")
+    ap.add_argument("--name", default="", help="model folder under --out (default: the model's name)")
+    ap.add_argument("--out", type=Path, default=Path("engines"), help="engines root folder")
+    ap.add_argument("--precisions", default="fp32,fp16,int8", help="comma-separated: fp32, fp16, int8")
+    ap.add_argument("--backend", default=options.AUTO, help=f"auto (every usable one) or one of {', '.join(BACKENDS)}")
+    add_data_options(ap, "training and validation images")
+    ap.add_argument("--calib-dir", type=Path, default=Path("calib"), help="calibration tensor cache")
+    ap.add_argument("--calib-images", type=int, default=DEFAULT_IMAGES,
+                    help="INT8 calibration images from the training split (never validation or test)")
+    ap.add_argument("--calib-method", default="entropy", help="entropy, percentile or minmax")
+    ap.add_argument("--calib-seed", type=int, default=0, help="seed that draws the calibration images")
+    ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads of the engines")
+    ap.add_argument("--test-split", action="store_true",
+                    help="also measure accuracy on the test split (final reporting only)")
+    ap.add_argument("--skip-accuracy", action="store_true", help="do not measure accuracy (no data needed)")
+    ap.add_argument("--compile-only", action="store_true", help="compile the artifacts already built; no export")
+    ap.add_argument("--artifacts", type=Path, default=None, help="with --compile-only: folder holding the artifacts")
+    ap.add_argument("--workspace-mb", type=int, default=DEFAULT_WORKSPACE_MB, help="TensorRT builder workspace")
+    ap.add_argument("--dla-core", type=int, default=None, help="TensorRT: build for this DLA core, GPU fallback")
+    ap.add_argument("--force", action="store_true", help="rebuild even if the folder is up to date")
+    return ap
+
+
+def options_from_args(args: argparse.Namespace) -> BuildOptions:
+    return BuildOptions(
+        checkpoint=args.checkpoint, out=args.out, data=DataOptions.from_args(args), model=args.model,
+        name=args.name, precisions=args.precisions, backend=args.backend, calib_dir=args.calib_dir,
+        calib_images=args.calib_images, calib_method=args.calib_method, calib_seed=args.calib_seed,
+        test_split=args.test_split, skip_accuracy=args.skip_accuracy, compile_only=args.compile_only,
+        artifacts=args.artifacts, force=args.force,
+        engine=EngineOptions(threads=args.threads, workspace_mb=args.workspace_mb, dla_core=args.dla_core))
+
+
+def _start_manifest(tmp: Path, src: Source, opts: BuildOptions) -> tuple[Manifest, tuple[Any, dict[str, Any]] | None]:
+    """The manifest's model description: from the artifacts (compile-only, copied into ``tmp``) or the checkpoint."""
+    if src.manifest is not None:
+        m = src.manifest
+        assert src.folder is not None
+        for a in m.artifacts:
+            (tmp / a.path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src.folder / a.path, tmp / a.path)
+        log(f"compiling the artifacts of {src.folder} (no export here)")
+        return Manifest(model=m.model, classes=m.classes, input=m.input, stages=m.stages,
+                        artifacts=list(m.artifacts), calibration=m.calibration), None
+    model, ckpt = export.load_checkpoint(opts)
+    p = model.cfg.preprocess
+    manifest = Manifest(
+        model={"name": ckpt["model"], "config": ckpt["config"], "checkpoint_sha256": src.checkpoint_sha256,
+               "split": ckpt["split"]},
+        classes=list(ckpt["classes"]), stages=[],
+        input=InputSpec(names.FRAME, ["N", p.height, p.width, 3], "uint8", p.colour_order, list(p.mean), list(p.std)))
+    return manifest, (model, ckpt)
+
+
+def build_into(tmp: Path, src: Source, targets: BuildTargets, opts: BuildOptions, device: DeviceInfo) -> Manifest:
+    """Every step of the build, writing only inside ``tmp``; returns the final manifest (also written there)."""
+    manifest, exported_from = _start_manifest(tmp, src, opts)
+    size, data = manifest.input.size, opts.data
+    need_train = not opts.skip_accuracy or (exported_from is not None and "int8" in targets.precisions)
+    train = load_checked(data.source, "train", data.cache_dir, size, manifest.classes) if need_train else None
+    if exported_from is not None:
+        model, ckpt = exported_from
+        manifest.artifacts, manifest.stages, manifest.calibration = export.export_artifacts(
+            model, tmp, targets, opts, src.checkpoint_sha256, ckpt, train)
+    manifest.unsupported = list(targets.unsupported)
+    manifest.tools, manifest.device = source.tool_versions(), DeviceInfo.from_dict(device.to_dict())
+    engines.compile_all(manifest, tmp, targets, opts)
+    write_manifest(tmp, manifest)
+    if not opts.skip_accuracy:
+        assert train is not None
+        splits = {"validation": redraw_validation(train, manifest.model["split"])}
+        if opts.test_split:  # final reporting only: nothing is chosen from these numbers
+            test = load_checked(data.source, "test", data.cache_dir, size, manifest.classes)
+            splits["test"] = (test.images, test.labels)
+        accuracy.measure_accuracy(manifest, tmp, opts.engine.threads, splits)
+    write_manifest(tmp, manifest)
+    return manifest
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    opts = options_from_args(build_parser().parse_args(argv))
+    targets = options.check_options(opts)
+    started = time.time()
+    src = source.resolve_source(opts, targets)
+    device = DeviceInfo(**host_facts(), backends=backend_device_facts(targets.backends, opts.engine.threads))
+
+    # Up to date? Decided from hashes and versions only: no torch, no data loading.
+    key = source.build_key(opts, targets, src, device)
+    previous = folder.previous_build(opts.out, src.name, src.identity)
+    if previous is not None and not opts.force and folder.up_to_date(previous, key):
+        log(f"{previous}: up to date ({time.time() - started:.1f} s)")
+        return 0
+
+    with folder.temporary_folder(opts.out, src.name) as tmp:
+        with export.one_torch_thread(src.manifest is None):
+            manifest = build_into(tmp, src, targets, opts, device)
+        name = src.name or manifest.model["name"]
+        folder.swap_into_place(tmp, opts.out / name, key)
+    built = sorted({variant_key(e.backend, e.precision) for e in manifest.engines})
+    log(f"built {opts.out / name} in {time.time() - started:.1f} s: {', '.join(built)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

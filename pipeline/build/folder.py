@@ -1,0 +1,101 @@
+"""The build's folder transaction: a temporary folder next to the destination, renamed into place when complete.
+
+An interrupted build leaves the previous folder as it was; the leftovers of a build that died are
+cleaned up (or the previous folder put back) by the next one. ``build.json`` beside the manifest
+records the build key, so a rerun with nothing changed stops at "up to date".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Iterator
+
+from pipeline.errors import PipelineError
+from pipeline.files import atomic_write_text
+from pipeline.manifest import load_manifest
+
+BUILD_INFO = "build.json"  # next to the manifest: what the folder was built from, for "up to date"
+
+
+def remove_stale_temps(out: Path) -> None:
+    """Clean up after builds that died (their process is gone); a running build's folders are left alone.
+
+    ``.<name>.tmp-<pid>`` is an unfinished build: deleted. ``.<name>.old-<pid>`` is a previous build
+    set aside for the swap: put back if the swap never completed, deleted otherwise.
+    """
+    for path in out.glob(".*-*"):
+        stem, _, pid = path.name.rpartition("-")
+        try:
+            os.kill(int(pid), 0)
+            continue  # still running
+        except ValueError:
+            continue  # not one of ours
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        if stem.endswith(".old") and not (out / stem[1:-4]).exists():
+            os.rename(path, out / stem[1:-4])
+        elif stem.endswith((".tmp", ".old")):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def temporary_folder(out: Path, name: str) -> Iterator[Path]:
+    """A fresh ``out/.<name>.tmp-<pid>``, removed on the way out whatever happened (swapped or not)."""
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out)
+    tmp = out / f".{name or 'build'}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def swap_into_place(tmp: Path, dest: Path, key: dict[str, Any]) -> None:
+    """Record ``key``, verify what the runtime will check, then rename ``tmp`` to ``dest``; the previous
+    ``dest`` is kept until the rename succeeded."""
+    atomic_write_text(tmp / BUILD_INFO, json.dumps(key, indent=2) + "\n")
+    load_manifest(tmp, verify=True)  # checked before it is in place
+    old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+    if dest.exists():
+        os.rename(dest, old)
+    try:
+        os.rename(tmp, dest)
+    except OSError:
+        if old.exists():
+            os.rename(old, dest)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def previous_build(out: Path, name: str, identity: dict[str, Any]) -> Path | None:
+    """The model folder an earlier build of the same source wrote: ``out/name``, or found by its build info."""
+    if name:
+        return out / name
+    for info in sorted(out.glob(f"*/{BUILD_INFO}")):
+        try:
+            if json.loads(info.read_text()).get("source") == identity:
+                return info.parent
+        except (OSError, ValueError, AttributeError):
+            continue
+    return None
+
+
+def up_to_date(dest: Path, key: dict[str, Any]) -> bool:
+    info = dest / BUILD_INFO
+    if not info.is_file():
+        return False
+    try:
+        if json.loads(info.read_text()) != key:
+            return False
+        load_manifest(dest, verify=True)
+    except (OSError, ValueError, PipelineError):
+        return False
+    return True

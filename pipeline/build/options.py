@@ -1,0 +1,112 @@
+"""The build's options, frozen, and what they ask for (``BuildTargets``), checked before any work starts."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline import names
+from pipeline.backends.base import EngineOptions
+from pipeline.data.options import DataOptions
+from pipeline.errors import PipelineError
+from pipeline.export.calibration import DEFAULT_IMAGES
+
+AUTO = "auto"  # every backend that can run here
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Everything the command line says, as typed values (``precisions`` and ``backend`` still as given)."""
+
+    checkpoint: Path | None
+    out: Path
+    data: DataOptions
+    model: str = ""  # expected registered model ("": the checkpoint's)
+    name: str = ""  # model folder under ``out`` ("": the model's name)
+    precisions: str = "fp32,fp16,int8"
+    backend: str = AUTO
+    calib_dir: Path = Path("calib")
+    calib_images: int = DEFAULT_IMAGES
+    calib_method: str = "entropy"
+    calib_seed: int = 0
+    test_split: bool = False
+    skip_accuracy: bool = False
+    compile_only: bool = False
+    artifacts: Path | None = None  # with compile_only: the folder holding the artifacts
+    engine: EngineOptions = field(default_factory=EngineOptions)
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class BuildTargets:
+    """What the build makes: decided from the options and this machine, before any work."""
+
+    precisions: list[str]
+    backends: list[str]
+    compile_only: bool
+    unsupported: list[dict[str, str]] = field(default_factory=list)  # {"backend", "precision", "reason"}
+
+
+def can_export() -> bool:
+    """Whether this machine has what export needs (torch, onnx-simplifier, the FP16 converter)."""
+    return all(importlib.util.find_spec(m) is not None for m in ("torch", "onnxsim", "onnxconverter_common"))
+
+
+def buildable(backend: str) -> set[str]:
+    from pipeline.backends import backend_module
+
+    return backend_module(backend).buildable_precisions()
+
+
+def _backends(opts: BuildOptions) -> list[str]:
+    from pipeline.backends import BACKENDS, available_backends, backend_module, unavailable_reason
+
+    choices = (AUTO, *BACKENDS)
+    if opts.backend not in choices:
+        raise PipelineError(f"--backend must be one of {', '.join(choices)}, got {opts.backend!r}")
+    if opts.backend == AUTO:
+        return available_backends()
+    reason = unavailable_reason(opts.backend)
+    if reason:
+        raise PipelineError(f"--backend {opts.backend}, but {backend_module(opts.backend).TITLE} cannot run "
+                            f"here: {reason}. Use --backend auto or another backend")
+    return [opts.backend]
+
+
+def check_options(opts: BuildOptions) -> BuildTargets:
+    """Reject bad values and impossible combinations before anything is loaded or written."""
+    from pipeline.export.int8 import METHODS
+
+    precisions = list(dict.fromkeys(p.strip() for p in opts.precisions.split(",") if p.strip()))
+    unknown = [p for p in precisions if p not in names.PRECISIONS]
+    if unknown or not precisions:
+        raise PipelineError(f"--precisions must list some of {', '.join(names.PRECISIONS)}, got {opts.precisions!r}")
+    if opts.calib_method not in METHODS:
+        raise PipelineError(f"--calib-method must be one of {', '.join(METHODS)}, got {opts.calib_method!r}")
+    if "int8" in precisions and opts.calib_images < 1:
+        raise PipelineError(f"--calib-images must be at least 1 for INT8, got {opts.calib_images}")
+    for opt, value in (("threads", opts.engine.threads), ("workspace-mb", opts.engine.workspace_mb)):
+        if value < 1:
+            raise PipelineError(f"--{opt} must be at least 1, got {value}")
+    backends = _backends(opts)
+    dla = opts.engine.dla_core
+    if dla is not None and (dla < 0 or "tensorrt" not in backends):
+        raise PipelineError("--dla-core needs a non-negative core number and the TensorRT backend")
+    if dla is not None and set(precisions) != {"fp16"}:
+        raise PipelineError(f"--dla-core builds FP16 plans only (DLA runs FP16, and INT8 only through implicit "
+                            f"quantization, which these Q/DQ artifacts are not); got --precisions "
+                            f"{','.join(precisions)}: pass --precisions fp16")
+    compile_only = opts.compile_only or not can_export()
+    if not compile_only and opts.checkpoint is None:
+        raise PipelineError("--checkpoint is required to export; pass it, or --compile-only to compile "
+                            "existing artifacts")
+    unsupported = []
+    for backend in backends:
+        missing = [p for p in precisions if p not in buildable(backend)]
+        if missing and opts.backend == backend:
+            raise PipelineError(f"{backend} cannot build {', '.join(missing)} on this device; "
+                                f"drop it from --precisions or use another --backend")
+        unsupported += [{"backend": backend, "precision": p, "reason": f"{backend} on this device has no "
+                         f"fast {p} kernels"} for p in missing]
+    return BuildTargets(precisions, backends, compile_only, unsupported)

@@ -1,0 +1,157 @@
+"""Facts about the machine at hand: the CPU, package versions, on a Jetson its power mode and clocks.
+
+The build records what engines are tied to (``host_facts`` plus each backend's own facts); the
+profiler records what latencies were measured on (``device_facts``), with warnings for what makes
+them less trustworthy (unlocked clocks). Standard library only.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import re
+import subprocess
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+_GPU_DEVFREQ = re.compile(r"gpu|gv11b|ga10b|gp10b|gm20b|gk20a|gb10b", re.IGNORECASE)
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def host_facts() -> dict[str, Any]:
+    """The CPU an engine optimised for this machine (an ONNX Runtime graph) is tied to."""
+    return {"cpu": cpu_name(), "machine": platform.machine(), "cpu_count": os.cpu_count()}
+
+
+def package_version(*dists: str) -> str | None:
+    """The installed version of the first of ``dists`` present (e.g. "onnxruntime", "onnxruntime-gpu")."""
+    for dist in dists:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip().strip("\x00")
+    except OSError:
+        return None
+
+
+def _freq_lock(folder: Path, low: str, high: str) -> dict[str, Any] | None:
+    lo, hi = _read(folder / low), _read(folder / high)
+    if lo is None or hi is None:
+        return None
+    return {"min": lo, "max": hi, "locked": lo == hi}
+
+
+def _nvpmodel(run: Callable[..., Any]) -> dict[str, Any]:
+    """``nvpmodel -q``: "NV Power Mode: MAXN" then the mode number."""
+    try:
+        proc = run(["nvpmodel", "-q"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return {"error": f"nvpmodel -q failed: {exc}"}
+    text = f"{proc.stdout or ''}\n{proc.stderr or ''}"
+    name = re.search(r"Power Mode:\s*(\S.*)", text)
+    number = re.findall(r"^\s*(\d+)\s*$", proc.stdout or "", re.MULTILINE)
+    if not name:
+        return {"error": f"nvpmodel -q gave no power mode (exit {proc.returncode}): {text.strip()[:200]}"}
+    return {"power_mode": name.group(1).strip(), "power_mode_id": int(number[-1]) if number else None}
+
+
+def _clock_locks(root: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Per CPU and per GPU devfreq device: {"min", "max", "locked"}."""
+    cpus = {}
+    for cpufreq in sorted((root / "sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq")):
+        lock = _freq_lock(cpufreq, "scaling_min_freq", "scaling_max_freq")
+        if lock is not None:
+            cpus[cpufreq.parent.name] = lock
+    gpus = {}
+    for dev in sorted((root / "sys/class/devfreq").glob("*")):
+        if _GPU_DEVFREQ.search(dev.name):
+            lock = _freq_lock(dev, "min_freq", "max_freq")
+            if lock is not None:
+                gpus[dev.name] = lock
+    return cpus, gpus
+
+
+def jetson_facts(root: str | Path = "/", run: Callable[..., Any] = subprocess.run) -> dict[str, Any] | None:
+    """On a Jetson (``/etc/nv_tegra_release``): L4T release, board, power mode and clock locks; else None.
+
+    Clocks are locked when each CPU's scaling_min_freq equals its scaling_max_freq and the GPU
+    devfreq's min_freq equals its max_freq (what ``jetson_clocks`` sets). ``warnings`` says when not.
+    """
+    root = Path(root)
+    release = _read(root / "etc/nv_tegra_release")
+    if release is None:
+        return None
+    facts: dict[str, Any] = {"l4t": release.splitlines()[0] if release else "",
+                             "board": _read(root / "proc/device-tree/model")}
+    facts.update(_nvpmodel(run))
+    cpus, gpus = _clock_locks(root)
+    facts["cpu_clocks"], facts["gpu_clocks"] = cpus, gpus
+    warnings = []
+    unlocked = [f"{c} ({v['min']} < {v['max']} kHz)" for c, v in cpus.items() if not v["locked"]]
+    if not cpus:
+        warnings.append("could not read the CPU clock limits (cpufreq); cannot tell whether clocks are locked")
+    elif unlocked:
+        warnings.append(f"CPU clocks are not locked: {', '.join(unlocked[:4])}{' ...' if len(unlocked) > 4 else ''}; "
+                        "latencies will follow the governor: run `sudo jetson_clocks` before profiling")
+    if not gpus:
+        warnings.append("could not find the GPU's devfreq limits; cannot tell whether its clock is locked")
+    for name, v in gpus.items():
+        if not v["locked"]:
+            warnings.append(f"GPU clock {name} is not locked ({v['min']} < {v['max']} Hz): run `sudo jetson_clocks` "
+                            "before profiling")
+    if "error" in facts:
+        warnings.append(facts["error"])
+    facts["warnings"] = warnings
+    return facts
+
+
+def device_facts(backends: Sequence[str] = ("onnxruntime",), threads: int = 1, root: str | Path = "/",
+                 run: Callable[..., Any] = subprocess.run) -> dict[str, Any]:
+    """What latencies were measured on; ``warnings`` lists what makes them less trustworthy."""
+    from pipeline.backends import backend_module
+
+    facts: dict[str, Any] = {
+        **host_facts(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "threads": threads, "python": platform.python_version(),
+        "onnxruntime": package_version("onnxruntime", "onnxruntime-gpu"), "tensorrt": package_version("tensorrt"),
+    }
+    for name in backends:
+        facts.update(backend_module(name).device_facts(threads))
+    warnings: list[str] = []
+    jetson = jetson_facts(root, run)
+    if jetson is not None:
+        warnings += jetson.pop("warnings")
+        facts["jetson"] = jetson
+    facts["warnings"] = warnings
+    return facts
+
+
+def describe_device(facts: dict[str, Any]) -> str:
+    """One line: "CPU AMD EPYC ... (2 usable cores), 1 thread; GPU ...; ONNX Runtime 1.x; TensorRT 10.x"."""
+    parts = [f"CPU {facts.get('cpu')} ({facts.get('cpus_usable')} usable cores), {facts.get('threads')} thread(s)"]
+    if facts.get("gpu"):
+        parts.append(f"GPU {facts['gpu']} (compute {facts.get('compute_capability')})")
+    jetson = facts.get("jetson")
+    if jetson:
+        parts.append(f"{jetson.get('board') or 'Jetson'}, {jetson.get('l4t')}, power mode "
+                     f"{jetson.get('power_mode', '?')}")
+    parts.append(f"ONNX Runtime {facts.get('onnxruntime') or 'not installed'}")
+    parts.append(f"TensorRT {facts.get('tensorrt') or 'not installed'}")
+    return "; ".join(parts)
