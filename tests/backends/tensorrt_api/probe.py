@@ -11,6 +11,7 @@ source first (:data:`PLANTS`), to show that the checks catch it.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 import re
@@ -47,15 +48,18 @@ def sources(plant: str | None) -> tuple[dict[Path, str], int | None]:
 
 
 def install_planted(texts: dict[Path, str]) -> None:
-    """Import planted files under their own module names, before the package imports the originals."""
+    """Run planted files in their modules' namespaces, and rebind what other modules imported from them."""
     for path, text in texts.items():
         if text == path.read_text():
             continue
         name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
-        module = types.ModuleType(name)
-        module.__file__, module.__package__ = str(path), name.rpartition(".")[0]
-        sys.modules[name] = module
+        module = importlib.import_module(name)
+        old = dict(vars(module))
         exec(compile(text, str(path), "exec"), module.__dict__)
+        for other in [m for n, m in list(sys.modules.items()) if n.startswith("pipeline") and m is not None]:
+            for attr, value in list(vars(other).items()):
+                if any(value is v for v in old.values()) and getattr(value, "__module__", "") == name:
+                    setattr(other, attr, vars(module)[getattr(value, "__name__", attr)])
 
 
 def static(trt: Any, texts: dict[Path, str]) -> dict[str, Any]:
