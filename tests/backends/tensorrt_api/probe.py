@@ -12,6 +12,7 @@ source first (:data:`PLANTS`), to show that the checks catch it.
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import inspect
 import json
 import re
@@ -192,6 +193,21 @@ def _arity(ours: Any, real: Any, what: str) -> list[str]:
     return [f"fake {what} takes {len(params)} arguments; the real one: {' or '.join(map(str, sigs))}"]
 
 
+def no_cuda(trt: Any, driver: Any) -> dict[str, Any]:
+    """The backend on the real constructors, which fail as they do where TensorRT cannot start CUDA."""
+    from pipeline.backends import tensorrt as backend
+
+    with tempfile.TemporaryDirectory() as tmp:
+        plan = Path(tmp) / "stage1.plan"
+        plan.write_text("{}")
+        out = {"build": attempt(lambda: backend.engine_from_onnx(Path(tmp) / "s.onnx", Path(tmp) / "s.plan", "fp32")),
+               "chain": attempt(lambda: backend.TensorRTChain([plan], "fp32").activate()),
+               "pushed_after": len(driver.stack())}
+    backend.unavailable_reason.cache_clear()
+    out["unavailable_reason"] = backend.unavailable_reason()
+    return out
+
+
 def main() -> None:
     spec = json.loads(sys.argv[1])
     plant = sys.argv[2] if len(sys.argv) > 2 else None
@@ -210,9 +226,12 @@ def main() -> None:
     report["nullptr"] = nullptr["error"]
     report["fakes"] = fakes(trt, fake_tensorrt, used) if plant is None else []
     pycuda = types.ModuleType("pycuda")
+    pycuda.__spec__ = importlib.machinery.ModuleSpec("pycuda", None)  # found, as an installed package is
     pycuda.driver = doubles.pycuda_driver()
     sys.modules.update({"pycuda": pycuda, "pycuda.driver": pycuda.driver})
     install_planted(texts)
+    if plant is None:
+        report["no_cuda"] = no_cuda(trt, pycuda.driver)
     doubles.install_doubles(trt)
     with tempfile.TemporaryDirectory() as tmp:
         report["builds"] = builds(trt, Path(tmp))

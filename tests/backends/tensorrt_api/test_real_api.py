@@ -66,6 +66,17 @@ def test_the_real_constructors_fail_as_they_do_where_cuda_cannot_start(real_repo
     assert real_report(version)["nullptr"] == "TypeError: pybind11::init(): factory function returned nullptr"
 
 
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_tensorrt_that_cannot_start_cuda_is_a_clear_error_and_not_offered(real_report, version):
+    found = real_report(version)["no_cuda"]
+    for what, made in (("build", "builder"), ("chain", "runtime")):
+        error = found[what]["error"] or ""
+        assert error.startswith(f"PipelineError: TensorRT {version} could not create its {made}: CUDA did not start")
+        assert "CUDA driver older than the CUDA this TensorRT was built for" in error and "nullptr" not in error
+    assert found["pushed_after"] == 0  # the failed activation left no context pushed
+    assert "could not create its runtime" in found["unavailable_reason"]  # so "auto" picks ONNX Runtime
+
+
 @pytest.mark.parametrize("plant, static_says, build_says", [
     ("removed-flag", "trt.BuilderFlag.FP16: BuilderFlag has no 'FP16'", "has no attribute 'FP16'"),
     ("argument-count", "'pool_size' not given", "'pool_size' not given"),

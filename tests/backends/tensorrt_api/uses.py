@@ -62,6 +62,12 @@ class TrtApi:
         return None if attr.fset is not None else f"{cls.__name__}.{name} is read-only"
 
 
+@dataclass(frozen=True)
+class Thunk:
+    """A lambda without parameters: the kind of what calling it gives."""
+    gives: Kind | None
+
+
 @dataclass
 class Problem:
     where: str
@@ -232,6 +238,8 @@ class SourceCheck:
             self._expr(node.value, guards, scope)
             self._expr(node.slice, guards, scope)
             return self.elems.get(ast.unparse(node.value))
+        if isinstance(node, ast.Lambda):
+            return Thunk(self._expr(node.body, guards, scope)) if not node.args.args else None  # type: ignore
         if isinstance(node, ast.IfExp):
             self._expr(node.test, guards, scope)
             a = self._expr(node.body, guards + [(node.test, True)], scope)
@@ -295,8 +303,7 @@ class SourceCheck:
                 return Kind(BUILTIN_KINDS[func.id], True)
             if func.id in self.version_funcs:
                 return Kind(tuple, True)
-            self._remember_params(func.id, args, node)
-            return None
+            return self._module_call(func.id, args)
         if isinstance(func, ast.Attribute) and func.attr == "append" and args:
             if args[0] is not None:
                 self.elems[ast.unparse(func.value)] = args[0]
@@ -310,19 +317,29 @@ class SourceCheck:
         sigs = sg.class_signatures(obj) if is_class else sg.signatures(obj, drop_self=target.bound)
         if sigs and not starred:
             keywords = [k.arg for k in node.keywords]
-            kinds = [None if k is None else k.obj if k.instance else type(k.obj) for k in args + kwargs]
+            kinds = [None if not isinstance(k, Kind) else k.obj if k.instance else type(k.obj) for k in args + kwargs]
             self._use(node, guards, scope, lambda: sg.fit(sigs, len(node.args), keywords, kinds, self.api.module))
         if is_class:
             return Kind(obj, True)
         return self.api.kind_of(sigs[0].returns) if sigs and sigs[0].returns else None
 
-    def _remember_params(self, name: str, args: list[Kind | None], node: ast.Call) -> None:
+    def _module_call(self, name: str, args: list[Any]) -> Kind | None:
+        """A call of a function of the scanned files: its parameters take the arguments' kinds; where it returns
+        what calling one of its parameters gives (``return make()``) and that argument is a lambda, the call's
+        kind is the lambda's."""
+        gives = None
         for tree in self.trees.values():
             for fn in ast.walk(tree):
-                if isinstance(fn, ast.FunctionDef) and fn.name == name:
-                    for param, kind in zip(fn.args.args, args):
-                        if kind is not None:
-                            self.params.setdefault(name, {})[param.arg] = kind
+                if not (isinstance(fn, ast.FunctionDef) and fn.name == name):
+                    continue
+                for param, kind in zip(fn.args.args, args):
+                    if isinstance(kind, Kind):
+                        self.params.setdefault(name, {})[param.arg] = kind
+                    called = {n.value.func.id for n in ast.walk(fn) if isinstance(n, ast.Return)
+                              and isinstance(n.value, ast.Call) and isinstance(n.value.func, ast.Name)}
+                    if isinstance(kind, Thunk) and param.arg in called:
+                        gives = kind.gives
+        return gives
 
 
 def check_sources(paths: list[Path], module: Any, version: tuple[int, int], root: str = "trt",
