@@ -78,6 +78,9 @@ def read_source(root: Path) -> types.ModuleType:
         call = _call_text(text, m.start())
         params = _args(call.split(",", 2)[2] if m.group(1) and call.count(",") >= 2 else call)
         setattr(module, name, Member(name, _doc(name, params, RETURNS.get(name, ""), False)))
+    for m in re.finditer(r"DECLARE_EXC\((\w+),", text):  # the driver's exception classes
+        if m.group(1) != "NAME":
+            setattr(module, m.group(1), type(m.group(1), (Exception,), {"__module__": "pycuda._driver"}))
     for m in CLASS.finditer(text):
         name, end = m.group(1), text.index(";", m.end())
         block = text[m.start():end]

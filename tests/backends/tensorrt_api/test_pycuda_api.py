@@ -15,7 +15,7 @@ from tests.backends.tensorrt_api.uses import check_sources
 
 pytestmark = pytest.mark.tensorrt_api
 BACKEND = Path(__file__).resolve().parents[3] / "pipeline" / "backends" / "tensorrt"
-RECORDERS = {"memory", "log", "clock", "stack", "depth", "buffer", "freed", "ordinal", "t", "address"}
+RECORDERS = {"memory", "log", "clock", "stack", "need_context", "depth", "buffer", "freed", "ordinal", "t", "address"}
 
 
 @pytest.fixture(scope="module")
