@@ -21,7 +21,8 @@ from pipeline.names import PRECISIONS
 BACKENDS = ("onnxruntime", "tensorrt")  # in order of preference where several can run a model: the last wins
 
 __all__ = ["BACKENDS", "Backend", "EngineOptions", "StageChain", "available_backends", "backend_device_facts",
-           "backend_module", "exit_logits", "load_chain", "passed_over", "pick_backend", "unavailable_reason"]
+           "backend_module", "exit_logits", "load_chain", "passed_over", "pick_backend", "unavailable_reason",
+           "why_unusable"]
 
 
 def backend_module(name: str) -> Backend:
@@ -46,7 +47,7 @@ def backend_device_facts(backends: list[str], threads: int) -> dict[str, dict[st
     return {b: backend_module(b).device_facts(threads) for b in backends}
 
 
-def _why_unusable(manifest: Manifest, name: str) -> str | None:
+def why_unusable(manifest: Manifest, name: str) -> str | None:
     """None where the manifest's engines of backend ``name`` run here, else why not ("" where it has none)."""
     if not manifest.files(backend=name, engines=True):
         return ""
@@ -61,7 +62,7 @@ def _why_unusable(manifest: Manifest, name: str) -> str | None:
 
 
 def _usable(manifest: Manifest, name: str) -> bool:
-    return _why_unusable(manifest, name) is None
+    return why_unusable(manifest, name) is None
 
 
 def pick_backend(manifest: Manifest) -> str:
@@ -78,7 +79,7 @@ def passed_over(manifest: Manifest, chosen: str, folder: str | Path) -> str | No
     """Why the automatic choice ``chosen`` passed over engines the manifest has for a more preferred backend
     (e.g. TensorRT plans where TensorRT cannot start CUDA), as one note; None where it passed over none."""
     for name in BACKENDS[BACKENDS.index(chosen) + 1:] if chosen in BACKENDS else ():
-        reason = _why_unusable(manifest, name)
+        reason = why_unusable(manifest, name)
         if reason:
             title, ours = backend_module(name).TITLE, backend_module(chosen).TITLE
             return f"{folder} has {title} engines, but they cannot run here: {reason}. Running {ours} instead"
