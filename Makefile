@@ -25,7 +25,7 @@ PRECISION   ?= fp32
 DEMO        ?= runs/demo
 DEMO_ARGS   ?= --fps 30
 
-.PHONY: setup test train flops evaluate engines clean
+.PHONY: setup lint test train flops evaluate engines clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON_BOOT) -m venv $(VENV_ARGS) $(VENV)
@@ -35,7 +35,11 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-test: setup
+# Static types of the package (configuration in pyproject.toml), then the tests.
+lint: setup
+	$(PY) -m mypy
+
+test: lint
 	$(PY) -m pytest
 
 train: setup

@@ -1,23 +1,12 @@
-"""Per-stage latency of every built backend and precision, the accuracy-versus-latency curves, and the
-manifest's latency and threshold tables that the cascade's deadline and exit rules read.
+"""Per-stage latency and accuracy-versus-latency curves of every built variant; the manifest's tables.
 
-    python apps/profile_latency.py --engines engines/msdnet_cifar --data DATA
-    python apps/profile_latency.py --engines engines/msdnet_cifar --backends onnxruntime \\
-        --precisions fp32,int8 --runs 1000 --warmup 100 --threads 1 --split test \\
-        --checkpoint models/msdnet_cifar10.pt --out reports
+    python apps/profile_latency.py --engines engines/msdnet_cifar --data DATA [--backends onnxruntime] \
+        [--precisions fp32,int8] [--runs 1000] [--warmup 100] [--split test] [--checkpoint CKPT] [--out reports]
 
-For each variant: ``--warmup`` runs, then ``--runs`` timed runs of the full chain on real frames
-of ``--split`` (batch 1); per-stage mean/p50/p90/p99/max and the cumulative latency to each exit;
-per-exit accuracy on ``--split``; the anytime curve (the accuracy of the cascade's answer at each
-exit: with ``--aggregate mean``, the default, the mean softmax of exits 1..k) and the budgeted
-curve. With ``--checkpoint`` the same stages run in PyTorch eager mode as a baseline (where torch
-is installed; not written to the manifest).
-
-Thresholds are only ever calibrated on the validation split: with ``--split test`` the test split
-is evaluated with the validation thresholds, never fitted to. Writes ``latency.json``,
-``latency.md`` and ``latency.png`` under ``--out`` and updates ``manifest.latency`` and
-``manifest.thresholds`` of the profiled variants (the manifest only: engines and artifacts are
-untouched, so their sha256 still hold).
+Per variant: timed runs of the full chain on frames of ``--split``, per-exit accuracy, the anytime
+and budgeted curves; with ``--checkpoint``, the PyTorch eager baseline. Thresholds are calibrated
+on the validation split only. Writes ``latency.json``, ``.md`` and ``.png`` under ``--out`` and the
+profiled variants' latency and thresholds tables into the manifest (engines untouched).
 """
 
 from __future__ import annotations

@@ -1,31 +1,14 @@
 """The README's four benchmarks, measured side by side in one run on this machine from built engines.
 
-    python benchmarks/cascade_benchmarks.py --engines engines/msdnet_cifar --data DATA \\
-        --checkpoint models/msdnet_cifar10.pt [--backend onnxruntime] [--precision fp32] [--threads 1] \\
-        [--frames 0] [--calib-frames 0] [--runs 1000] [--warmup 100] [--aggregate mean] \\
+    python benchmarks/cascade_benchmarks.py --engines engines/msdnet_cifar --data DATA \
+        --checkpoint models/msdnet_cifar10.pt [--backend onnxruntime] [--precision fp32] [--threads 1] \
+        [--frames 0] [--calib-frames 0] [--runs 1000] [--warmup 100] [--aggregate mean] \
         [--json reports/benchmarks.json]
 
-1. The cascade against always running the full network, at matched accuracy: thresholds are
-   calibrated on the validation split (the "default" policy: the cheapest point of the budgeted
-   sweep whose loss against the last exit, paired per image, is within ``--tolerance`` points at
-   the one-sided ``--confidence`` level; exit k answers with the mean softmax of exits 1..k unless
-   ``--aggregate last``), then the Cascade runs on every test frame and,
-   interleaved with it, the full chain runs on the same frame, same backend, precision, threads and
-   sessions. Figure: mean latency per frame of the full network / of the cascade. Matched means the
-   cascade's test accuracy is at most 0.3 points below the last exit's FP32 test accuracy. With
-   ``--precision int8`` (or fp16) the FP32 full network is timed in the same interleaved loop too:
-   the deployed INT8 cascade against the unquantized network it replaces.
-2. ONNX Runtime against PyTorch eager, full network (all stages), batch 1, same threads: p50 and
-   mean latency ratios (needs ``--checkpoint`` and torch).
-3. INT8 against FP32 per stage on ONNX Runtime: p50 latency ratio and test accuracy difference
-   per exit (needs the int8 engines); the two chains are profiled taking turns in blocks of runs.
-4. Deadline adherence: budget = half the full network's p50; the Cascade runs every test frame
-   under it, the deadline predictor starting from this run's measured per-stage times; figure: the
-   share of frames answered (wall time around ``classify``) within budget + 1 ms, and the accuracy.
-
-Latencies are batch 1, wall time from ``time.perf_counter``. ``--frames`` and ``--calib-frames``
-keep a seeded random subset of the test and validation splits, to bound the run time.
-Prints a Markdown table and writes the figures as JSON.
+1. the cascade against the full network at matched accuracy (``cascade_vs_full``); 2. ONNX Runtime
+against PyTorch eager (``ort_vs_torch``); 3. INT8 against FP32 per stage (``int8_vs_fp32``); 4.
+deadline adherence (``deadline_adherence``). Batch 1, wall time from ``time.perf_counter``;
+``--frames`` and ``--calib-frames`` keep a seeded subset of the test and validation splits.
 """
 
 from __future__ import annotations
@@ -41,12 +24,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from pipeline.backends import BACKENDS
+from pipeline.backends import BACKENDS, StageChain
 from pipeline.data.options import DataOptions, add_data_options
 from pipeline.errors import PipelineError, cli_main
 from pipeline.names import PRECISIONS
 from pipeline.thresholds import add_calibration_options, check_calibration_options
 
+PORTABLE = BACKENDS[0]  # benchmarks 2 and 3 compare on the backend that runs everywhere (ONNX Runtime)
 MATCH_POINTS = 0.3  # the cascade may be at most this far below the last exit's FP32 test accuracy
 DEADLINE_SLACK_MS = 1.0
 
@@ -127,7 +111,7 @@ def _timed(clock: Callable[[], float], fn: Callable[[], Any]) -> tuple[float, An
     return (clock() - t0) * 1e3, out
 
 
-def _full_network(chain: Any, stages: int) -> Callable[[np.ndarray], tuple[int, int]]:
+def _full_network(chain: StageChain, stages: int) -> Callable[[np.ndarray], tuple[int, int]]:
     """(label, exit) of a frame from every stage of ``chain``: the baseline the cascade is compared with."""
     def full(frame: np.ndarray) -> tuple[int, int]:
         return int(chain.run_all(frame)[-1].argmax()), stages
@@ -135,11 +119,21 @@ def _full_network(chain: Any, stages: int) -> Callable[[np.ndarray], tuple[int, 
 
 
 def cascade_vs_full(bench: Bench, clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
-    """Benchmark 1 (and the thresholds and profile that benchmark 4 reuses)."""
+    """Benchmark 1 (and the thresholds and profile that benchmark 4 reuses).
+
+    Thresholds are calibrated on the validation split (the "default" policy: the cheapest point of
+    the budgeted sweep whose loss against the last exit, paired per image, is within
+    ``--tolerance`` points at the one-sided ``--confidence`` level), then the Cascade runs on every
+    test frame and, interleaved with it, the full chain on the same frame, same backend, precision,
+    threads and sessions. Figure: mean latency per frame of the full network / of the cascade.
+    Matched: the cascade's test accuracy is at most ``MATCH_POINTS`` below the last exit's FP32
+    test accuracy. A lower precision's cascade is also timed against the FP32 full network in the
+    same loop: the deployed cascade against the unquantized network it replaces.
+    """
     from pipeline.cascade import Cascade
     from pipeline.deadline import LatencyPredictor
     from pipeline.profiling import chain_exit_probs, profile_chain
-    from pipeline.thresholds import policy_thresholds, thresholds_table
+    from pipeline.thresholds import default_policy, thresholds_table
 
     a, m = bench.args, bench.manifest
     images, labels = bench.test
@@ -153,7 +147,8 @@ def cascade_vs_full(bench: Bench, clock: Callable[[], float] = time.perf_counter
         val_probs = chain_exit_probs(chain, bench.val[0])  # (N, K, C)
         table = thresholds_table(val_probs, bench.val[1], profile.cumulative_p50(), tolerance=a.tolerance,
                                  confidence=a.confidence, aggregate=a.aggregate)
-        thresholds = policy_thresholds(table, "default").tolist()
+        chosen, default = default_policy(table)
+        thresholds = chosen.tolist()
         size = m.input.size
         cascade = Cascade(chain, m.classes, thresholds, LatencyPredictor(k_last), aggregate=a.aggregate,
                           frame_size=size)  # no budget
@@ -198,15 +193,15 @@ def cascade_vs_full(bench: Bench, clock: Callable[[], float] = time.perf_counter
         "cascade_accuracy": casc_acc, "full_accuracy": full_acc, "fp32_last_exit_accuracy": fp32_last,
         "matched": None if fp32_last is None else bool(casc_acc >= fp32_last - MATCH_POINTS),
         "exit_fractions": (np.bincount(exits[0] - 1, minlength=k_last) / n).tolist(),
-        "thresholds": table["policies"]["default"]["thresholds"], "calibration_frames": int(len(bench.val[1])),
-        "validation_expected": {"accuracy": table["policies"]["default"]["expected_accuracy"],
-                                "cost_ms": table["policies"]["default"]["expected_cost_ms"]},
+        "thresholds": default["thresholds"], "calibration_frames": int(len(bench.val[1])),
+        "validation_expected": {"accuracy": default["expected_accuracy"], "cost_ms": default["expected_cost_ms"]},
         "_profile": profile, "_thresholds": thresholds,
     }
 
 
 def ort_vs_torch(bench: Bench) -> dict[str, Any]:
-    """Benchmark 2: full network, batch 1, ONNX Runtime FP32 against PyTorch eager."""
+    """Benchmark 2: full network, batch 1, same threads, ONNX Runtime FP32 against PyTorch eager (p50 and mean
+    ratios; needs ``--checkpoint`` and torch)."""
     from pipeline.profiling.torch_baseline import profile_torch, torch_available
 
     a = bench.args
@@ -214,15 +209,15 @@ def ort_vs_torch(bench: Bench) -> dict[str, Any]:
         return {"skipped": "no --checkpoint given"}
     if not torch_available():
         return {"skipped": "torch is not installed"}
-    if not bench.has("onnxruntime", "fp32"):
-        return {"skipped": "no onnxruntime/fp32 engines"}
+    if not bench.has(PORTABLE, "fp32"):
+        return {"skipped": f"no {PORTABLE}/fp32 engines"}
     from pipeline.checkpoint import load_model
     from pipeline.manifest import sha256_file
 
     if sha256_file(a.checkpoint) != bench.manifest.model.get("checkpoint_sha256"):
         raise PipelineError(f"{a.checkpoint} is not the checkpoint the engines in {bench.folder} were built from; "
                             "pass that one to --checkpoint")
-    ort_profile = bench.measure(("onnxruntime", "fp32"))[0][0]
+    ort_profile = bench.measure((PORTABLE, "fp32"))[0][0]
     model, _ = load_model(a.checkpoint)
     torch_profile = profile_torch(model, bench.test[0], a.runs, a.warmup, a.threads)
     ort, tch = ort_profile.cumulative()[-1], torch_profile.cumulative()[-1]
@@ -231,13 +226,14 @@ def ort_vs_torch(bench: Bench) -> dict[str, Any]:
 
 
 def int8_vs_fp32(bench: Bench) -> dict[str, Any]:
-    """Benchmark 3: per stage on ONNX Runtime, latency ratio FP32/INT8 and test accuracy INT8 - FP32."""
+    """Benchmark 3: per stage on ONNX Runtime, latency ratio FP32/INT8 and test accuracy INT8 - FP32; the two
+    chains are profiled taking turns in blocks of runs."""
     from pipeline.metrics import accuracy_per_exit
 
-    missing = [p for p in ("fp32", "int8") if not bench.has("onnxruntime", p)]
+    missing = [p for p in ("fp32", "int8") if not bench.has(PORTABLE, p)]
     if missing:
-        return {"skipped": f"no onnxruntime/{' or '.join(missing)} engines"}
-    (p32, probs32), (p8, probs8) = bench.measure(("onnxruntime", "fp32"), ("onnxruntime", "int8"))
+        return {"skipped": f"no {PORTABLE}/{' or '.join(missing)} engines"}
+    (p32, probs32), (p8, probs8) = bench.measure((PORTABLE, "fp32"), (PORTABLE, "int8"))
     labels = bench.test[1]
     acc32, acc8 = accuracy_per_exit(probs32, labels), accuracy_per_exit(probs8, labels)
     s32, s8 = p32.stages(), p8.stages()
@@ -251,7 +247,8 @@ def int8_vs_fp32(bench: Bench) -> dict[str, Any]:
 
 def deadline_adherence(bench: Bench, first: dict[str, Any], clock: Callable[[], float] = time.perf_counter
                        ) -> dict[str, Any]:
-    """Benchmark 4: budget = half the full network's p50; share answered within budget + 1 ms, and accuracy."""
+    """Benchmark 4: budget = half the full network's p50; the share of frames answered (wall time around
+    ``classify``) within budget + 1 ms, and the accuracy. The predictor starts from this run's profile."""
     from pipeline.cascade import Cascade
     from pipeline.deadline import LatencyPredictor
 

@@ -24,7 +24,8 @@ from pipeline.backends.base import StageChain
 from pipeline.deadline import LatencyPredictor
 from pipeline.errors import PipelineError
 from pipeline.manifest import Manifest
-from pipeline.thresholds import LAST_EXIT_POLICY, check_aggregate, check_criterion, policy_thresholds, to_scores
+from pipeline.thresholds import (DEFAULT_POLICY, LAST_EXIT_POLICY, check_aggregate, check_criterion, policy_thresholds,
+                                 to_scores)
 
 StoppedBy = Literal["confidence", "deadline", "last-exit"]
 
@@ -91,7 +92,7 @@ class Cascade:
 
     @classmethod
     def from_folder(cls, folder: str | Path, backend: str = "auto", precision: str = "fp32",
-                    policy: str = "default", criterion: str | None = None, threads: int = 1) -> "Cascade":
+                    policy: str = DEFAULT_POLICY, criterion: str | None = None, threads: int = 1) -> "Cascade":
         """Load a built model folder through its manifest; ``backend="auto"`` picks the best one present."""
         from pipeline.backends import load_chain, passed_over, pick_backend
         from pipeline.manifest import load_manifest, variant_key
@@ -118,11 +119,12 @@ class Cascade:
                 raise PipelineError(f"the thresholds for {key} were calibrated on {stored!r}, not {criterion!r}; "
                                     f"drop the criterion option or recalibrate with {criterion!r}")
             criterion = stored
-            thresholds: list[float] | None = policy_thresholds(table.to_dict(), policy).tolist()
-            if len(thresholds) != manifest.num_exits:
-                raise PipelineError(f"policy {policy!r} for {key} has {len(thresholds)} thresholds, the model "
+            chosen: list[float] = policy_thresholds(table.to_dict(), policy).tolist()
+            if len(chosen) != manifest.num_exits:
+                raise PipelineError(f"policy {policy!r} for {key} has {len(chosen)} thresholds, the model "
                                     f"has {manifest.num_exits} exits; re-run the latency profiler")
-        elif policy in ("default", LAST_EXIT_POLICY):
+            thresholds: list[float] | None = chosen
+        elif policy in (DEFAULT_POLICY, LAST_EXIT_POLICY):
             thresholds = None
             notes.append(f"no exit thresholds for {key} in the manifest: every frame runs to the last exit unless "
                          "the deadline stops it (run the latency profiler to calibrate thresholds)")
@@ -134,7 +136,8 @@ class Cascade:
         if not predictor.measured:
             notes.append(predictor.source)
         spec = manifest.stages[0].inputs[0].shape if manifest.stages[0].inputs else []  # ["N", H, W, 3]
-        frame_size = (spec[1], spec[2]) if len(spec) == 4 and all(isinstance(x, int) for x in spec[1:3]) else None
+        hw = spec[1:3]
+        frame_size = (int(hw[0]), int(hw[1])) if len(spec) == 4 and all(isinstance(x, int) for x in hw) else None
         chain = load_chain(manifest, folder, backend, precision, threads)
         _check_providers(manifest, key, chain)
         cascade = cls(chain, manifest.classes, thresholds, predictor, criterion or "confidence", aggregate=aggregate,

@@ -7,15 +7,18 @@ reads it and nothing in it can run code. Writes go to a temporary file renamed i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pipeline.errors import PipelineError
 from pipeline.files import atomic_write
 
+if TYPE_CHECKING:
+    from pipeline.models.msdnet import MSDNet
+
 FORMAT = "anytime-multi-exit/1"
 
 
-def save_checkpoint(path: str | Path, model: Any, model_name: str, classes: list[str], split: dict,
+def save_checkpoint(path: str | Path, model: "MSDNet", model_name: str, classes: list[str], split: dict,
                     train_state: dict | None = None) -> None:
     """Atomically write ``model`` (an MSDNet) with its metadata; ``train_state`` makes it resumable."""
     import torch
@@ -55,7 +58,8 @@ def read_checkpoint(path: str | Path) -> dict:
     return ckpt
 
 
-def load_model(path: str | Path, expect_model: str | None = None, expect_config: dict | None = None) -> tuple[Any, dict]:
+def load_model(path: str | Path, expect_model: str | None = None, expect_config: dict | None = None
+               ) -> tuple["MSDNet", dict]:
     """Rebuild the model from a checkpoint and load its weights; returns ``(model in eval mode, checkpoint)``.
 
     ``expect_model`` / ``expect_config`` reject a checkpoint of another model or configuration.

@@ -2,42 +2,40 @@
 
 Rule: before stage k+1, if the time already spent on the frame plus stage k+1's predicted time
 exceeds the frame's budget, stop and answer with exit k. Stage 1 always runs, so every frame gets
-an answer.
-
-Predictor: per stage, a smoothed mean ``m`` and a smoothed mean absolute deviation ``d`` of the
-observed times, predicting ``m + margin * d`` (Jacobson's estimator, the one TCP uses for its
-retransmission timeout: gains 1/8 and 1/4, margin 4). Why this rather than a running high quantile:
-
-- it costs O(1) per observation with no buffer to sort, which matters when a stage takes 0.3 ms;
-- it follows a step change (a stage slowed by throttling or a competing process) within one or two
-  frames, where a windowed p99 needs a window of hundreds of frames and is as slow to react;
-- the margin grows with observed jitter and shrinks when times are steady, so it tracks the tail
-  of the distribution without assuming its shape.
-
-It starts from the manifest's measured latency for the backend and precision: ``m`` = p50 and
-``d`` chosen so the first prediction equals the requested percentile (p99 by default). Without
-measurements, a stage's first guess is stage 1's observed time scaled by the stages' FLOP ratio.
-A stage that the rule keeps skipping is never observed, and one slow run would otherwise keep it
-off for good under a fixed budget. So each skip pulls its estimate a small step (``recover``) back
-toward the starting point, and the stage is tried again once that fits the budget. A retry that
-overruns its prediction halves the step for that stage (as TCP backs off its timer), so a lasting
-slowdown costs a few missed deadlines in all, while a one-off spike is forgotten after tens of
-frames; a run within its prediction restores the step.
+an answer. The predictor (``LatencyPredictor``) is Jacobson's estimator, the one TCP uses for its
+retransmission timeout, started from the manifest's measured latency.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from pipeline.errors import PipelineError
+
+if TYPE_CHECKING:
+    from pipeline.manifest import Manifest
 
 PERCENTILES = ("p99", "p90", "p50", "mean")  # fallback order when the requested one is not measured
 MAX_BACKOFF = 256  # the recovery step shrinks at most this many times after repeated overruns
 
 
 class LatencyPredictor:
-    """Predicted time of each stage, in ms, for the deadline rule. Stages count from 1."""
+    """Predicted time of each stage, in ms, for the deadline rule. Stages count from 1.
+
+    Per stage, a smoothed mean ``m`` and a smoothed mean absolute deviation ``d`` of the observed
+    times predict ``m + margin * d`` (gains 1/8 and 1/4, margin 4). Rather than a running high
+    quantile: O(1) per observation with no buffer to sort; it follows a step change (throttling, a
+    competing process) within one or two frames; the margin grows with jitter and shrinks when
+    times are steady, so it tracks the tail without assuming its shape.
+
+    It starts from the measured latency: ``m`` = p50 and ``d`` such that the first prediction is
+    the requested percentile (p99 by default). Without measurements, a stage's first guess is the
+    observed stages' time per unit weight (FLOPs) times its own. A stage the rule keeps skipping is
+    never observed, and one slow run would keep it off for good under a fixed budget, so each skip
+    pulls its estimate a step (``recover``) back toward the start; a retry that overruns halves
+    that step for the stage (as TCP backs off its timer), a run within its prediction restores it.
+    """
 
     def __init__(self, num_stages: int, start_ms: Sequence[float | None] | None = None,
                  typical_ms: Sequence[float | None] | None = None, weights: Sequence[float] | None = None, *,
@@ -80,7 +78,7 @@ class LatencyPredictor:
         return any(p is not None for p in self._prior)
 
     @classmethod
-    def from_manifest(cls, manifest: Any, backend: str, precision: str, percentile: str = "p99",
+    def from_manifest(cls, manifest: "Manifest", backend: str, precision: str, percentile: str = "p99",
                       **kw: Any) -> "LatencyPredictor":
         """Start from ``manifest.latency["<backend>/<precision>"].stages[k]["<percentile>_ms"]``."""
         from pipeline.manifest import variant_key

@@ -20,7 +20,7 @@ def cli_main(func: F) -> F:
     """
 
     @functools.wraps(func)
-    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def wrapper(*args: object, **kwargs: object) -> int | None:
         try:
             return func(*args, **kwargs)
         except PipelineError as exc:

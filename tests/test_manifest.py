@@ -109,7 +109,8 @@ def test_version_1_manifests_load_through_the_migration(tmp_path):
     assert m.device.emulated == {"onnxruntime/fp16": "float32 inside"}
     assert m.thresholds["onnxruntime/fp32"].aggregate == "last"  # written before exits answered with the mean
     assert m.thresholds["tensorrt/fp32"].aggregate == "mean"
-    assert m.thresholds["onnxruntime/fp32"].providers == ["CPUExecutionProvider"] == m.latency["onnxruntime/fp32"].providers
+    cpu = ["CPUExecutionProvider"]
+    assert m.thresholds["onnxruntime/fp32"].providers == cpu == m.latency["onnxruntime/fp32"].providers
     assert m.thresholds["tensorrt/fp32"].providers == []
     write_manifest(tmp_path, m)  # written back in the current layout, equal on reading
     assert json.loads(path.read_text())["schema_version"] == 2 and load_manifest(tmp_path) == m

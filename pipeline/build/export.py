@@ -6,13 +6,16 @@ from __future__ import annotations
 import contextlib
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from pipeline import names
 from pipeline.build.options import BuildOptions, BuildTargets
 from pipeline.data.imageset import ImageSet
 from pipeline.errors import PipelineError
 from pipeline.manifest import FileEntry, StageSpec, sha256_file
+
+if TYPE_CHECKING:
+    from pipeline.models.msdnet import MSDNet
 
 FLAVOUR_NOTES = {
     "int8": "int8 activations (zero point 0), symmetric per-channel int8 weights: TensorRT's scheme",
@@ -40,7 +43,7 @@ def one_torch_thread(active: bool) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def load_checkpoint(opts: BuildOptions) -> tuple[Any, dict[str, Any]]:
+def load_checkpoint(opts: BuildOptions) -> tuple["MSDNet", dict[str, Any]]:
     """(model in eval mode, checkpoint dict), refused where the checkpoint holds a model this version lacks."""
     from pipeline.checkpoint import load_model
     from pipeline.models import list_models
@@ -53,7 +56,7 @@ def load_checkpoint(opts: BuildOptions) -> tuple[Any, dict[str, Any]]:
     return model, ckpt
 
 
-def export_artifacts(model: Any, tmp: Path, targets: BuildTargets, opts: BuildOptions, ckpt_sha: str,
+def export_artifacts(model: "MSDNet", tmp: Path, targets: BuildTargets, opts: BuildOptions, ckpt_sha: str,
                      ckpt: dict[str, Any], train: ImageSet | None
                      ) -> tuple[list[FileEntry], list[StageSpec], dict[str, Any]]:
     """FP32 export, FP16 conversion, INT8 calibration and quantization; returns artifacts, stages, calibration info."""

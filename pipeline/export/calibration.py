@@ -97,7 +97,8 @@ def calibration_inputs(fp32_paths: Sequence[str | Path], frames: np.ndarray, cac
         stages.append(_run_stage(fp32_paths[k - 1], stages[k - 1], batch))
     cache.parent.mkdir(parents=True, exist_ok=True)
     arrays = {f"s{k}.{name}": arr for k, feeds in enumerate(stages, start=1) for name, arr in feeds.items()}
-    atomic_write(cache, lambda f: np.savez(f, key=np.array(key), **arrays))
+    fields: dict[str, Any] = {"key": np.array(key), **arrays}  # Any: numpy's stubs type savez's keywords narrowly
+    atomic_write(cache, lambda f: np.savez(f, **fields))
     prune_cache(cache.parent)
     return stages, cache, False
 

@@ -56,7 +56,7 @@ def fp16_from_onnx(src: str | Path, dst: str | Path) -> Path:
     try:
         model = onnx.load(str(src))
     except Exception as exc:  # protobuf DecodeError, OSError
-        raise PipelineError(f"{src} is not a readable ONNX graph ({type(exc).__name__}); export it again") from None
+        raise PipelineError(f"{src} is not a readable ONNX graph ({type(exc).__name__}); export it again") from exc
     split_consumed_outputs(model)
     float_casts = {n.name for n in model.graph.node if n.op_type == "Cast"
                    and any(a.name == "to" and a.i == onnx.TensorProto.FLOAT for a in n.attribute)}
@@ -71,7 +71,7 @@ def fp16_from_onnx(src: str | Path, dst: str | Path) -> Path:
                         a.i = onnx.TensorProto.FLOAT16
         onnx.checker.check_model(model)
     except Exception as exc:  # the converter raises plain ValueErrors/AssertionErrors
-        raise PipelineError(f"FP16 conversion of {Path(src).name} failed: {type(exc).__name__}: {exc}") from None
+        raise PipelineError(f"FP16 conversion of {Path(src).name} failed: {type(exc).__name__}: {exc}") from exc
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(dst))

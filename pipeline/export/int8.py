@@ -1,19 +1,12 @@
-"""INT8 artifacts: Q/DQ graphs calibrated on each stage's own inputs.
+"""INT8 artifacts: Q/DQ graphs calibrated on each stage's own inputs, two flavours from one calibration.
 
-Two flavours come from ONE calibration (the ranges are computed once and cached as JSON):
+- ``""`` (TensorRT's scheme): symmetric int8 activations (zero point 0), int8 weights symmetric per
+  output channel behind a Q/DQ pair, biases float (TensorRT folds them itself).
+- ``"u8"`` (ONNX Runtime on x86): uint8 activations with a zero point, int8 per-channel weights,
+  the scheme its integer kernels run fast; convolutions with a reduction depth (input channels x
+  kernel area) under ``SHALLOW_REDUCTION`` stay float, where its integer kernels are slower.
 
-- ``""`` (the INT8 artifact, TensorRT's scheme): int8 activations with zero point 0 (symmetric),
-  int8 weights symmetric per output channel, weights kept as float behind a Q/DQ pair, biases
-  left in float (TensorRT folds them itself).
-- ``"u8"`` (for ONNX Runtime on x86 CPUs): uint8 activations with a zero point, int8 per-channel
-  weights. ONNX Runtime's x86 kernels run this scheme fast; with int8 activations it spends its
-  time in Quantize/Dequantize and is slower than FP32 (see NOTES.md). Convolutions with a
-  reduction depth (input channels x kernel area) under ``SHALLOW_REDUCTION`` stay float in this
-  flavour: ONNX Runtime's integer kernels are slower than its float ones on such thin layers
-  (MSDNet's 32x32 scale is full of 6-channel 3x3 convolutions), so quantizing them cost time.
-
-Preprocessing (everything between the uint8 frame and the first convolution) stays float: the
-frame is already 8-bit and quantizing its normalised copy again would lose a bit of it.
+Preprocessing (the uint8 frame up to the first convolution) stays float: the frame is 8-bit already.
 """
 
 from __future__ import annotations
@@ -126,5 +119,5 @@ def qdq_from_onnx(src: str | Path, dst: str | Path, reader: Any, *, method: str 
     except PipelineError:
         raise
     except ValueError as exc:  # "No data is collected.", mismatched cache
-        raise PipelineError(f"INT8 quantization of {Path(src).name} failed: {exc}") from None
+        raise PipelineError(f"INT8 quantization of {Path(src).name} failed: {exc}") from exc
     return dst

@@ -14,17 +14,20 @@ import contextlib
 import io
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from pipeline import names
 from pipeline.errors import PipelineError
 from pipeline.manifest import TensorSpec
 
+if TYPE_CHECKING:
+    from pipeline.models.msdnet import MSDNet
+
 OPSET = 17
 BATCH_AXIS = "N"
 
 
-def stage_example_inputs(model: Any, batch: int = 1) -> list[tuple[Any, ...]]:
+def stage_example_inputs(model: "MSDNet", batch: int = 1) -> list[tuple[Any, ...]]:
     """Each stage's inputs for a batch of black frames: stage 1 gets (N, H, W, 3) uint8, stage k the maps of k-1."""
     import torch
 
@@ -49,7 +52,7 @@ def simplify_onnx(model: Any, what: str = "graph") -> Any:
         with contextlib.redirect_stdout(io.StringIO()):
             simplified, ok = onnxsim.simplify(model, check_n=1, test_input_shapes=shapes)
     except Exception as exc:  # onnxsim raises plain RuntimeErrors from its C++ core
-        raise PipelineError(f"onnx-simplifier failed on {what}: {type(exc).__name__}: {str(exc)[:300]}") from None
+        raise PipelineError(f"onnx-simplifier failed on {what}: {type(exc).__name__}: {str(exc)[:300]}") from exc
     if not ok:
         raise PipelineError(f"onnx-simplifier changed the outputs of {what}; export without it is not supported")
     return simplified
@@ -90,14 +93,14 @@ def onnx_from_stage(stage: Any, inputs: Sequence[Any], index: int, path: str | P
         onnx.checker.check_model(model, full_check=True)
         model = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        raise PipelineError(f"the exported ONNX graph of {what} is invalid: {exc}") from None
+        raise PipelineError(f"the exported ONNX graph of {what} is invalid: {exc}") from exc
     if simplify:
         model = simplify_onnx(model, what)
     onnx.save(model, str(path))
     return model
 
 
-def onnx_from_model(model: Any, folder: str | Path, *, simplify: bool = True) -> list[Path]:
+def onnx_from_model(model: "MSDNet", folder: str | Path, *, simplify: bool = True) -> list[Path]:
     """Export every stage of ``model`` as ``folder/stage<k>.fp32.onnx``; returns the paths in stage order."""
     folder = Path(folder)
     examples = stage_example_inputs(model)

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from pipeline.errors import PipelineError
+
+if TYPE_CHECKING:
+    from pipeline.models.msdnet import MSDNet
 
 # name -> function(**overrides) returning (config). Configs are plain dataclasses; torch is imported lazily.
 _REGISTRY: dict[str, Callable[..., Any]] = {}
 
 
 def register(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register ``fn(**overrides) -> config`` under ``name``; a name registered twice is refused."""
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        if name in _REGISTRY:
+            raise PipelineError(f"model {name!r} is registered twice ({_REGISTRY[name].__qualname__} and "
+                                f"{fn.__qualname__}); give the new one another name")
         _REGISTRY[name] = fn
         return fn
 
@@ -32,14 +39,14 @@ def model_config(name: str, **overrides: Any) -> Any:
         raise PipelineError(f"bad option for model {name!r}: {exc}") from None
 
 
-def create_model(name: str, **overrides: Any) -> Any:
+def create_model(name: str, **overrides: Any) -> "MSDNet":
     """Build a registered model (an ``nn.Module`` with ``.stages``) from its name and overrides."""
     from pipeline.models.msdnet import MSDNet
 
     return MSDNet(model_config(name, **overrides))
 
 
-def model_from_config(cfg_dict: dict) -> Any:
+def model_from_config(cfg_dict: dict[str, Any]) -> "MSDNet":
     from pipeline.models.msdnet import MSDNet, MSDNetConfig
 
     return MSDNet(MSDNetConfig.from_dict(cfg_dict))

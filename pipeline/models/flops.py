@@ -9,12 +9,15 @@ paper's "FLOPs" are multiply-adds, i.e. half of this). Parameters are cumulative
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pipeline.errors import cli_main
 
+if TYPE_CHECKING:
+    from pipeline.models.msdnet import MSDNet
 
-def exit_costs(model: Any) -> list[dict]:
+
+def exit_costs(model: "MSDNet") -> list[dict[str, int]]:
     """Per exit k: cumulative ``flops`` and ``params`` of stages 1..k for one frame, and the stage's own."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode

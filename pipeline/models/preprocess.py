@@ -54,6 +54,9 @@ class Preprocess(nn.Module):
         self.register_buffer("shift", (-mean / std).view(1, 3, 1, 1), persistent=False)
         self.swap = cfg.colour_order == "BGR"
 
+    scale: torch.Tensor  # (1, 3, 1, 1), registered as buffers: they follow the module's device
+    shift: torch.Tensor
+
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         x = frames.permute(0, 3, 1, 2).float() * self.scale + self.shift  # (N, 3, H, W)
         return x.flip(1) if self.swap else x

@@ -13,7 +13,7 @@ import numpy as np
 from pipeline.metrics import accuracy_per_exit
 from pipeline.profiling.timing import LatencyProfile
 from pipeline.thresholds import (DEFAULT_AGGREGATE, DEFAULT_CONFIDENCE, DEFAULT_TOLERANCE, aggregate_exits,
-                                 budgeted_curve, policy_thresholds, simulate, thresholds_table, thresholds_to_json)
+                                 budgeted_curve, default_policy, simulate, thresholds_table, thresholds_to_json)
 
 
 def anytime_curve(accuracy: Sequence[float], cumulative_ms: Sequence[float]) -> list[dict[str, float]]:
@@ -59,12 +59,13 @@ def variant_report(profile: LatencyProfile, val: tuple[np.ndarray, np.ndarray],
     probs, labels = evaluated if evaluated is not None else val
     answers = aggregate_exits(probs, aggregate)  # (N, K, C)
     answer_accuracy = accuracy_per_exit(answers, labels)
-    default = simulate(answers, labels, policy_thresholds(table, "default"), costs)
+    thresholds, stored = default_policy(table)
+    default = simulate(answers, labels, thresholds, costs)
     entry = {**profile.to_json(), "aggregate": aggregate, "accuracy": accuracy_per_exit(probs, labels),
              "answer_accuracy": answer_accuracy, "anytime": anytime_curve(answer_accuracy, costs),
              "budgeted": budgeted_points(aggregate_exits(val[0], aggregate), val[1], costs,
                                          *((answers, labels) if evaluated is not None else (None, None))),
              "default_policy": {"accuracy": default.accuracy, "cost_ms": default.mean_cost,
                                 "exit_fractions": list(default.exit_fractions),
-                                "thresholds": table["policies"]["default"]["thresholds"]}}
+                                "thresholds": stored["thresholds"]}}
     return entry, table

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import importlib.util
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from pipeline.profiling.timing import LatencyProfile, check_frames, check_runs
 from pipeline.thresholds import softmax
+
+if TYPE_CHECKING:
+    from pipeline.models.msdnet import MSDNet
 
 TORCH_EAGER = "pytorch-eager"  # the "backend" name of the PyTorch baseline in reports
 
@@ -18,7 +21,7 @@ def torch_available() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-def profile_torch(model: Any, frames: np.ndarray, runs: int = 1000, warmup: int = 100, threads: int = 1,
+def profile_torch(model: "MSDNet", frames: np.ndarray, runs: int = 1000, warmup: int = 100, threads: int = 1,
                   clock: Callable[[], float] = time.perf_counter) -> LatencyProfile:
     """The same stages in PyTorch eager mode, batch 1, ``threads`` intra-op threads, timed like the chain."""
     import torch
@@ -48,7 +51,7 @@ def profile_torch(model: Any, frames: np.ndarray, runs: int = 1000, warmup: int 
     return LatencyProfile(f"{TORCH_EAGER}/fp32", times, "perf_counter", threads, warmup)
 
 
-def torch_exit_probs(model: Any, images: np.ndarray, batch: int = 256) -> np.ndarray:
+def torch_exit_probs(model: "MSDNet", images: np.ndarray, batch: int = 256) -> np.ndarray:
     """(N, H, W, 3) uint8 -> (N, K, C) float32 softmax of every exit of the PyTorch model, in batches."""
     import torch
 

@@ -26,10 +26,10 @@ TITLE = "ONNX Runtime"
 ENGINE_SUFFIX = ".onnx"
 STOP_ON_BUILD_FAILURE = False  # a variant ONNX Runtime cannot load is recorded as unsupported
 
-__all__ = ["ENGINE_SUFFIX", "TITLE", "GPU_PROVIDERS", "NAME", "OnnxRuntimeChain", "artifact_flavour", "available_providers",
-           "buildable_precisions", "build_notes", "chain_from_engines", "check_device", "computes_in_float32",
-           "create_session", "device_facts", "engine_from_artifact", "engine_from_onnx", "session_options",
-           "unavailable_reason"]
+__all__ = ["ENGINE_SUFFIX", "GPU_PROVIDERS", "NAME", "OnnxRuntimeChain", "STOP_ON_BUILD_FAILURE", "TITLE",
+           "artifact_flavour", "available_providers", "build_notes", "buildable_precisions", "chain_from_engines",
+           "check_device", "computes_in_float32", "create_session", "device_facts", "engine_from_artifact",
+           "engine_from_onnx", "recorded_providers", "session_options", "unavailable_reason"]
 
 
 def unavailable_reason() -> str | None:

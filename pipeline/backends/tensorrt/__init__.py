@@ -25,9 +25,10 @@ TITLE = "TensorRT"
 ENGINE_SUFFIX = ".plan"
 STOP_ON_BUILD_FAILURE = True  # a parse or build failure is the user's to fix
 
-__all__ = ["ENGINE_SUFFIX", "TITLE", "NAME", "TensorRTChain", "artifact_flavour", "build_notes", "buildable_precisions",
-           "chain_from_engines", "check_cuda_starts", "check_device", "check_plan_device", "device_facts",
-           "engine_from_artifact", "engine_from_onnx", "gpu_info", "unavailable_reason"]
+__all__ = ["ENGINE_SUFFIX", "NAME", "STOP_ON_BUILD_FAILURE", "TITLE", "TensorRTChain", "artifact_flavour",
+           "build_notes", "buildable_precisions", "chain_from_engines", "check_cuda_starts", "check_device",
+           "check_plan_device", "device_facts", "engine_from_artifact", "engine_from_onnx", "gpu_info",
+           "unavailable_reason"]
 
 
 @functools.lru_cache(maxsize=1)

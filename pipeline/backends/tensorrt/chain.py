@@ -172,6 +172,7 @@ class TensorRTChain(StageChain):
     def _upload(self, frame: np.ndarray) -> None:
         import pycuda.driver as cuda
 
+        assert self._frame is not None  # set by _load, which an active chain has completed
         np.copyto(self._frame, frame)  # after run()'s sync no upload reads it; a pending one is superseded
         self._events[0][0].record(self._stream)  # stage 1's time covers the upload, as the profiler counts it
         cuda.memcpy_htod_async(self._device[names.FRAME], self._frame, self._stream)
