@@ -34,10 +34,23 @@ PLANTS = {
 }
 
 
+FAKE_DRIFT = "fake-drift"  # the behaviour tests' fake given a flag the version lacks and a wrong enum value
+
+
+def drifted(fake_tensorrt: Any) -> Any:
+    def make(version: str, **kw: Any) -> Any:
+        fake = fake_tensorrt(version, **kw)
+        fake.BuilderFlag.FP16 = "FP16"  # gone in TensorRT 11
+        fake.NetworkDefinitionCreationFlag.STRONGLY_TYPED = 1  # 0 in TensorRT 11
+        return fake
+
+    return make
+
+
 def sources(plant: str | None) -> tuple[dict[Path, str], int | None]:
     """The backend's files (path -> text), with the fault planted; and the planted line's number."""
     texts = {p: p.read_text() for p in sorted(BACKEND.rglob("*.py"))}
-    if plant is None:
+    if plant in (None, FAKE_DRIFT):
         return texts, None
     for path, text in texts.items():
         match = CONFIG_LINE.search(text)
@@ -224,6 +237,10 @@ def main() -> None:
     used = {tuple(m.groups()) for t in texts.values() for m in re.finditer(r"trt\.(\w+)\.([A-Z_0-9]+)\b", t)}
     nullptr = attempt(lambda: trt.Builder(trt.Logger(trt.Logger.WARNING)))
     report["nullptr"] = nullptr["error"]
+    if plant == FAKE_DRIFT:
+        report["fakes"] = fakes(trt, drifted(fake_tensorrt), used)
+        print(json.dumps(report))
+        return
     report["fakes"] = fakes(trt, fake_tensorrt, used) if plant is None else []
     pycuda = types.ModuleType("pycuda")
     pycuda.__spec__ = importlib.machinery.ModuleSpec("pycuda", None)  # found, as an installed package is

@@ -61,6 +61,12 @@ def test_the_behaviour_tests_fakes_agree_with_the_real_module(real_report, versi
     assert real_report(version)["fakes"] == []
 
 
+def test_a_drifted_fake_is_caught(real_report):
+    problems = real_report(LATEST, "fake-drift")["fakes"]
+    assert "BuilderFlag.FP16 is absent in the real module, present in the fake" in problems
+    assert "fake NetworkDefinitionCreationFlag.STRONGLY_TYPED = 1, real 0" in problems
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 def test_the_real_constructors_fail_as_they_do_where_cuda_cannot_start(real_report, version):
     assert real_report(version)["nullptr"] == "TypeError: pybind11::init(): factory function returned nullptr"

@@ -20,52 +20,7 @@ from typing import Any
 
 from tests.backends.tensorrt_api import signatures as sg
 from tests.backends.tensorrt_api.guards import reachable
-
-BUILTIN_KINDS = {"int": int, "str": str, "bytes": bytes, "float": float, "bool": bool, "tuple": tuple, "list": list,
-                 "len": int, "range": range}
-
-
-@dataclass(frozen=True)
-class Kind:
-    """What an expression is: an instance of ``obj`` (a class), or ``obj`` itself (module, class, function)."""
-    obj: Any
-    instance: bool
-    bound: bool = False  # a method looked up on an instance: its signature's first parameter is self
-
-
-class TrtApi:
-    """A module as the source names it (``root``): members by ``getattr``, signatures from pybind11 docstrings.
-
-    ``owner``: the prefix of the ``__module__`` of the module's classes (their instances are followed).
-    """
-
-    def __init__(self, module: Any, root: str = "trt", owner: str = "tensorrt") -> None:
-        self.module, self.root, self.owner = module, root, owner
-
-    def owns(self, cls: Any) -> bool:
-        return isinstance(cls, type) and getattr(cls, "__module__", "").startswith(self.owner)
-
-    def kind_of(self, type_text: str) -> Kind | None:
-        t = sg.clean(type_text)
-        if t in BUILTIN_KINDS:
-            return Kind(BUILTIN_KINDS[t], True)
-        if t in sg.INT_TYPES:
-            return Kind(int, True)
-        cls = sg.resolve_type(t, self.module)
-        return Kind(cls, True) if cls is not None else None
-
-    def settable(self, cls: Any, name: str) -> str | None:
-        """None where ``obj.name = value`` works on an instance of ``cls``, else why not."""
-        attr = getattr(cls, name, None)
-        if not isinstance(attr, property):
-            return f"{cls.__name__}.{name} is not a property"
-        return None if attr.fset is not None else f"{cls.__name__}.{name} is read-only"
-
-
-@dataclass(frozen=True)
-class Thunk:
-    """A lambda without parameters: the kind of what calling it gives."""
-    gives: Kind | None
+from tests.backends.tensorrt_api.kinds import BUILTIN_KINDS, Kind, Thunk, TrtApi
 
 
 @dataclass
@@ -75,16 +30,6 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.where}: {self.what}"
-
-
-def _dotted(node: ast.AST) -> list[str] | None:
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        return [node.id, *reversed(parts)]
-    return None
 
 
 def _terminates(body: list[ast.stmt]) -> bool:
@@ -217,7 +162,7 @@ class SourceCheck:
         if why:
             self.problems.append(Problem(f"{self.path.name}:{node.lineno}", f"{ast.unparse(node)}: {why}"))
 
-    def _expr(self, node: ast.expr | None, guards: list, scope: _Scope) -> Kind | None:
+    def _expr(self, node: ast.expr | None, guards: list, scope: _Scope) -> Any:  # Kind, Thunk or None
         if node is None:
             return None
         if isinstance(node, ast.Constant):
@@ -239,7 +184,7 @@ class SourceCheck:
             self._expr(node.slice, guards, scope)
             return self.elems.get(ast.unparse(node.value))
         if isinstance(node, ast.Lambda):
-            return Thunk(self._expr(node.body, guards, scope)) if not node.args.args else None  # type: ignore
+            return Thunk(self._expr(node.body, guards, scope)) if not node.args.args else None
         if isinstance(node, ast.IfExp):
             self._expr(node.test, guards, scope)
             a = self._expr(node.body, guards + [(node.test, True)], scope)
