@@ -178,11 +178,15 @@ def test_any_thread_may_call_the_chain_one_call_at_a_time(fake, tmp_path):  # no
     entered.wait(5)
     with pytest.raises(PipelineError, match="in a call from another thread.*share a Cascade"):
         chain.run(1)
+    releaser = threading.Thread(target=chain.deactivate)  # waits for the call under way, then releases
+    releaser.start()
+    releaser.join(0.2)
+    assert releaser.is_alive() and base.driver.memory  # still waiting: nothing freed under the running stage
     leave.set()
     worker.join()
+    releaser.join(5)
     assert len(errors) == 1 and float(errors[0][0, 0]) == 7.0
-    chain.deactivate()
-    assert base.driver.Context.depth == 0
+    assert base.driver.memory == {} and base.driver.Context.depth == 0
 
 
 EXIT_SCRIPT = """

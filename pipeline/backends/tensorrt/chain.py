@@ -13,7 +13,8 @@ at a time, so each call (``activate``, ``set_frame``, ``run``, ``last_run_ms``, 
 makes it current on the calling thread for its duration and releases it before returning. Any
 thread may therefore call the chain, one call at a time; a call while another thread's call is
 under way is refused with a PipelineError (share a :class:`~pipeline.cascade.Cascade`, whose
-``classify`` takes turns, or give each thread its own chain). No context stays pushed between
+``classify`` takes turns, or give each thread its own chain), except ``deactivate``, which waits
+for it to end. No context stays pushed between
 calls, so none is left on a thread's stack when it or the process ends (which makes pycuda abort
 the process); chains still active at exit are released by an exit hook. Release frees every
 buffer even when one free fails, and always leaves the chain inactive. The state checks (active,
@@ -73,9 +74,10 @@ class TensorRTChain(StageChain):
         self._frame_pending = False  # stage 1's start event was recorded before the frame's upload
 
     @contextlib.contextmanager
-    def _current(self) -> Iterator[None]:
-        """The primary context current on this thread for one call; refused while another thread's call runs."""
-        if not self._busy.acquire(blocking=False):
+    def _current(self, wait: bool = False) -> Iterator[None]:
+        """The primary context current on this thread for one call; refused while another thread's call runs
+        (``wait``: after it ends instead)."""
+        if not self._busy.acquire(blocking=wait):
             raise PipelineError("this TensorRT chain is in a call from another thread: a chain serves one call at a "
                                 "time; share a Cascade (its classify takes turns) or give each thread its own chain")
         try:
@@ -206,7 +208,7 @@ class TensorRTChain(StageChain):
 
     def _deactivate(self) -> None:
         try:
-            with self._current():
+            with self._current(wait=True):  # a release waits for a call under way on another thread
                 self._release()
         finally:
             self._clear()
