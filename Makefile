@@ -18,6 +18,7 @@ ENGINE_ARGS ?=
 REPORTS     ?= reports
 PROFILE_ARGS ?=
 BENCH_ARGS  ?=
+VERIFY_ARGS ?=
 # make demo: SOURCE empty runs headless on a clip of labelled test images; SOURCE=0 or csi://0 runs live.
 SOURCE      ?=
 PRECISION   ?= fp32
@@ -63,6 +64,13 @@ profile: engines
 bench: engines
 	$(PY) benchmarks/cascade_benchmarks.py --engines $(ENGINES)/$(MODEL) --data "$(DATA)" \
 	    $(if $(wildcard $(CHECKPOINT)),--checkpoint $(CHECKPOINT)) --json $(REPORTS)/benchmarks.json $(BENCH_ARGS)
+
+# Every built engine against the reference (the PyTorch model where torch is installed, else ONNX Runtime
+# FP32) on 256 validation images: per-exit logit differences and top-1 agreement, exit 1 past a tolerance.
+.PHONY: verify
+verify: engines
+	$(PY) -m pipeline.verify --engines $(ENGINES)/$(MODEL) --data "$(DATA)" \
+	    $(if $(wildcard $(CHECKPOINT)),--checkpoint $(CHECKPOINT)) $(VERIFY_ARGS)
 
 # The README's main command: engines for this machine, exit thresholds, then the camera app.
 .PHONY: demo

@@ -153,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     device = device_facts(sorted({b for b, _ in variants}), args.threads)
     for w in device["warnings"]:
         print(f"warning: {w}", file=sys.stderr)
+    for n in notes:  # also in latency.md: what was skipped and why
+        print(f"note: {n}", file=sys.stderr)
     _log(f"profiling {', '.join(variant_key(*v) for v in variants)} of {folder}: {args.runs} runs after "
          f"{args.warmup} warm-up, {args.threads} thread(s); accuracy on {args.split} ({len(images)} images)")
 

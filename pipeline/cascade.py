@@ -12,6 +12,7 @@ and the backend's chain only: no torch, no per-frame buffers besides the result.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +45,13 @@ class CascadeResult:
 
 
 class Cascade:
-    """A loaded StageChain, exit thresholds and a latency predictor: one frame in, one answer out."""
+    """A loaded StageChain, exit thresholds and a latency predictor: one frame in, one answer out.
+
+    Safe to share between threads: ``classify`` calls take turns under a lock (the chain's buffers,
+    the exit test's scratch arrays and the predictor serve one frame at a time), so every answer is
+    the one a lone call would give; the budget counts from when a call gets its turn. For frames
+    classified in parallel, load one Cascade per thread.
+    """
 
     def __init__(self, chain: StageChain, classes: Sequence[str], thresholds: Sequence[float] | None,
                  predictor: LatencyPredictor, criterion: str = "confidence", *, aggregate: str = "last",
@@ -80,13 +87,14 @@ class Cascade:
         self._exp = np.empty(c, dtype=np.float64)  # (C,) exp of the above
         self._sum = np.empty(c, dtype=np.float64)  # (C,) sum of the softmax outputs so far ("mean")
         self._log = np.empty(c, dtype=np.float64)  # (C,) its log, 0 where it is 0
+        self._turn = threading.Lock()  # one frame at a time through the chain and the scratch arrays
         self.chain.activate()
 
     @classmethod
     def from_folder(cls, folder: str | Path, backend: str = "auto", precision: str = "fp32",
                     policy: str = DEFAULT_POLICY, criterion: str | None = None, threads: int = 1) -> "Cascade":
         """Load a built model folder through its manifest; ``backend="auto"`` picks the best one present."""
-        from pipeline.backends import load_chain, pick_backend
+        from pipeline.backends import load_chain, passed_over, pick_backend
         from pipeline.manifest import load_manifest, variant_key
         from pipeline.names import PRECISIONS
 
@@ -95,10 +103,13 @@ class Cascade:
         if criterion is not None:
             check_criterion(criterion)
         manifest = load_manifest(folder)
+        notes: list[str] = []
         if backend == "auto":
             backend = pick_backend(manifest)
+            why = passed_over(manifest, backend, folder)
+            if why:
+                notes.append(why)
         key = variant_key(backend, precision)
-        notes: list[str] = []
         table = manifest.thresholds.get(key)
         aggregate = "last"
         if table:
@@ -184,8 +195,15 @@ class Cascade:
         return label, conf, float(self._sum.dot(self._log)) / stage - math.log(stage)
 
     def classify(self, frame: np.ndarray, budget_ms: float | None = None) -> CascadeResult:
-        """Answer one frame; with ``budget_ms``, stop before a stage predicted to overrun it (stage 1 always runs)."""
+        """Answer one frame; with ``budget_ms``, stop before a stage predicted to overrun it (stage 1 always runs).
+
+        Thread-safe: concurrent calls take turns.
+        """
         batch, budget_ms = self._batch(frame), check_budget(budget_ms)
+        with self._turn:
+            return self._classify(batch, budget_ms)
+
+    def _classify(self, batch: np.ndarray, budget_ms: float | None) -> CascadeResult:
         clock, predictor, chain, k_last = self._clock, self.predictor, self.chain, self.num_exits
         stage_ms: list[float] = []
         t0 = prev = clock()
@@ -212,7 +230,8 @@ class Cascade:
                              None if budget_ms is None else total <= budget_ms, stopped)
 
     def close(self) -> None:
-        self.chain.deactivate()
+        with self._turn:
+            self.chain.deactivate()
 
     def __enter__(self) -> "Cascade":
         return self

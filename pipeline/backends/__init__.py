@@ -21,7 +21,8 @@ from pipeline.names import PRECISIONS
 BACKENDS = ("onnxruntime", "tensorrt")  # in order of preference where several can run a model: the last wins
 
 __all__ = ["BACKENDS", "Backend", "EngineOptions", "StageChain", "available_backends", "backend_device_facts",
-           "backend_module", "exit_logits", "load_chain", "pick_backend", "unavailable_reason"]
+           "backend_module", "exit_logits", "load_chain", "passed_over", "pick_backend", "unavailable_reason",
+           "why_unusable"]
 
 
 def backend_module(name: str) -> Backend:
@@ -46,14 +47,22 @@ def backend_device_facts(backends: list[str], threads: int) -> dict[str, dict[st
     return {b: backend_module(b).device_facts(threads) for b in backends}
 
 
-def _usable(manifest: Manifest, name: str) -> bool:
-    if not manifest.files(backend=name, engines=True) or unavailable_reason(name) is not None:
-        return False
+def why_unusable(manifest: Manifest, name: str) -> str | None:
+    """None where the manifest's engines of backend ``name`` run here, else why not ("" where it has none)."""
+    if not manifest.files(backend=name, engines=True):
+        return ""
+    reason = unavailable_reason(name)
+    if reason is not None:
+        return reason
     try:
         backend_module(name).check_device(manifest, f"the {name} engines")
-    except PipelineError:
-        return False
-    return True
+    except PipelineError as exc:
+        return str(exc)
+    return None
+
+
+def _usable(manifest: Manifest, name: str) -> bool:
+    return why_unusable(manifest, name) is None
 
 
 def pick_backend(manifest: Manifest) -> str:
@@ -64,6 +73,17 @@ def pick_backend(manifest: Manifest) -> str:
         return usable[-1]
     built = [b for b in BACKENDS if manifest.files(backend=b, engines=True)]
     return (built or list(BACKENDS))[0]  # loading it then says why it cannot run
+
+
+def passed_over(manifest: Manifest, chosen: str, folder: str | Path) -> str | None:
+    """Why the automatic choice ``chosen`` passed over engines the manifest has for a more preferred backend
+    (e.g. TensorRT plans where TensorRT cannot start CUDA), as one note; None where it passed over none."""
+    for name in BACKENDS[BACKENDS.index(chosen) + 1:] if chosen in BACKENDS else ():
+        reason = why_unusable(manifest, name)
+        if reason:
+            title, ours = backend_module(name).TITLE, backend_module(chosen).TITLE
+            return f"{folder} has {title} engines, but they cannot run here: {reason}. Running {ours} instead"
+    return None
 
 
 def load_chain(manifest: Manifest, folder: str | Path, backend: str, precision: str, threads: int = 1) -> StageChain:

@@ -4,9 +4,11 @@ for each TensorRT version, how the chain binds its buffers, and the refusal path
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
+import threading
 import types
 from types import SimpleNamespace
 
@@ -152,6 +154,7 @@ class FakeContext:
         self.addresses[name] = address
 
     def execute_async_v3(self, stream_handle):
+        driver.need_context("enqueueV3")
         driver.log.append(("execute", self.engine.stage, stream_handle))
         driver.clock[0] += 0.25
         ins = [driver.memory[self.addresses[n]].view(np.dtype(d)).mean() for n, (m, d, _) in self.engine.io.items()
@@ -163,19 +166,37 @@ class FakeContext:
 
 
 def fake_pycuda() -> types.ModuleType:
-    """pycuda.driver over a dict of numpy "device" buffers; ``driver.log`` records copies, syncs, events."""
+    """pycuda.driver over a dict of numpy "device" buffers; ``driver.log`` records copies, syncs, events.
+
+    As the driver does, it keeps a context stack per thread, and memory, copies, streams and
+    TensorRT's enqueue need a context current on the calling thread (``drv.need_context``).
+    """
     drv = types.ModuleType("pycuda.driver")
     drv.memory, drv.log, drv.clock = {}, [], [0.0]
     drv.init = lambda: None
+    drv.Error = type("Error", (Exception,), {})
+    drv.LogicError = type("LogicError", (drv.Error,), {})
+    stacks: dict[int, list] = {}
+    drv.stack = lambda: stacks.setdefault(threading.get_ident(), [])
+
+    def need_context(what):
+        if not drv.stack():
+            raise drv.LogicError(f"{what} failed: invalid device context")
+
+    drv.need_context = need_context
+    addresses = itertools.count(1)
 
     class Context:
-        depth = 0
+        depth = 0  # pushes minus pops, every thread
 
         def push(self):
+            drv.stack().append(self)
             Context.depth += 1
 
         @staticmethod
         def pop():
+            need_context("cuCtxPopCurrent")
+            drv.stack().pop()
             Context.depth -= 1
 
     class Device:
@@ -190,7 +211,8 @@ def fake_pycuda() -> types.ModuleType:
 
     class Alloc:
         def __init__(self, nbytes):
-            self.address = 4096 * (len(drv.memory) + 1)
+            need_context("cuMemAlloc")
+            self.address = 4096 * next(addresses)  # never reused, as a leaked buffer's is not
             drv.memory[self.address] = np.zeros(nbytes, dtype=np.uint8)
 
         def __int__(self):
@@ -203,6 +225,7 @@ def fake_pycuda() -> types.ModuleType:
         handle = 77
 
         def synchronize(self):
+            need_context("cuStreamSynchronize")
             drv.log.append(("sync",))
 
     class Event:  # the fake device takes 0.25 ms per copy or stage
@@ -214,11 +237,13 @@ def fake_pycuda() -> types.ModuleType:
             return self.t - start.t
 
     def htod(dst, src, stream):
+        need_context("cuMemcpyHtoDAsync")
         drv.memory[int(dst)][:] = np.frombuffer(src.tobytes(), np.uint8)
         drv.clock[0] += 0.25
         drv.log.append(("htod", int(dst), stream.handle))
 
     def dtoh(dst, src, stream):
+        need_context("cuMemcpyDtoHAsync")
         dst.view(np.uint8).reshape(-1)[:] = drv.memory[int(src)]
         drv.clock[0] += 0.25
         drv.log.append(("dtoh", int(src), stream.handle))

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.backends.base import EngineOptions
-from pipeline.backends.tensorrt.builder import (buildable_precisions, check_plan_device, engine_from_onnx,
-                                                gpu_info)
+from pipeline.backends.tensorrt.builder import (buildable_precisions, check_cuda_starts, check_plan_device,
+                                                engine_from_onnx, gpu_info)
 from pipeline.backends.tensorrt.chain import TensorRTChain
 from pipeline.errors import PipelineError
 
@@ -26,18 +26,21 @@ ENGINE_SUFFIX = ".plan"
 STOP_ON_BUILD_FAILURE = True  # a parse or build failure is the user's to fix
 
 __all__ = ["ENGINE_SUFFIX", "NAME", "STOP_ON_BUILD_FAILURE", "TITLE", "TensorRTChain", "artifact_flavour",
-           "build_notes", "buildable_precisions", "chain_from_engines", "check_device", "check_plan_device",
-           "device_facts", "engine_from_artifact", "engine_from_onnx", "gpu_info", "unavailable_reason"]
+           "build_notes", "buildable_precisions", "chain_from_engines", "check_cuda_starts", "check_device",
+           "check_plan_device", "device_facts", "engine_from_artifact", "engine_from_onnx", "gpu_info",
+           "unavailable_reason"]
 
 
 @functools.lru_cache(maxsize=1)
 def unavailable_reason() -> str | None:
-    """Why TensorRT cannot run here (not installed, no pycuda, no GPU), or None where it can."""
+    """Why TensorRT cannot run here (not installed, no pycuda, no driver or GPU, TensorRT unable to start CUDA),
+    or None where it can. Asked once per process: the last check creates a TensorRT runtime."""
     for module in ("tensorrt", "pycuda"):
         if importlib.util.find_spec(module) is None:
             return f"the {module} package is not installed"
     try:
         gpu_info()
+        check_cuda_starts()
     except PipelineError as exc:
         return str(exc)
     return None

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from pipeline.backends.base import DEFAULT_WORKSPACE_MB
 from pipeline.errors import PipelineError
@@ -30,6 +30,8 @@ from pipeline.names import PRECISIONS
 
 MAX_BATCH = 1  # every chain runs batch 1 (cascade, profiler, accuracy): a static profile, the best kernels for it
 MIN_VERSION = (8, 5)  # the name-based I/O API (set_tensor_address, execute_async_v3)
+T = TypeVar("T")
+_LOGGER: tuple[Any, Any] | None = None  # (the tensorrt module, its logger)
 
 
 def _trt() -> Any:
@@ -51,6 +53,44 @@ def _version(trt: Any) -> tuple[int, int]:
     return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
 
 
+def logger() -> Any:
+    """The process's one TensorRT logger (warnings and errors), shared by every builder and runtime.
+
+    TensorRT keeps a pointer to the logger it was given for the life of the object; one logger
+    that lives as long as the module is always valid.
+    """
+    global _LOGGER
+    trt = _trt()
+    if _LOGGER is None or _LOGGER[0] is not trt:
+        _LOGGER = (trt, trt.Logger(trt.Logger.WARNING))
+    return _LOGGER[1]
+
+
+def started(make: Callable[[], T], what: str) -> T:
+    """``make()`` (a TensorRT builder or runtime), or a PipelineError naming the likely cause where CUDA did not start.
+
+    TensorRT's factories return nothing when they cannot start CUDA, which the bindings report as
+    "TypeError: pybind11::init(): factory function returned nullptr".
+    """
+    try:
+        return make()
+    except TypeError as exc:
+        if "nullptr" not in str(exc):
+            raise
+        raise PipelineError(
+            f"TensorRT {_trt().__version__} could not create its {what}: CUDA did not start for it. The likely cause "
+            "is a CUDA driver older than the CUDA this TensorRT was built for (or a TensorRT that does not match the "
+            "CUDA installed): compare the driver's CUDA version (`nvidia-smi`; JetPack's release on a Jetson) with "
+            "this TensorRT's, then update the driver or install the TensorRT made for it (JetPack's own on a "
+            "Jetson); meanwhile use --backend onnxruntime") from None
+
+
+def check_cuda_starts() -> None:
+    """Create one TensorRT runtime: a PipelineError where TensorRT cannot start CUDA here."""
+    trt = _trt()
+    started(lambda: trt.Runtime(logger()), "runtime")
+
+
 def gpu_info() -> dict[str, Any]:
     """{"gpu", "compute_capability", "tensorrt"} of device 0; PipelineError where there is no usable GPU."""
     trt = _trt()
@@ -63,14 +103,18 @@ def gpu_info() -> dict[str, Any]:
         dev = cuda.Device(0)
         major, minor = dev.compute_capability()
         return {"gpu": dev.name(), "compute_capability": f"{major}.{minor}", "tensorrt": trt.__version__}
-    except ImportError as exc:  # not installed, or its libcuda is missing
+    except ImportError as exc:  # not installed, or the driver's libcuda is missing
+        if "libcuda" in str(exc):
+            raise PipelineError(f"no NVIDIA driver was found: pycuda is installed but cannot load the driver's library "
+                                f"({exc}); install the NVIDIA driver (JetPack's on a Jetson) and check it with "
+                                "`nvidia-smi`, or use --backend onnxruntime") from None
         raise PipelineError(f"pycuda cannot be imported ({exc}); the TensorRT backend needs it: "
                             "pip install pycuda") from None
     except PipelineError:
         raise
-    except Exception as exc:  # pycuda.driver.Error and friends: no driver, no device
-        raise PipelineError(f"no usable CUDA GPU for TensorRT ({type(exc).__name__}: {exc}); "
-                            "use --backend onnxruntime") from None
+    except Exception as exc:  # pycuda.driver.Error and friends: no device, a driver too old for pycuda's CUDA
+        raise PipelineError(f"no usable CUDA GPU for TensorRT ({type(exc).__name__}: {exc}); check the NVIDIA "
+                            "driver with `nvidia-smi`, or use --backend onnxruntime") from None
 
 
 def check_plan_device(recorded: dict[str, Any], what: str = "these TensorRT plans") -> None:
@@ -91,7 +135,7 @@ def buildable_precisions() -> set[str]:
     """
     trt = _trt()
     gpu_info()
-    builder = trt.Builder(trt.Logger(trt.Logger.ERROR))
+    builder = started(lambda: trt.Builder(logger()), "builder")
     ok = {"fp32"}
     if getattr(builder, "platform_has_fast_fp16", True):
         ok.add("fp16")
@@ -148,8 +192,7 @@ def engine_from_onnx(src: str | Path, dst: str | Path, precision: str, *, worksp
         _check_dla(precision, dla_core, max_batch)
     trt = _trt()
     major = _version(trt)[0]
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
+    builder = started(lambda: trt.Builder(logger()), "builder")
     weakly_typed = major < 10 or (major == 10 and dla_core is not None)
     if major >= 11:
         flags = 0  # always strongly typed
@@ -158,7 +201,7 @@ def engine_from_onnx(src: str | Path, dst: str | Path, precision: str, *, worksp
     else:
         flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
+    parser = trt.OnnxParser(network, logger())
     if not parser.parse_from_file(str(src)):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
         raise PipelineError(f"TensorRT could not parse {Path(src).name}: {'; '.join(errors[:5]) or 'no detail given'}"

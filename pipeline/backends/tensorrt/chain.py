@@ -7,22 +7,44 @@ buffer and only each exit's logits come back, into pinned host memory, all on on
 ``run`` synchronises before it returns. Uses the name-based API (``set_tensor_address`` +
 ``execute_async_v3``) of TensorRT 8.5 to 11.
 
-CUDA context: the device's primary context, the one TensorRT's runtime uses, retained and pushed
-in ``activate`` (not ``pycuda.autoinit``, which creates a context of its own) and popped in
-``deactivate``. pycuda ties it to the activating thread: run the chain from that thread. The
-state checks (active, stages in order, the frame's shape) are the base class's.
+CUDA context: the device's primary context, the one TensorRT's runtime uses, retained once (not
+``pycuda.autoinit``, which creates a context of its own). A CUDA context is current on one thread
+at a time, so each call (``activate``, ``set_frame``, ``run``, ``last_run_ms``, ``deactivate``)
+makes it current on the calling thread for its duration and releases it before returning. Any
+thread may therefore call the chain, one call at a time; a call while another thread's call is
+under way is refused with a PipelineError (share a :class:`~pipeline.cascade.Cascade`, whose
+``classify`` takes turns, or give each thread its own chain), except ``deactivate``, which waits
+for it to end. No context stays pushed between
+calls, so none is left on a thread's stack when it or the process ends (which makes pycuda abort
+the process); chains still active at exit are released by an exit hook. Release frees every
+buffer even when one free fails, and always leaves the chain inactive. The state checks (active,
+stages in order, the frame's shape) are the base class's.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import threading
+import weakref
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from pipeline import names
 from pipeline.backends.base import StageChain
 from pipeline.errors import PipelineError
+
+_ACTIVE: "weakref.WeakSet[TensorRTChain]" = weakref.WeakSet()  # chains to release at exit
+_HOOKED = False
+
+
+def _release_at_exit() -> None:
+    """Deactivate every chain still active, while pycuda's driver and the primary context are still there."""
+    for chain in list(_ACTIVE):
+        with contextlib.suppress(Exception):
+            chain.deactivate()
 
 
 class TensorRTChain(StageChain):
@@ -32,6 +54,7 @@ class TensorRTChain(StageChain):
         self.plans = [Path(p) for p in plans]
         self.precision = precision
         self._ctx: Any = None  # the primary context, retained once
+        self._busy = threading.Lock()  # held for the duration of one call
         self._clear()
 
     @property
@@ -50,24 +73,48 @@ class TensorRTChain(StageChain):
         self._runtime: Any = None
         self._frame_pending = False  # stage 1's start event was recorded before the frame's upload
 
+    @contextlib.contextmanager
+    def _current(self, wait: bool = False) -> Iterator[None]:
+        """The primary context current on this thread for one call; refused while another thread's call runs
+        (``wait``: after it ends instead)."""
+        if not self._busy.acquire(blocking=wait):
+            raise PipelineError("this TensorRT chain is in a call from another thread: a chain serves one call at a "
+                                "time; share a Cascade (its classify takes turns) or give each thread its own chain")
+        try:
+            self._ctx.push()
+            try:
+                yield
+            finally:
+                self._ctx.pop()
+        finally:
+            self._busy.release()
+
     def _activate(self) -> None:
-        from pipeline.backends.tensorrt.builder import _trt
+        global _HOOKED
+        from pipeline.backends.tensorrt.builder import _trt, gpu_info
 
         trt = _trt()
+        gpu_info()  # a clear error where pycuda, the driver or the GPU is missing
         import pycuda.driver as cuda
 
-        cuda.init()
         if self._ctx is None:
             self._ctx = cuda.Device(0).retain_primary_context()
-        self._ctx.push()
-        try:
-            self._load(trt, cuda)
-        except BaseException:
-            self._release()
-            raise
+        with self._current():
+            try:
+                self._load(trt, cuda)
+            except BaseException:
+                with contextlib.suppress(Exception):  # the load's error is the one to report
+                    self._release()
+                raise
+        _ACTIVE.add(self)
+        if not _HOOKED:
+            atexit.register(_release_at_exit)
+            _HOOKED = True
 
     def _load(self, trt: Any, cuda: Any) -> None:
-        self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        from pipeline.backends.tensorrt.builder import logger, started
+
+        self._runtime = started(lambda: trt.Runtime(logger()), "runtime")
         self._stream = cuda.Stream()
         for k, path in enumerate(self.plans, start=1):
             engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
@@ -121,6 +168,10 @@ class TensorRTChain(StageChain):
         return self._frame.shape, self._frame.dtype
 
     def _set_frame(self, frame: np.ndarray) -> None:
+        with self._current():
+            self._upload(frame)
+
+    def _upload(self, frame: np.ndarray) -> None:
         import pycuda.driver as cuda
 
         assert self._frame is not None  # set by _load, which an active chain has completed
@@ -130,6 +181,10 @@ class TensorRTChain(StageChain):
         self._frame_pending = True
 
     def _run(self, stage: int) -> np.ndarray:
+        with self._current():
+            return self._execute(stage)
+
+    def _execute(self, stage: int) -> np.ndarray:
         import pycuda.driver as cuda
 
         start, end = self._events[stage - 1]
@@ -148,18 +203,37 @@ class TensorRTChain(StageChain):
         """Device time of the latest ``run`` (CUDA events): its stage, the logits' copy back and, for stage 1,
         the frame's upload."""
         start, end = self._events[stage - 1]
-        return float(end.time_since(start))  # both recorded and complete: run synchronised
+        with self._current():
+            return float(end.time_since(start))  # both recorded and complete: run synchronised
 
     def _deactivate(self) -> None:
-        self._release()
+        try:
+            with self._current(wait=True):  # a release waits for a call under way on another thread
+                self._release()
+        finally:
+            self._clear()
+            _ACTIVE.discard(self)
 
     def _release(self) -> None:
-        """Free everything while the context is current (TensorRT objects before the memory they use), then pop."""
+        """Free everything while the context is current (TensorRT objects before the memory they use).
+
+        Every buffer is freed even when one free fails; the first failure is raised afterwards.
+        """
+        errors: list[Exception] = []
         if self._stream is not None:
-            self._stream.synchronize()
+            try:
+                self._stream.synchronize()
+            except Exception as exc:
+                errors.append(exc)
         self._contexts.clear()
         self._engines.clear()
         for alloc in self._device.values():
-            alloc.free()
+            try:
+                alloc.free()
+            except Exception as exc:
+                errors.append(exc)
         self._clear()
-        self._ctx.pop()
+        if errors:
+            raise PipelineError(f"releasing the TensorRT chain's device memory failed ({type(errors[0]).__name__}: "
+                                f"{errors[0]}); the chain is inactive, and the process may hold that memory until "
+                                "it exits") from errors[0]
