@@ -1,0 +1,118 @@
+"""The recipe's ablation table: short runs of one change each against one base, same seed and schedule.
+
+    python benchmarks/training_ablations.py --data DATA --out runs/ablation [--epochs 6] [--limit 10000] \\
+        [--seed 0] [--only base,wd5e-4] [--json reports/ablations.json]
+
+Each row is ``python -m pipeline.training`` with the base options plus the row's change, writing
+``OUT/<row>-s<seed>.pt``; a row whose checkpoint is complete is not run again, and an interrupted one
+resumes, so the table can be built across several sittings. The figure is each exit's validation
+accuracy after the last epoch (the weight average where the row has one) with its standard error,
+sqrt(p(1-p)/n) on the n validation images; a difference between two rows is a gain only where it
+exceeds about twice the standard error of each, and a repeat with another ``--seed`` agrees.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.errors import PipelineError, cli_main  # noqa: E402
+
+# The base: the previous shipped recipe's optimiser on a short schedule, at the faster batch size.
+BASE = ["--batch-size", "128", "--lr", "0.2", "--weight-decay", "1e-4", "--schedule", "cosine"]
+SPEED = ["--bf16", "--threads", "2", "--compile", "on", "--no-progress"]
+ROWS: dict[str, list[str]] = {
+    "base": [],
+    "batch64": ["--batch-size", "64", "--lr", "0.1"],
+    "wd5e-4": ["--weight-decay", "5e-4"],
+    "nesterov": ["--nesterov"],
+    "onecycle": ["--schedule", "onecycle", "--warmup-epochs", "1"],
+    "ema": ["--ema", "0.99"],
+    "smooth0.1": ["--label-smoothing", "0.1"],
+    "bnbias4": ["--bn-bias-lr-scale", "4"],
+    "equilibrium": ["--gradient-equilibrium"],
+    "distill0.5": ["--distill", "0.5"],
+}
+
+
+def row_command(name: str, args: argparse.Namespace) -> list[str]:
+    out = args.out / f"{name}-s{args.seed}.pt"
+    # A later option overrides an earlier one in argparse, so the row's change follows the base.
+    return [sys.executable, "-m", "pipeline.training", "--data", args.data, "--out", str(out), "--resume",
+            "--epochs", str(args.epochs), "--limit", str(args.limit), "--seed", str(args.seed),
+            *BASE, *ROWS[name], *SPEED]
+
+
+def result(path: Path, epochs: int) -> dict[str, Any] | None:
+    """The row's last validation accuracies, or None while it is unfinished."""
+    from pipeline.checkpoint import read_checkpoint
+
+    if not path.exists():
+        return None
+    state = read_checkpoint(path).get("train_state", {})
+    history = state.get("history", [])
+    if state.get("epoch") != epochs or not history:
+        return None
+    acc = history[-1]["val_acc"]
+    n = int(read_checkpoint(path)["split"]["size"])
+    se = [100 * math.sqrt(max(a / 100 * (1 - a / 100), 1e-12) / n) for a in acc]
+    minutes = sum(h["seconds"] for h in history) / 60
+    return {"val_acc": acc, "stderr": se, "images": n, "minutes": minutes}
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--out", type=Path, default=Path("runs/ablation"))
+    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--limit", type=int, default=10000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--only", default="", help="comma-separated rows (default: all)")
+    ap.add_argument("--report-only", action="store_true", help="print the table of finished rows, run nothing")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    names = [n for n in args.only.split(",") if n] or list(ROWS)
+    unknown = [n for n in names if n not in ROWS]
+    if unknown:
+        raise PipelineError(f"unknown row {', '.join(unknown)}; rows: {', '.join(ROWS)}")
+    if args.epochs < 1 or args.limit < 0:
+        raise PipelineError("--epochs must be at least 1 and --limit not negative")
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name in names:
+        path = args.out / f"{name}-s{args.seed}.pt"
+        if not args.report_only and result(path, args.epochs) is None:
+            cmd = row_command(name, args)
+            print("$ " + " ".join(shlex.quote(c) for c in cmd), flush=True)
+            done = subprocess.run(cmd)
+            if done.returncode != 0:
+                raise PipelineError(f"row {name} failed (exit {done.returncode}); see its output above")
+        res = result(path, args.epochs)
+        if res is not None:
+            rows.append({"row": name, "change": " ".join(ROWS[name]) or "(base)", **res})
+    print(f"\nablation, {args.epochs} epochs on {args.limit or 'all'} training images, seed {args.seed}; "
+          f"base: {' '.join(BASE)}")
+    k = max((len(r["val_acc"]) for r in rows), default=0)
+    print("| change | " + " | ".join(f"exit {i + 1}" for i in range(k)) + " | minutes |")
+    print("|---|" + "---|" * (k + 1))
+    for r in rows:
+        cells = [f"{a:.2f} ± {s:.2f}" for a, s in zip(r["val_acc"], r["stderr"])]
+        print(f"| {r['change']} | " + " | ".join(cells) + f" | {r['minutes']:.1f} |")
+    if args.json is not None:
+        from pipeline.files import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
