@@ -13,6 +13,9 @@ CHECKPOINT  ?= models/msdnet_cifar10.pt
 EPOCHS      ?= 60
 TRAIN_ARGS  ?= --bf16 --threads 2
 SPLIT       ?= validation
+EVAL_ARGS   ?=
+TRAIN_BENCH_ARGS ?=
+ABLATION_ARGS ?=
 ENGINES     ?= engines
 ENGINE_ARGS ?=
 REPORTS     ?= reports
@@ -47,7 +50,16 @@ train: setup
 	    --out $(CHECKPOINT) --resume $(TRAIN_ARGS)
 
 evaluate: setup
-	$(PY) -m pipeline.evaluate --checkpoint $(CHECKPOINT) --data "$(DATA)" --split $(SPLIT)
+	$(PY) -m pipeline.evaluate --checkpoint $(CHECKPOINT) --data "$(DATA)" --split $(SPLIT) $(EVAL_ARGS)
+
+# Training throughput, today's setup against the faster one, side by side (images per second).
+.PHONY: train-bench ablations
+train-bench: setup
+	$(PY) benchmarks/train_throughput.py $(TRAIN_BENCH_ARGS)
+
+# The recipe's ablation table (short runs, one change each; resumable): runs/ablation/.
+ablations: setup
+	$(PY) benchmarks/training_ablations.py --data "$(DATA)" --out runs/ablation $(ABLATION_ARGS)
 
 # Per-stage ONNX (FP32, FP16, INT8), engines for this machine, manifest: $(ENGINES)/<model>/manifest.json
 engines: setup

@@ -57,7 +57,7 @@ class Setup:
         return cls(name, **kw)
 
 
-def make_step(setup: Setup, model_name: str, threads: int) -> Any:
+def make_step(setup: Setup, model_name: str, threads: int, overrides: dict[str, Any]) -> Any:
     """A closure running one training step of ``setup`` on a fresh model; returns images done."""
     import torch
 
@@ -68,7 +68,7 @@ def make_step(setup: Setup, model_name: str, threads: int) -> Any:
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = create_model(model_name).train()
+    model = create_model(model_name, **overrides).train()
     if setup.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=setup.nesterov, weight_decay=5e-4)
@@ -92,8 +92,9 @@ def make_step(setup: Setup, model_name: str, threads: int) -> Any:
     return step
 
 
-def measure(setups: list[Setup], model_name: str, rounds: int, steps: int, threads: int) -> dict[str, Any]:
-    runners = {s.name: make_step(s, model_name, threads) for s in setups}
+def measure(setups: list[Setup], model_name: str, rounds: int, steps: int, threads: int,
+            overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    runners = {s.name: make_step(s, model_name, threads, overrides or {}) for s in setups}
     rates: dict[str, list[float]] = {s.name: [] for s in setups}
     for name, step in runners.items():  # warm-up: compilation, allocator, caches
         for _ in range(2):
@@ -115,6 +116,7 @@ def measure(setups: list[Setup], model_name: str, rounds: int, steps: int, threa
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="msdnet_cifar")
+    ap.add_argument("--model-opt", action="append", default=[], metavar="KEY=VALUE", help="config override, repeatable")
     ap.add_argument("--setup", action="append", default=[], help="NAME=batch=N,bf16,compile,channels_last,nesterov")
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--steps", type=int, default=6)
@@ -129,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
         raise PipelineError("--setup names must differ")
     if args.json is not None and args.json.exists() and args.json.is_dir():
         raise PipelineError(f"--json {args.json} is a folder; name a file")
-    res = measure(setups, args.model, args.rounds, args.steps, args.threads)
+    from pipeline.training.cli import parse_overrides
+
+    res = measure(setups, args.model, args.rounds, args.steps, args.threads, parse_overrides(args.model_opt))
     print(f"training throughput, {args.model}, {args.threads} threads, median of {args.rounds} rounds "
           f"of {args.steps} steps")
     print("| setup | batch | bf16 | compile | channels-last | images/s (min-max) | vs first |")
