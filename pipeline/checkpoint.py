@@ -19,8 +19,9 @@ FORMAT = "anytime-multi-exit/1"
 
 
 def save_checkpoint(path: str | Path, model: "MSDNet", model_name: str, classes: list[str], split: dict,
-                    train_state: dict | None = None) -> None:
-    """Atomically write ``model`` (an MSDNet) with its metadata; ``train_state`` makes it resumable."""
+                    train_state: dict | None = None, origin: dict | None = None) -> None:
+    """Atomically write ``model`` (an MSDNet) with its metadata; ``train_state`` makes it resumable,
+    ``origin`` records where converted weights came from."""
     import torch
 
     path = Path(path)
@@ -36,6 +37,8 @@ def save_checkpoint(path: str | Path, model: "MSDNet", model_name: str, classes:
     }
     if train_state is not None:
         payload["train_state"] = train_state
+    if origin is not None:
+        payload["origin"] = dict(origin)
     atomic_write(path, lambda f: torch.save(payload, f))
 
 

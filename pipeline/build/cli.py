@@ -88,7 +88,8 @@ def _start_manifest(tmp: Path, src: Source, opts: BuildOptions) -> tuple[Manifes
         model={"name": ckpt["model"], "config": ckpt["config"], "checkpoint_sha256": src.checkpoint_sha256,
                "split": ckpt["split"]},
         classes=list(ckpt["classes"]), stages=[],
-        input=InputSpec(names.FRAME, ["N", p.height, p.width, 3], "uint8", p.colour_order, list(p.mean), list(p.std)))
+        input=InputSpec(names.FRAME, ["N", p.height, p.width, 3], "uint8", p.colour_order, list(p.mean), list(p.std),
+                        p.resize_shorter))
     return manifest, (model, ckpt)
 
 

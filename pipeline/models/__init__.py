@@ -62,13 +62,14 @@ def _msdnet_cifar(**kw: Any) -> Any:
 
 @register("msdnet_imagenet")
 def _msdnet_imagenet(**kw: Any) -> Any:
-    """The paper's ImageNet configuration: 4 scales, 32 channels, growth 16, 5 exits (step 4, base 4), 224x224."""
+    """The paper's ImageNet configuration: 4 scales, 32 channels, growth 16, 5 exits (step 4, base 4), 224x224
+    centre-cropped from 256, a bias on the stem's 7x7 conv as in the reference code."""
     from pipeline.models.msdnet import MSDNetConfig
     from pipeline.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig
 
     defaults: dict[str, Any] = dict(
         n_blocks=5, step=4, base=4, n_channels=32, growth_rate=16, gr_factor=(1, 2, 4, 4),
-        bn_factor=(1, 2, 4, 4), num_classes=1000, stem="imagenet",
-        preprocess=PreprocessConfig(224, 224, "BGR", IMAGENET_MEAN, IMAGENET_STD),
+        bn_factor=(1, 2, 4, 4), num_classes=1000, stem="imagenet", stem_bias=True,
+        preprocess=PreprocessConfig(224, 224, "BGR", IMAGENET_MEAN, IMAGENET_STD, resize_shorter=256),
     )
     return MSDNetConfig(**{**defaults, **kw})
