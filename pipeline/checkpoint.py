@@ -79,6 +79,10 @@ def load_model(path: str | Path, expect_model: str | None = None, expect_config:
             detail = ", ".join(f"{k}: checkpoint {a!r} vs requested {b!r}" for k, (a, b) in diff.items())
             raise PipelineError(f"checkpoint {path} does not match the requested config ({detail}); "
                                 "use another output path or the checkpoint's own config")
+    factory = ckpt["config"].get("factory") if isinstance(ckpt.get("config"), dict) else None
+    if factory and expect_model != factory:
+        raise PipelineError(f"checkpoint {path} holds a model made by --model-factory {factory}; rebuilding it imports "
+                            f"and runs that code, so pass --model-factory {factory} to allow it")
     model = model_from_config(ckpt["config"])
     missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
     if missing or unexpected:

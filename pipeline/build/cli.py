@@ -33,12 +33,15 @@ from pipeline.device import host_facts
 from pipeline.errors import cli_main
 from pipeline.export.calibration import DEFAULT_IMAGES
 from pipeline.manifest import DeviceInfo, InputSpec, Manifest, variant_key, write_manifest
+from pipeline.models import folder_name
 
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m pipeline.build", description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", type=Path, help="trained checkpoint (.pt); optional with --compile-only")
     ap.add_argument("--model", default="", help="expected registered model (default: the checkpoint's)")
+    ap.add_argument("--model-factory", default="", metavar="PACKAGE.MODULE:FUNCTION",
+                    help="the checkpoint's model comes from this factory of yours (see the stage contract)")
     ap.add_argument("--name", default="", help="model folder under --out (default: the model's name)")
     ap.add_argument("--out", type=Path, default=Path("engines"), help="engines root folder")
     ap.add_argument("--precisions", default="fp32,fp16,int8", help="comma-separated: fp32, fp16, int8")
@@ -63,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def options_from_args(args: argparse.Namespace) -> BuildOptions:
     return BuildOptions(
-        checkpoint=args.checkpoint, out=args.out, data=DataOptions.from_args(args), model=args.model,
+        checkpoint=args.checkpoint, out=args.out, data=DataOptions.from_args(args), model=args.model_factory or args.model,
         name=args.name, precisions=args.precisions, backend=args.backend, calib_dir=args.calib_dir,
         calib_images=args.calib_images, calib_method=args.calib_method, calib_seed=args.calib_seed,
         test_split=args.test_split, skip_accuracy=args.skip_accuracy, compile_only=args.compile_only,
@@ -136,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     with folder.temporary_folder(opts.out, src.name) as tmp:
         with export.one_torch_thread(src.manifest is None):
             manifest = build_into(tmp, src, targets, opts, device)
-        name = src.name or manifest.model["name"]
+        name = src.name or folder_name(manifest.model["name"])
         folder.swap_into_place(tmp, opts.out / name, key)
     built = sorted({variant_key(e.backend, e.precision) for e in manifest.engines})
     log(f"built {opts.out / name} in {time.time() - started:.1f} s: {', '.join(built)}")

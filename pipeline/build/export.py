@@ -46,11 +46,11 @@ def one_torch_thread(active: bool) -> Iterator[None]:
 def load_checkpoint(opts: BuildOptions) -> tuple["MSDNet", dict[str, Any]]:
     """(model in eval mode, checkpoint dict), refused where the checkpoint holds a model this version lacks."""
     from pipeline.checkpoint import load_model
-    from pipeline.models import list_models
+    from pipeline.models import is_factory, list_models
 
     assert opts.checkpoint is not None  # check_options requires it to export
     model, ckpt = load_model(opts.checkpoint, expect_model=opts.model or None)
-    if ckpt["model"] not in list_models():
+    if ckpt["model"] not in list_models() and not is_factory(ckpt["model"]):
         raise PipelineError(f"checkpoint {opts.checkpoint} holds model {ckpt['model']!r}, which this version does "
                             f"not know (known: {', '.join(list_models())}); update the pipeline or retrain")
     return model, ckpt
