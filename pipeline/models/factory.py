@@ -177,7 +177,8 @@ def check_stage_contract(net: nn.Module, what: str = "the model", batch: int = 2
 
 def _chain(stages: list[nn.Module], x: torch.Tensor, what: str, batch: int) -> list[torch.Tensor]:
     """Every exit's logits, each stage fed what the previous one returned; PipelineError at the first break."""
-    logits, carried = [], (x,)
+    logits: list[torch.Tensor] = []
+    carried: tuple[torch.Tensor, ...] = (x,)
     for k, stage in enumerate(stages, start=1):
         fed = ", ".join(f"{n} {tuple(t.shape)}" for n, t in zip(names.stage_input_names(k, len(carried)), carried))
         try:
@@ -260,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.classes and given is None:
         raise PipelineError(f"{name} names no classes; pass --classes with the training folder (its class folders) "
                             "or a text file with one name a line")
-    classes = read_classes(args.classes, "imagenet", num) if args.classes else list(given)
+    classes = read_classes(args.classes, "imagenet", num) if args.classes else list(given or [])
     save_checkpoint(args.out, model, name, classes, {"seed": 0, "size": args.val_size, "source": "--data"})
     print(f"{name}: {model.num_exits} exits, {num} classes, {sum(t.numel() for t in model.parameters()):,} "
           f"parameters -> {args.out}", file=sys.stderr)
