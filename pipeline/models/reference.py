@@ -150,7 +150,7 @@ def convert_state_dict(state: Mapping[str, Any], configuration: str, overrides: 
         raise PipelineError(f"{what} holds {len(extra)} tensors the {configuration} configuration lacks, the first "
                             f"{extra[0]} {shapes[extra[0]]}" + _explain(shapes, cfg, configuration))
     model.load_state_dict(loaded, strict=True)
-    facts = {"tensors": len(names), "parameters": int(sum(t.numel() for t in ref.values()
+    facts = {"tensors": len(names), "values": int(sum(t.numel() for t in ref.values()
                                                            if t.is_floating_point())),
              "data_parallel_prefix": prefixed, "filled_batch_counters": filled}
     return model.eval(), facts
@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                           args.val_size)
     p = CONFIGURATIONS[args.config].preprocess
     crop = f", shorter side {p.resize_shorter} then centre crop" if p.resize_shorter else ""
-    print(f"converted {origin['tensors']} tensors ({origin['parameters']:,} parameters, {args.config} configuration"
+    print(f"converted {origin['tensors']} tensors ({origin['values']:,} weights and BatchNorm statistics, {args.config} configuration"
           f"{', epoch ' + str(origin['epoch']) if 'epoch' in origin else ''}) -> {args.out}; stage 1 takes "
           f"{p.height}x{p.width} uint8 BGR frames{crop}, normalised with mean {list(p.mean)} std {list(p.std)} in RGB")
     return 0
