@@ -98,6 +98,12 @@ else
 	    --log $(DEMO)/frames.jsonl $(DEMO_ARGS)
 endif
 
+# MSDNet's ImageNet configuration at 224x224 (random weights) through engines, profiler and camera app:
+# per-stage latency in runs/imagenet224/reports/latency.md.
+.PHONY: imagenet-size
+imagenet-size: setup
+	$(PY) benchmarks/imagenet_size.py --out runs/imagenet224
+
 flops: setup
 	$(PY) -m pipeline.models.flops --model $(MODEL)
 

@@ -80,6 +80,7 @@ class Cascade:
         self.predictor = predictor
         self.frame_size = tuple(frame_size) if frame_size else None
         self.colour_order = colour_order
+        self.resize_shorter = 0  # the manifest's: 0 resizes other frames, n > 0 resizes and centre-crops them
         self.notes = list(notes)
         self._clock = clock
         c = len(self.classes)
@@ -143,6 +144,7 @@ class Cascade:
         cascade = cls(chain, manifest.classes, thresholds, predictor, criterion or "confidence", aggregate=aggregate,
                       frame_size=frame_size, colour_order=manifest.input.colour_order, notes=notes)
         cascade.backend, cascade.precision, cascade.policy = backend, precision, policy
+        cascade.resize_shorter = manifest.input.resize_shorter  # how a frame of another shape becomes the input
         return cascade
 
     def _batch(self, frame: np.ndarray) -> np.ndarray:

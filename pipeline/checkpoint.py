@@ -19,8 +19,9 @@ FORMAT = "anytime-multi-exit/1"
 
 
 def save_checkpoint(path: str | Path, model: "MSDNet", model_name: str, classes: list[str], split: dict,
-                    train_state: dict | None = None) -> None:
-    """Atomically write ``model`` (an MSDNet) with its metadata; ``train_state`` makes it resumable."""
+                    train_state: dict | None = None, origin: dict | None = None) -> None:
+    """Atomically write ``model`` (an MSDNet) with its metadata; ``train_state`` makes it resumable,
+    ``origin`` records where converted weights came from."""
     import torch
 
     path = Path(path)
@@ -36,6 +37,8 @@ def save_checkpoint(path: str | Path, model: "MSDNet", model_name: str, classes:
     }
     if train_state is not None:
         payload["train_state"] = train_state
+    if origin is not None:
+        payload["origin"] = dict(origin)
     atomic_write(path, lambda f: torch.save(payload, f))
 
 
@@ -76,6 +79,10 @@ def load_model(path: str | Path, expect_model: str | None = None, expect_config:
             detail = ", ".join(f"{k}: checkpoint {a!r} vs requested {b!r}" for k, (a, b) in diff.items())
             raise PipelineError(f"checkpoint {path} does not match the requested config ({detail}); "
                                 "use another output path or the checkpoint's own config")
+    factory = ckpt["config"].get("factory") if isinstance(ckpt.get("config"), dict) else None
+    if factory and expect_model != factory:
+        raise PipelineError(f"checkpoint {path} holds a model made by --model-factory {factory}; rebuilding it imports "
+                            f"and runs that code, so pass --model-factory {factory} to allow it")
     model = model_from_config(ckpt["config"])
     missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
     if missing or unexpected:

@@ -37,6 +37,7 @@ class InputSpec(JsonTable):
     colour_order: str = ""  # "BGR" or "RGB"
     mean: list[float] = field(default_factory=list)
     std: list[float] = field(default_factory=list)
+    resize_shorter: int = 0  # 0: resize images to (H, W); n: shorter side to n, then centre crop (H, W)
 
     @property
     def size(self) -> tuple[int, int] | None:

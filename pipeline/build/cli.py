@@ -23,7 +23,7 @@ from typing import Any
 from pipeline import names
 from pipeline.backends import BACKENDS, EngineOptions, backend_device_facts
 from pipeline.backends.base import DEFAULT_WORKSPACE_MB
-from pipeline.build import accuracy, engines, export, folder, options, source
+from pipeline.build import accuracy, engines, export, folder, onnx_source, options, source
 from pipeline.build.export import log
 from pipeline.build.options import BuildOptions, BuildTargets
 from pipeline.build.source import Source
@@ -33,12 +33,15 @@ from pipeline.device import host_facts
 from pipeline.errors import cli_main
 from pipeline.export.calibration import DEFAULT_IMAGES
 from pipeline.manifest import DeviceInfo, InputSpec, Manifest, variant_key, write_manifest
+from pipeline.models import folder_name
 
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m pipeline.build", description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", type=Path, help="trained checkpoint (.pt); optional with --compile-only")
     ap.add_argument("--model", default="", help="expected registered model (default: the checkpoint's)")
+    ap.add_argument("--model-factory", default="", metavar="PACKAGE.MODULE:FUNCTION",
+                    help="the checkpoint's model comes from this factory of yours (see the stage contract)")
     ap.add_argument("--name", default="", help="model folder under --out (default: the model's name)")
     ap.add_argument("--out", type=Path, default=Path("engines"), help="engines root folder")
     ap.add_argument("--precisions", default="fp32,fp16,int8", help="comma-separated: fp32, fp16, int8")
@@ -55,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--skip-accuracy", action="store_true", help="do not measure accuracy (no data needed)")
     ap.add_argument("--compile-only", action="store_true", help="compile the artifacts already built; no export")
     ap.add_argument("--artifacts", type=Path, default=None, help="with --compile-only: folder holding the artifacts")
+    ap.add_argument("--onnx-spec", type=Path, default=None,
+                    help="build from stage graphs made elsewhere, described by this JSON spec (no checkpoint)")
     ap.add_argument("--workspace-mb", type=int, default=DEFAULT_WORKSPACE_MB, help="TensorRT builder workspace")
     ap.add_argument("--dla-core", type=int, default=None, help="TensorRT: build for this DLA core, GPU fallback")
     ap.add_argument("--force", action="store_true", help="rebuild even if the folder is up to date")
@@ -63,16 +68,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def options_from_args(args: argparse.Namespace) -> BuildOptions:
     return BuildOptions(
-        checkpoint=args.checkpoint, out=args.out, data=DataOptions.from_args(args), model=args.model,
+        checkpoint=args.checkpoint, out=args.out, data=DataOptions.from_args(args), model=args.model_factory or args.model,
         name=args.name, precisions=args.precisions, backend=args.backend, calib_dir=args.calib_dir,
         calib_images=args.calib_images, calib_method=args.calib_method, calib_seed=args.calib_seed,
         test_split=args.test_split, skip_accuracy=args.skip_accuracy, compile_only=args.compile_only,
-        artifacts=args.artifacts, force=args.force,
+        artifacts=args.artifacts, onnx_spec=args.onnx_spec, force=args.force,
         engine=EngineOptions(threads=args.threads, workspace_mb=args.workspace_mb, dla_core=args.dla_core))
 
 
 def _start_manifest(tmp: Path, src: Source, opts: BuildOptions) -> tuple[Manifest, tuple[Any, dict[str, Any]] | None]:
-    """The manifest's model description: from the artifacts (compile-only, copied into ``tmp``) or the checkpoint."""
+    """The manifest's model description: from the artifacts (compile-only, copied into ``tmp``), the checkpoint,
+    or a spec of stage graphs."""
+    if src.onnx_spec is not None:
+        s = src.onnx_spec
+        mean, std = (list(s.mean), list(s.std)) if s.mean is not None and s.std is not None else ([], [])
+        return Manifest(model={"name": s.name, "config": {"onnx_spec": s.path.name}, "checkpoint_sha256":
+                               src.checkpoint_sha256, "split": {}}, classes=list(s.classes), stages=[],
+                        input=InputSpec(names.FRAME, ["N", s.height, s.width, 3], "uint8", "BGR", mean, std,
+                                        s.resize_shorter)), None
     if src.manifest is not None:
         m = src.manifest
         assert src.folder is not None
@@ -88,7 +101,8 @@ def _start_manifest(tmp: Path, src: Source, opts: BuildOptions) -> tuple[Manifes
         model={"name": ckpt["model"], "config": ckpt["config"], "checkpoint_sha256": src.checkpoint_sha256,
                "split": ckpt["split"]},
         classes=list(ckpt["classes"]), stages=[],
-        input=InputSpec(names.FRAME, ["N", p.height, p.width, 3], "uint8", p.colour_order, list(p.mean), list(p.std)))
+        input=InputSpec(names.FRAME, ["N", p.height, p.width, 3], "uint8", p.colour_order, list(p.mean), list(p.std),
+                        p.resize_shorter))
     return manifest, (model, ckpt)
 
 
@@ -96,8 +110,17 @@ def build_into(tmp: Path, src: Source, targets: BuildTargets, opts: BuildOptions
     """Every step of the build, writing only inside ``tmp``; returns the final manifest (also written there)."""
     manifest, exported_from = _start_manifest(tmp, src, opts)
     size, data = manifest.input.size, opts.data
-    need_train = not opts.skip_accuracy or (exported_from is not None and "int8" in targets.precisions)
+    graphs = onnx_source.fp32_from_spec(src.onnx_spec, tmp) if src.onnx_spec is not None else None
+    makes = exported_from is not None or graphs is not None
+    need_train = not opts.skip_accuracy or (makes and "int8" in targets.precisions)
     train = load_checked(data.source, "train", data.cache_dir, size, manifest.classes) if need_train else None
+    if graphs is not None:
+        given = src.onnx_spec.validation_size
+        manifest.model["split"] = {"seed": 0, "size": given or max(1, len(train.labels) // 10), "source":
+                                   "the spec's validation_size" if given else "a tenth"} if train else {}
+        manifest.stages = graphs[1]
+        manifest.artifacts, manifest.calibration = export.variants_from_fp32(
+            graphs[0], tmp, targets, opts, src.checkpoint_sha256, manifest.model["split"], train)
     if exported_from is not None:
         model, ckpt = exported_from
         manifest.artifacts, manifest.stages, manifest.calibration = export.export_artifacts(
@@ -135,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     with folder.temporary_folder(opts.out, src.name) as tmp:
         with export.one_torch_thread(src.manifest is None):
             manifest = build_into(tmp, src, targets, opts, device)
-        name = src.name or manifest.model["name"]
+        name = src.name or folder_name(manifest.model["name"])
         folder.swap_into_place(tmp, opts.out / name, key)
     built = sorted({variant_key(e.backend, e.precision) for e in manifest.engines})
     log(f"built {opts.out / name} in {time.time() - started:.1f} s: {', '.join(built)}")

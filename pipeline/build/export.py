@@ -46,11 +46,11 @@ def one_torch_thread(active: bool) -> Iterator[None]:
 def load_checkpoint(opts: BuildOptions) -> tuple["MSDNet", dict[str, Any]]:
     """(model in eval mode, checkpoint dict), refused where the checkpoint holds a model this version lacks."""
     from pipeline.checkpoint import load_model
-    from pipeline.models import list_models
+    from pipeline.models import is_factory, list_models
 
     assert opts.checkpoint is not None  # check_options requires it to export
     model, ckpt = load_model(opts.checkpoint, expect_model=opts.model or None)
-    if ckpt["model"] not in list_models():
+    if ckpt["model"] not in list_models() and not is_factory(ckpt["model"]):
         raise PipelineError(f"checkpoint {opts.checkpoint} holds model {ckpt['model']!r}, which this version does "
                             f"not know (known: {', '.join(list_models())}); update the pipeline or retrain")
     return model, ckpt
@@ -60,10 +60,6 @@ def export_artifacts(model: "MSDNet", tmp: Path, targets: BuildTargets, opts: Bu
                      ckpt: dict[str, Any], train: ImageSet | None
                      ) -> tuple[list[FileEntry], list[StageSpec], dict[str, Any]]:
     """FP32 export, FP16 conversion, INT8 calibration and quantization; returns artifacts, stages, calibration info."""
-    from pipeline.export.calibration import (CalibrationReader, calibration_indices, calibration_inputs,
-                                             calibration_key)
-    from pipeline.export.fp16 import fp16_from_onnx
-    from pipeline.export.int8 import qdq_from_onnx
     from pipeline.export.onnx_export import onnx_from_model, tensor_specs
     from pipeline.models.flops import exit_costs
 
@@ -72,8 +68,23 @@ def export_artifacts(model: "MSDNet", tmp: Path, targets: BuildTargets, opts: Bu
     costs = exit_costs(model)
     stages = [StageSpec(k, *tensor_specs(p), flops=costs[k - 1]["flops"], params=costs[k - 1]["params"])
               for k, p in enumerate(fp32, start=1)]
-    arts = [FileEntry.of(tmp, f"onnx/{p.name}", k, "fp32") for k, p in enumerate(fp32, start=1)]
     log(f"exported and simplified {len(fp32)} stages ({time.time() - t0:.1f} s)")
+    arts, calib = variants_from_fp32(fp32, tmp, targets, opts, ckpt_sha, ckpt["split"], train)
+    return arts, stages, calib
+
+
+def variants_from_fp32(fp32: list[Path], tmp: Path, targets: BuildTargets, opts: BuildOptions, source_sha: str,
+                       split: dict[str, Any], train: ImageSet | None) -> tuple[list[FileEntry], dict[str, Any]]:
+    """The FP32 stage graphs in ``tmp/onnx`` with their FP16 and INT8 variants; returns artifacts, calibration info.
+
+    ``split`` is the validation split ({"seed", "size"}) that calibration images are drawn outside of.
+    """
+    from pipeline.export.calibration import (CalibrationReader, calibration_indices, calibration_inputs,
+                                             calibration_key)
+    from pipeline.export.fp16 import fp16_from_onnx
+    from pipeline.export.int8 import qdq_from_onnx
+
+    arts = [FileEntry.of(tmp, f"onnx/{p.name}", k, "fp32") for k, p in enumerate(fp32, start=1)]
     if "fp16" in targets.precisions:
         t0 = time.time()
         for k, src in enumerate(fp32, start=1):
@@ -85,9 +96,9 @@ def export_artifacts(model: "MSDNet", tmp: Path, targets: BuildTargets, opts: Bu
     if "int8" in targets.precisions:
         assert train is not None  # loaded for calibration
         t0 = time.time()
-        idx = calibration_indices(train.labels, ckpt["split"], opts.calib_images, opts.calib_seed)
+        idx = calibration_indices(train.labels, split, opts.calib_images, opts.calib_seed)
         frames = train.images[idx]  # (N, H, W, 3) uint8
-        key = calibration_key(ckpt_sha, frames, opts.calib_seed)
+        key = calibration_key(source_sha, frames, opts.calib_seed)
         feeds, cache, reused = calibration_inputs(fp32, frames, opts.calib_dir, key)
         for k, src in enumerate(fp32, start=1):
             ranges = cache.with_name(f"{cache.stem}.stage{k}.{opts.calib_method}.{sha256_file(src)[:12]}.json")
@@ -97,10 +108,10 @@ def export_artifacts(model: "MSDNet", tmp: Path, targets: BuildTargets, opts: Bu
                               flavour=flavour, ranges=ranges)
                 arts.append(FileEntry.of(tmp, rel, k, "int8", flavour=flavour))
         calib = {"method": opts.calib_method, "images": int(len(idx)), "seed": opts.calib_seed,
-                 "drawn_from": f"train split minus the validation split (seed {ckpt['split']['seed']}, "
-                               f"size {ckpt['split']['size']})",
+                 "drawn_from": f"train split minus the validation split (seed {split['seed']}, "
+                               f"size {split['size']})",
                  "data": opts.data.source or "cifar10-official", "key": key, "cache": str(cache),
                  "flavours": FLAVOUR_NOTES}
         log(f"calibrated ({opts.calib_method}, {len(idx)} images, cache {'reused' if reused else 'written'}: "
             f"{cache}) and quantized to INT8 ({time.time() - t0:.1f} s)")
-    return arts, stages, calib
+    return arts, calib

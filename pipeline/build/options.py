@@ -34,6 +34,7 @@ class BuildOptions:
     skip_accuracy: bool = False
     compile_only: bool = False
     artifacts: Path | None = None  # with compile_only: the folder holding the artifacts
+    onnx_spec: Path | None = None  # stage graphs made elsewhere, described by this spec file (instead of a checkpoint)
     engine: EngineOptions = field(default_factory=EngineOptions)
     force: bool = False
 
@@ -97,8 +98,15 @@ def check_options(opts: BuildOptions) -> BuildTargets:
         raise PipelineError(f"--dla-core builds FP16 plans only (DLA runs FP16, and INT8 only through implicit "
                             f"quantization, which these Q/DQ artifacts are not); got --precisions "
                             f"{','.join(precisions)}: pass --precisions fp16")
+    if opts.onnx_spec is not None:
+        if opts.checkpoint is not None or opts.compile_only or opts.model:
+            raise PipelineError("--onnx-spec builds from stage graphs: it goes without --checkpoint, --compile-only, "
+                                "--model and --model-factory")
+        if not can_export():
+            raise PipelineError("--onnx-spec makes FP32, FP16 and INT8 artifacts, which needs onnx-simplifier and "
+                                "onnxconverter-common (`pip install -e '.[export]'`)")
     compile_only = opts.compile_only or not can_export()
-    if not compile_only and opts.checkpoint is None:
+    if not compile_only and opts.checkpoint is None and opts.onnx_spec is None:
         raise PipelineError("--checkpoint is required to export; pass it, or --compile-only to compile "
                             "existing artifacts")
     unsupported = []

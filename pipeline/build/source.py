@@ -31,6 +31,7 @@ class Source:
     checkpoint_sha256: str = ""
     manifest: Manifest | None = None  # compile-only: the artifacts' manifest
     folder: Path | None = None  # compile-only: where the artifacts are
+    onnx_spec: Any = None  # an OnnxSpec: stage graphs made elsewhere
 
 
 def tool_versions() -> dict[str, str]:
@@ -99,6 +100,12 @@ def _artifacts_manifest(opts: BuildOptions) -> tuple[Manifest, Path]:
 
 
 def resolve_source(opts: BuildOptions, targets: BuildTargets) -> Source:
+    if opts.onnx_spec is not None:
+        from pipeline.build.onnx_spec import read_spec
+
+        spec = read_spec(opts.onnx_spec)
+        sha = spec.identity()
+        return Source({"onnx_spec": sha}, opts.name or spec.name, checkpoint_sha256=sha, onnx_spec=spec)
     if not targets.compile_only:
         assert opts.checkpoint is not None  # check_options requires it to export
         if not opts.checkpoint.is_file():

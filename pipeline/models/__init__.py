@@ -29,8 +29,25 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def is_factory(name: str) -> bool:
+    """Whether ``name`` names a user's factory (``package.module:function``) rather than a registered model."""
+    return ":" in name
+
+
+def folder_name(name: str) -> str:
+    """The engines folder of a model: its registered name, or a factory's module name (``mod`` of ``pkg.mod:fn``)."""
+    if not is_factory(name):
+        return name
+    where = name.rpartition(":")[0]
+    return where.removesuffix(".py").replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[-1] or "model"
+
+
 def model_config(name: str, **overrides: Any) -> Any:
-    """The config of a registered model, with keyword overrides (e.g. ``n_blocks=3``)."""
+    """The config of a registered model, with keyword overrides (e.g. ``n_blocks=3``), or of a factory's model."""
+    if is_factory(name):
+        from pipeline.models.factory import create_from_factory
+
+        return create_from_factory(name, **overrides).cfg
     if name not in _REGISTRY:
         raise PipelineError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
     try:
@@ -40,15 +57,24 @@ def model_config(name: str, **overrides: Any) -> Any:
 
 
 def create_model(name: str, **overrides: Any) -> "MSDNet":
-    """Build a registered model (an ``nn.Module`` with ``.stages``) from its name and overrides."""
+    """Build a registered model (an ``nn.Module`` with ``.stages``) from its name and overrides; a name
+    ``package.module:function`` calls that factory (:mod:`pipeline.models.factory`)."""
     from pipeline.models.msdnet import MSDNet
 
+    if is_factory(name):
+        from pipeline.models.factory import create_from_factory
+
+        return create_from_factory(name, **overrides)  # type: ignore[return-value]  # the same interface
     return MSDNet(model_config(name, **overrides))
 
 
 def model_from_config(cfg_dict: dict[str, Any]) -> "MSDNet":
     from pipeline.models.msdnet import MSDNet, MSDNetConfig
 
+    if "factory" in cfg_dict:
+        from pipeline.models.factory import model_from_factory_config
+
+        return model_from_factory_config(cfg_dict)  # type: ignore[return-value]  # the same interface
     return MSDNet(MSDNetConfig.from_dict(cfg_dict))
 
 
@@ -62,13 +88,14 @@ def _msdnet_cifar(**kw: Any) -> Any:
 
 @register("msdnet_imagenet")
 def _msdnet_imagenet(**kw: Any) -> Any:
-    """The paper's ImageNet configuration: 4 scales, 32 channels, growth 16, 5 exits (step 4, base 4), 224x224."""
+    """The paper's ImageNet configuration: 4 scales, 32 channels, growth 16, 5 exits (step 4, base 4), 224x224
+    centre-cropped from 256, a bias on the stem's 7x7 conv as in the reference code."""
     from pipeline.models.msdnet import MSDNetConfig
     from pipeline.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig
 
     defaults: dict[str, Any] = dict(
         n_blocks=5, step=4, base=4, n_channels=32, growth_rate=16, gr_factor=(1, 2, 4, 4),
-        bn_factor=(1, 2, 4, 4), num_classes=1000, stem="imagenet",
-        preprocess=PreprocessConfig(224, 224, "BGR", IMAGENET_MEAN, IMAGENET_STD),
+        bn_factor=(1, 2, 4, 4), num_classes=1000, stem="imagenet", stem_bias=True,
+        preprocess=PreprocessConfig(224, 224, "BGR", IMAGENET_MEAN, IMAGENET_STD, resize_shorter=256),
     )
     return MSDNetConfig(**{**defaults, **kw})

@@ -39,6 +39,7 @@ class MSDNetConfig:
     reduction: float = 0.5
     num_classes: int = 10
     stem: str = "cifar"  # "cifar": 3x3 conv; "imagenet": 7x7/2 conv + 3x3/2 max-pool
+    stem_bias: bool = False  # a bias on the stem's first conv (the reference's ImageNet stem has one)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
 
     def __post_init__(self) -> None:
@@ -72,9 +73,9 @@ class MSDNetConfig:
         return cls(**d)
 
 
-def conv_bn_relu(n_in: int, n_out: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:
+def conv_bn_relu(n_in: int, n_out: int, kernel: int = 3, stride: int = 1, bias: bool = False) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(n_in, n_out, kernel, stride, kernel // 2, bias=False),
+        nn.Conv2d(n_in, n_out, kernel, stride, kernel // 2, bias=bias),
         nn.BatchNorm2d(n_out),
         nn.ReLU(inplace=True),
     )
@@ -117,9 +118,9 @@ class FirstLayer(nn.Module):
         super().__init__()
         width = [cfg.n_channels * g for g in cfg.gr_factor]
         if cfg.stem == "cifar":
-            first = conv_bn_relu(3, width[0], 3, 1)
+            first = conv_bn_relu(3, width[0], 3, 1, bias=cfg.stem_bias)
         else:
-            first = nn.Sequential(*conv_bn_relu(3, width[0], 7, 2), nn.MaxPool2d(3, 2, 1))
+            first = nn.Sequential(*conv_bn_relu(3, width[0], 7, 2, bias=cfg.stem_bias), nn.MaxPool2d(3, 2, 1))
         self.layers = nn.ModuleList([first] + [conv_bn_relu(width[i - 1], width[i], 3, 2)
                                                for i in range(1, cfg.n_scales)])
 

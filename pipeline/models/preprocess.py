@@ -22,13 +22,22 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 @dataclass(frozen=True)
 class PreprocessConfig:
-    """What the model expects: frame size, the colour order of the uint8 frame, RGB mean and std."""
+    """What the model expects: frame size, the colour order of the uint8 frame, RGB mean and std, and how
+    an image of another shape is brought to the frame size (``resize_shorter``)."""
 
     height: int = 32
     width: int = 32
     colour_order: str = "BGR"  # the uint8 frame's channel order; OpenCV decodes and captures BGR
     mean: tuple[float, float, float] = CIFAR10_MEAN
     std: tuple[float, float, float] = CIFAR10_STD
+    # 0: an image of another shape is resized to (height, width). n > 0: its shorter side is resized to n
+    # (aspect kept), then the centre (height, width) is cut out: ImageNet's "resize 256, centre crop 224".
+    resize_shorter: int = 0
+
+    def __post_init__(self) -> None:
+        if self.resize_shorter and self.resize_shorter < max(self.height, self.width):
+            raise PipelineError(f"resize_shorter {self.resize_shorter} is smaller than the {self.height}x{self.width} "
+                                "crop it should hold; use 0 (plain resize) or at least the larger side")
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m pipeline.training",
                                  description="Train a multi-exit classifier (every exit's loss summed).")
     ap.add_argument("--model", default=d.model, help="registered model name")
+    ap.add_argument("--model-factory", default="", metavar="PACKAGE.MODULE:FUNCTION",
+                    help="your own multi-exit network instead (see the stage contract in pipeline.models.factory)")
     ap.add_argument("--model-opt", action="append", default=[], metavar="KEY=VALUE", help="config override, repeatable")
     add_data_options(ap, help="the training images")
     ap.add_argument("--out", type=Path, required=True, help="checkpoint path, rewritten every epoch")
@@ -73,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 def options_from_args(args: argparse.Namespace) -> TrainOptions:
     """The frozen options of a run from parsed arguments; bad values raise PipelineError before any work."""
     return TrainOptions(
-        out=args.out, model=args.model, model_overrides=parse_overrides(args.model_opt), data=args.data,
+        out=args.out, model=args.model_factory or args.model, model_overrides=parse_overrides(args.model_opt), data=args.data,
         cache_dir=args.cache_dir, resume=args.resume, epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay,
         schedule=args.schedule, warmup_epochs=args.warmup_epochs, bn_bias_lr_scale=args.bn_bias_lr_scale,

@@ -57,15 +57,41 @@ def resize(image: np.ndarray, size: tuple[int, int], crop: bool = False) -> np.n
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
 
 
+def resize_and_crop(image: np.ndarray, size: tuple[int, int], shorter: int) -> np.ndarray:
+    """The centre (H, W) of ``image`` once its shorter side is resized to ``shorter`` (aspect kept).
+
+    ImageNet's evaluation transform (resize 256, centre crop 224), done the cheap way round: the
+    window that becomes the crop is cut from the frame first, and only it is resized.
+    """
+    import cv2
+
+    height, width = size
+    h, w = image.shape[:2]
+    scale = shorter / min(h, w)  # frame pixels -> resized pixels
+    ch, cw = min(h, max(1, round(height / scale))), min(w, max(1, round(width / scale)))
+    y0, x0 = (h - ch) // 2, (w - cw) // 2
+    window = image[y0:y0 + ch, x0:x0 + cw]
+    if window.shape[:2] == (height, width):
+        return window
+    shrink = ch > height or cw > width
+    return cv2.resize(window, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
 def to_model_input(image: np.ndarray, size: tuple[int, int], colour_order: str = "BGR",
-                   crop: bool = False) -> np.ndarray:
-    """Any source frame -> (H, W, 3) uint8, C-contiguous, at the model's size and colour order."""
+                   crop: bool = False, resize_shorter: int = 0) -> np.ndarray:
+    """Any source frame -> (H, W, 3) uint8, C-contiguous, at the model's size and colour order.
+
+    ``resize_shorter`` (the manifest's): a frame of another shape is resized and centre-cropped
+    as the model was evaluated; otherwise it is resized (after a centre crop to the aspect with ``crop``).
+    """
     import cv2
 
     order = colour_order.upper()
     if order not in ("BGR", "RGB"):
         raise PipelineError(f"the model's colour order should be BGR or RGB; the manifest says {colour_order!r}")
-    out = resize(to_bgr(image), size, crop)  # (H, W, 3) BGR
+    bgr = to_bgr(image)
+    out = resize_and_crop(bgr, size, resize_shorter) if resize_shorter and bgr.shape[:2] != tuple(size) \
+        else resize(bgr, size, crop)  # (H, W, 3) BGR
     if order == "RGB":
         out = cv2.cvtColor(out, cv2.COLOR_BGR2RGB)
     return np.ascontiguousarray(out)

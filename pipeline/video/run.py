@@ -87,6 +87,7 @@ class CameraRun:
         self.show = False
         self.size: tuple[int, int] = (0, 0)  # (H, W) of the model's input
         self.colour_order = "BGR"
+        self.resize_shorter = 0  # the model's: frames of another shape resized, then centre-cropped
         self.t_first: float | None = None
         self.t_last: float | None = None
 
@@ -119,6 +120,7 @@ class CameraRun:
         for note in getattr(self.cascade, "notes", []):
             _note(note)
         self.size, self.colour_order = model_input(self.cascade)
+        self.resize_shorter = int(getattr(self.cascade, "resize_shorter", 0) or 0)
         self.labels = self.inputs.labels.resolve(self.cascade.classes) if self.inputs.labels else None
         self.summary = RunSummary(self.cascade.num_exits, self.budget_ms, self.inputs.spec.name)
         if self.stop.reason is not None:  # a signal while the model loaded
@@ -220,7 +222,7 @@ class CameraRun:
 
     def _model_input(self, frame: Frame) -> Any:
         try:
-            return to_model_input(frame.image, self.size, self.colour_order, self.options.crop)
+            return to_model_input(frame.image, self.size, self.colour_order, self.options.crop, self.resize_shorter)
         except PipelineError as exc:
             where = frame.name or f"frame {frame.index} of {self.inputs.spec.name}"
             raise PipelineError(f"{where}: {exc}") from None

@@ -68,3 +68,22 @@ def test_rgb_models_get_rgb_and_grey_inputs_work():
     assert to_model_input(np.full((9, 7), 50, np.uint8), (4, 4)).shape == (4, 4, 3)
     with pytest.raises(PipelineError, match="BGR or RGB"):
         to_model_input(frame, (8, 8), "YUV")
+
+
+def test_resize_shorter_then_centre_crop_as_imagenet_evaluates():
+    import cv2
+
+    from pipeline.video.frames import resize_and_crop
+
+    frame = np.zeros((480, 640, 3), np.uint8)  # a VGA camera frame
+    frame[:, 80:560] = 255  # a bright 480x480 square in the middle
+    frame[190:290, 270:370] = (0, 0, 200)  # a red centre
+    out = to_model_input(frame, (224, 224), resize_shorter=256)
+    # the reference transform: shorter side to 256 (480x640 -> 256x341), then the centre 224x224
+    expected = cv2.resize(frame, (341, 256), interpolation=cv2.INTER_AREA)[16:240, 58:282]
+    assert out.shape == (224, 224, 3) and np.abs(out.astype(int) - expected).mean() < 2.0
+    assert out[0, 0].tolist() == [255, 255, 255]  # the dark sides are cut away, not squashed in
+    assert resize_and_crop(frame[:256, :256], (224, 224), 256).shape == (224, 224, 3)
+    same = np.full((224, 224, 3), 7, np.uint8)
+    assert to_model_input(same, (224, 224), resize_shorter=256) is not None
+    assert np.array_equal(to_model_input(same, (224, 224), resize_shorter=256), same)  # at size: untouched
