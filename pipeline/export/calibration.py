@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from pipeline.errors import PipelineError
-from pipeline.files import atomic_write
+from pipeline.files import atomic_write, remove_dead_temps
 
 CACHE_VERSION = 1
 DEFAULT_IMAGES = 512
@@ -79,6 +79,8 @@ def calibration_inputs(fp32_paths: Sequence[str | Path], frames: np.ndarray, cac
 
     cache = Path(cache_dir) / f"calib-{key[:24]}.npz"
     k_stages = len(fp32_paths)
+    if cache.parent.is_dir():
+        remove_dead_temps(cache.parent)  # caches a killed build left half-written: a few hundred MB each
     if cache.is_file():
         try:
             with np.load(cache, allow_pickle=False) as z:
