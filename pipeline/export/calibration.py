@@ -31,7 +31,9 @@ KEEP = 3  # calibration sets kept in the cache folder
 def calibration_indices(labels: np.ndarray, split: dict, n: int, seed: int = 0) -> np.ndarray:
     """Indices (sorted, int64) of ``n`` training images outside the validation split ``split`` ({seed, size})."""
     from pipeline.data import validation_split
+    from pipeline.data.splits import check_split_fits
 
+    check_split_fits(split, len(labels), "the data")
     train_idx, _ = validation_split(labels, size=int(split["size"]), seed=int(split["seed"]))
     if n < 1:
         raise PipelineError(f"the number of calibration images must be at least 1, got {n}")
