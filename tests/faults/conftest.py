@@ -191,9 +191,11 @@ import os, sys, time
 sys.path.insert(0, os.environ["FAULT_ROOT"])
 mode, ready = os.environ["FAULT_MODE"], os.environ["FAULT_READY"]
 
-def pause():
-    open(ready, "w").close()
-    time.sleep(float(os.environ.get("FAULT_PAUSE", "30")))
+def pause():  # in short sleeps, as real work runs: a signal that another thread (ONNX Runtime's) takes
+    open(ready, "w").close()  # does not cut a sleep short, and Python handles it when the main thread wakes
+    end = time.monotonic() + float(os.environ.get("FAULT_PAUSE", "30"))
+    while time.monotonic() < end:
+        time.sleep(0.01)
 
 if mode == "calib-write":
     import pipeline.export.calibration as calibration
