@@ -101,8 +101,8 @@ def swap_into_place(tmp: Path, dest: Path, key: dict[str, Any]) -> None:
         os.rename(dest, old)
     try:
         os.rename(tmp, dest)
-    except OSError:
-        if old.exists():
+    except BaseException:  # an OSError, or a signal between the two renames: the previous build goes back
+        if old.exists() and not dest.exists():
             os.rename(old, dest)
         raise
     shutil.rmtree(old, ignore_errors=True)

@@ -15,9 +15,9 @@ pytest.importorskip("torch")
 pytest.importorskip("onnxsim")
 
 
-def test_sigterm_while_the_calibration_cache_is_written(tiny, tmp_path):
-    """An export (torch in the child: a few seconds); Ctrl-C takes the same way out, tested below."""
-    sig, code = signal.SIGTERM, 143
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_while_the_calibration_cache_is_written(tiny, tmp_path, sig, code):
+    """An export: torch in the child, a few seconds each."""
     out, calib = tmp_path / "engines", tmp_path / "calib"
     child = CommandChild("build", build_argv(tiny, out, calib, "--precisions", "int8"), "calib-write", tmp_path)
     child.wait_ready(60)
@@ -76,3 +76,23 @@ def test_a_temporary_folder_is_never_taken_for_a_model(tiny, tmp_path, capsys):
     shutil.copytree(folder, out / "other_model")
     assert run_command(main, argv) == 2
     assert "2 model folders in" in one_error(capsys.readouterr().err)
+
+
+def test_a_signal_between_the_two_renames_of_the_swap_puts_the_previous_build_back(tiny, tmp_path, monkeypatch):
+    from pipeline.build import folder as build_folder
+
+    dest = tiny.copy(tmp_path)
+    before = snapshot(dest)
+    tmp = dest.parent / f".msdnet_cifar.tmp-{os.getpid()}"
+    shutil.copytree(dest, tmp)
+    real_rename = os.rename
+
+    def rename(src, dst):
+        if str(src) == str(tmp):  # the second rename: the new build into place
+            raise KeyboardInterrupt  # as the stop handler raises it
+        real_rename(src, dst)
+
+    monkeypatch.setattr(build_folder.os, "rename", rename)
+    with pytest.raises(KeyboardInterrupt):
+        build_folder.swap_into_place(tmp, dest, {"key": 1})
+    assert snapshot(dest) == before and not list(dest.parent.glob(".*.old-*"))
