@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipelineError, cli_main
+from pipeline.files import check_output_folder, remove_dead_temps
 from pipeline.data.options import DataOptions, add_data_options
 from pipeline.manifest import LatencyTable, Manifest, ThresholdTable, load_manifest, sha256_file, variant_key
 from pipeline.names import PRECISIONS
 from pipeline.thresholds import add_calibration_options, check_calibration_options
+from pipeline.video.stop import stop_at_once
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,8 +57,9 @@ def check_options(args: argparse.Namespace) -> None:
     if args.checkpoint is not None and not args.checkpoint.is_file():
         raise PipelineError(f"--checkpoint {args.checkpoint} does not exist; pass the checkpoint the engines were "
                             "built from, or drop --checkpoint to skip the PyTorch baseline")
-    if args.out.exists() and not args.out.is_dir():
-        raise PipelineError(f"--out {args.out} is a file; pass a folder for the reports")
+    check_output_folder(args.out, "--out")
+    if args.engines.is_dir():  # its manifest is rewritten at the end: writable before the work, not after
+        check_output_folder(args.engines, "the manifest's folder --engines")
 
 
 def _split_list(value: str, known: tuple[str, ...], option: str) -> list[str]:
@@ -121,8 +124,14 @@ def _log(msg: str) -> None:
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
+    """The profiler; SIGINT or SIGTERM stop it at once with every file whole or untouched (exit 130 or 143)."""
     args = build_parser().parse_args(argv)
     check_options(args)
+    with stop_at_once():
+        return profile(args)
+
+
+def profile(args: argparse.Namespace) -> int:
     from pipeline.backends import load_chain
     from pipeline.data.splits import split_images
     from pipeline.device import device_facts
@@ -133,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
 
     folder = args.engines
     manifest = load_manifest(folder, verify=True)
+    for written_to in (folder, args.out):
+        if written_to.is_dir():
+            remove_dead_temps(written_to)  # what a killed profiler left half-written
     variants, notes = select_variants(manifest, folder, args.backends, args.precisions)
     if args.checkpoint is not None and sha256_file(args.checkpoint) != manifest.model.get("checkpoint_sha256"):
         raise PipelineError(f"{args.checkpoint} is not the checkpoint the engines in {folder} were built from; "

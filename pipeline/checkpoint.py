@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     from pipeline.models.msdnet import MSDNet
 
 FORMAT = "anytime-multi-exit/1"
+REQUIRED = (("model", str, "the registered model's name"), ("config", dict, "the model's config"),
+            ("classes", list, "the class names"), ("split", dict, "how the validation split was drawn"),
+            ("state_dict", dict, "the weights"))
 
 
 def save_checkpoint(path: str | Path, model: "MSDNet", model_name: str, classes: list[str], split: dict,
@@ -58,7 +61,25 @@ def read_checkpoint(path: str | Path) -> dict:
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise PipelineError(f"checkpoint {path} has format {found!r}, expected {FORMAT!r}; "
                             "it was not written by `pipeline.training`")
+    for key, kind, what in REQUIRED:
+        if not isinstance(ckpt.get(key), kind):
+            found = "it lacks it" if key not in ckpt else f"found {type(ckpt[key]).__name__}"
+            raise PipelineError(f"checkpoint {path} should record {what} under {key!r} ({found}); it is incomplete "
+                                "or damaged: retrain it or restore it")
     return ckpt
+
+
+def check_shapes(path: str | Path, wanted: dict, stored: dict) -> None:
+    """Refuse weights whose shapes do not fit the model the config makes (``load_state_dict`` would raise a
+    long ``size mismatch`` error for each), naming the first and how many differ."""
+    bad = [(k, tuple(v.shape), tuple(getattr(stored[k], "shape", ()))) for k, v in wanted.items()
+           if k in stored and tuple(getattr(stored[k], "shape", ())) != tuple(v.shape)]
+    if bad:
+        name, want, have = bad[0]
+        more = f" (and {len(bad) - 1} more tensors)" if len(bad) > 1 else ""
+        raise PipelineError(f"checkpoint {path}: weights do not fit its config: {name} is {list(have)} in the file "
+                            f"but {list(want)} for the config{more}; the config was changed after training or the "
+                            "file is damaged: retrain it or restore the config it was trained with")
 
 
 def load_model(path: str | Path, expect_model: str | None = None, expect_config: dict | None = None
@@ -83,7 +104,12 @@ def load_model(path: str | Path, expect_model: str | None = None, expect_config:
     if factory and expect_model != factory:
         raise PipelineError(f"checkpoint {path} holds a model made by --model-factory {factory}; rebuilding it imports "
                             f"and runs that code, so pass --model-factory {factory} to allow it")
-    model = model_from_config(ckpt["config"])
+    try:
+        model = model_from_config(ckpt["config"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PipelineError(f"checkpoint {path}: its config does not make a model ({type(exc).__name__}: "
+                            f"{str(exc)[:160]}); the file is inconsistent: retrain it") from None
+    check_shapes(path, model.state_dict(), ckpt["state_dict"])
     missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
     if missing or unexpected:
         raise PipelineError(f"checkpoint {path}: weights do not fit the config (missing {missing[:3]}, "

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline import manifest_schema
 from pipeline.errors import PipelineError
 from pipeline.files import atomic_write_text, sha256_file
 from pipeline.manifest_tables import DeviceInfo, InputSpec, LatencyTable, ThresholdTable
@@ -166,10 +167,12 @@ def _resolve_inside(folder: Path, rel: str) -> Path:
     return path
 
 
-def load_manifest(folder: str | Path, verify: bool = True) -> Manifest:
-    """Read and validate ``folder/manifest.json``.
+def load_manifest(folder: str | Path, verify: bool = True, engines: bool = True) -> Manifest:
+    """Read and validate ``folder/manifest.json``: every field's type, and its parts against each other.
 
-    ``verify``: also check that every artifact and engine exists inside ``folder`` with its sha256.
+    ``verify``: also check that every artifact and (with ``engines``) every engine exists inside
+    ``folder`` with its sha256. ``engines=False`` is for compiling the portable artifacts, which
+    need only themselves and the manifest: the engines it lists are the builder's, not copied.
     """
     folder = Path(folder)
     path = folder / MANIFEST_NAME if folder.is_dir() else folder
@@ -180,7 +183,13 @@ def load_manifest(folder: str | Path, verify: bool = True) -> Manifest:
         raw = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise PipelineError(f"manifest {path} is not valid JSON ({exc}); rebuild with `make engines`") from None
-    version = raw.get("schema_version") if isinstance(raw, dict) else None
+    if not isinstance(raw, dict):
+        raise PipelineError(f"manifest {path} is not a JSON object (found {type(raw).__name__}); "
+                            "rebuild with `make engines`")
+    version = raw.get("schema_version")
+    if type(version) is not int:  # true == 1 and 2.0 == 2 in Python: a version is a whole number, not a bool
+        raise PipelineError(f"manifest {path} has schema version {json.dumps(version)[:40]}, expected the whole number "
+                            f"{SCHEMA_VERSION}; rebuild with `make engines` using this version of the pipeline")
     if version == 1:
         raw = migrate_v1(raw)
         version = SCHEMA_VERSION
@@ -188,12 +197,14 @@ def load_manifest(folder: str | Path, verify: bool = True) -> Manifest:
         raise PipelineError(f"manifest {path} has schema version {version!r}, this runtime reads version "
                             f"{SCHEMA_VERSION}; rebuild with `make engines` using this version of the pipeline")
     try:
+        manifest_schema.check_object(raw, Manifest, "")
         manifest = Manifest.from_dict(raw)
+        manifest_schema.check_consistency(manifest)
     except (KeyError, TypeError) as exc:
         raise PipelineError(f"manifest {path} is malformed ({exc}); rebuild with `make engines`") from None
     for entry in manifest.artifacts + manifest.engines:
         file = _resolve_inside(folder, entry.path)
-        if not verify:
+        if not verify or (entry.backend and not engines):
             continue
         if not file.is_file():
             raise PipelineError(f"manifest {path} lists {entry.path}, which is missing; rebuild with `make engines`")

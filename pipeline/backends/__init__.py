@@ -93,7 +93,13 @@ def load_chain(manifest: Manifest, folder: str | Path, backend: str, precision: 
     if precision not in PRECISIONS:
         raise PipelineError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     engines = manifest.files(backend=backend, precision=precision, engines=True)
-    if len(engines) != manifest.num_exits:
+    stages = [e.stage for e in engines]
+    if engines and stages != list(range(1, manifest.num_exits + 1)):
+        listed = ", ".join(map(str, stages))
+        raise PipelineError(f"{folder}/manifest.json lists {variant_key(backend, precision)} engines for stages "
+                            f"{listed}, but the model has stages 1 to {manifest.num_exits}, one engine each; the "
+                            "manifest is incomplete or damaged: rebuild with `make engines`")
+    if not engines:
         why = [u["reason"] for u in manifest.unsupported
                if u.get("backend") == backend and u.get("precision") == precision]
         built = sorted({variant_key(e.backend, e.precision) for e in manifest.engines})

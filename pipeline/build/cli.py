@@ -34,6 +34,7 @@ from pipeline.errors import cli_main
 from pipeline.export.calibration import DEFAULT_IMAGES
 from pipeline.manifest import DeviceInfo, InputSpec, Manifest, variant_key, write_manifest
 from pipeline.models import folder_name
+from pipeline.video.stop import stop_at_once
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads of the engines")
     ap.add_argument("--test-split", action="store_true",
                     help="also measure accuracy on the test split (final reporting only)")
-    ap.add_argument("--skip-accuracy", action="store_true", help="do not measure accuracy (no data needed)")
+    ap.add_argument("--skip-accuracy", action="store_true",
+                    help="do not measure accuracy (no data needed, except to calibrate INT8 when exporting)")
     ap.add_argument("--compile-only", action="store_true", help="compile the artifacts already built; no export")
     ap.add_argument("--artifacts", type=Path, default=None, help="with --compile-only: folder holding the artifacts")
     ap.add_argument("--onnx-spec", type=Path, default=None,
@@ -111,8 +113,7 @@ def build_into(tmp: Path, src: Source, targets: BuildTargets, opts: BuildOptions
     manifest, exported_from = _start_manifest(tmp, src, opts)
     size, data = manifest.input.size, opts.data
     graphs = onnx_source.fp32_from_spec(src.onnx_spec, tmp) if src.onnx_spec is not None else None
-    makes = exported_from is not None or graphs is not None
-    need_train = not opts.skip_accuracy or (makes and "int8" in targets.precisions)
+    need_train = options.needs_data(opts, targets)
     train = load_checked(data.source, "train", data.cache_dir, size, manifest.classes) if need_train else None
     if graphs is not None:
         given = src.onnx_spec.validation_size
@@ -142,8 +143,14 @@ def build_into(tmp: Path, src: Source, targets: BuildTargets, opts: BuildOptions
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
+    """The build; SIGINT or SIGTERM stop it at once, leaving no temporary file or folder (exit 130 or 143)."""
     opts = options_from_args(build_parser().parse_args(argv))
     targets = options.check_options(opts)
+    with stop_at_once():
+        return _build(opts, targets)
+
+
+def _build(opts: BuildOptions, targets: BuildTargets) -> int:
     started = time.time()
     src = source.resolve_source(opts, targets)
     device = DeviceInfo(**host_facts(), backends=backend_device_facts(targets.backends, opts.engine.threads))
@@ -155,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"{previous}: up to date ({time.time() - started:.1f} s)")
         return 0
 
-    with folder.temporary_folder(opts.out, src.name) as tmp:
+    with folder.build_lock(opts.out), folder.temporary_folder(opts.out, src.name) as tmp:
         with export.one_torch_thread(src.manifest is None):
             manifest = build_into(tmp, src, targets, opts, device)
         name = src.name or folder_name(manifest.model["name"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from pipeline.backends.base import EngineOptions
 from pipeline.data.options import DataOptions
 from pipeline.errors import PipelineError
 from pipeline.export.calibration import DEFAULT_IMAGES
+from pipeline.files import check_output_folder
 
 AUTO = "auto"  # every backend that can run here
 
@@ -75,6 +77,28 @@ def _backends(opts: BuildOptions) -> list[str]:
     return [opts.backend]
 
 
+def needs_data(opts: BuildOptions, targets: BuildTargets) -> bool:
+    """Whether the build reads images: accuracy, or calibrating INT8 when it exports (not --skip-accuracy alone)."""
+    return not opts.skip_accuracy or (not targets.compile_only and "int8" in targets.precisions)
+
+
+def check_name(name: str) -> None:
+    """``--name`` is one plain folder name under ``--out``: not a path, not ``.`` or ``..``, not hidden (the
+    build's temporary folders are hidden)."""
+    if name and (name in (".", "..") or "/" in name or os.sep in name or name.startswith(".")):
+        raise PipelineError(f"--name must be a plain folder name under --out (such as msdnet_cifar), got {name!r}: "
+                            "not a path, not '.' or '..', not starting with '.'")
+
+
+def check_folders(opts: BuildOptions, targets: BuildTargets) -> None:
+    """The folders the build writes, checked before any work: they can be made and written."""
+    check_output_folder(opts.out, "--out")
+    if opts.name:
+        check_output_folder(opts.out / opts.name, "--name's folder")
+    if not targets.compile_only and "int8" in targets.precisions:
+        check_output_folder(opts.calib_dir, "--calib-dir")
+
+
 def check_options(opts: BuildOptions) -> BuildTargets:
     """Reject bad values and impossible combinations before anything is loaded or written."""
     from pipeline.export.int8 import METHODS
@@ -87,6 +111,9 @@ def check_options(opts: BuildOptions) -> BuildTargets:
         raise PipelineError(f"--calib-method must be one of {', '.join(METHODS)}, got {opts.calib_method!r}")
     if "int8" in precisions and opts.calib_images < 1:
         raise PipelineError(f"--calib-images must be at least 1 for INT8, got {opts.calib_images}")
+    if opts.calib_seed < 0:
+        raise PipelineError(f"--calib-seed must be 0 or more, got {opts.calib_seed}")
+    check_name(opts.name)
     for opt, value in (("threads", opts.engine.threads), ("workspace-mb", opts.engine.workspace_mb)):
         if value < 1:
             raise PipelineError(f"--{opt} must be at least 1, got {value}")
@@ -117,4 +144,6 @@ def check_options(opts: BuildOptions) -> BuildTargets:
                                 f"drop it from --precisions or use another --backend")
         unsupported += [{"backend": backend, "precision": p, "reason": f"{backend} on this device has no "
                          f"fast {p} kernels"} for p in missing]
-    return BuildTargets(precisions, backends, compile_only, unsupported)
+    targets = BuildTargets(precisions, backends, compile_only, unsupported)
+    check_folders(opts, targets)
+    return targets

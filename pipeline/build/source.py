@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import __version__
-from pipeline.build.options import BuildOptions, BuildTargets
+from pipeline.build.options import BuildOptions, BuildTargets, needs_data
 from pipeline.device import package_version
 from pipeline.errors import PipelineError
 from pipeline.manifest import MANIFEST_NAME, DeviceInfo, Manifest, load_manifest, sha256_file
@@ -62,12 +62,24 @@ def data_identity(data: str) -> dict[str, Any]:
     raise PipelineError(f"data source {path} does not exist; pass --data with an ImageFolder folder or archive")
 
 
+def _data_key(opts: BuildOptions, targets: BuildTargets) -> dict[str, Any] | None:
+    if not needs_data(opts, targets):
+        return None  # --skip-accuracy and nothing to calibrate: no data is read
+    try:
+        return data_identity(opts.data.source)
+    except PipelineError as exc:
+        if opts.skip_accuracy:  # only INT8 calibration reads it
+            raise PipelineError(f"{exc}; even with --skip-accuracy, calibrating INT8 reads the training images "
+                                "(or drop int8 from --precisions)") from None
+        raise
+
+
 def build_key(opts: BuildOptions, targets: BuildTargets, source: Source, device: DeviceInfo) -> dict[str, Any]:
     """Everything the folder's contents depend on; equal keys mean the folder is up to date."""
     return {"format": BUILD_FORMAT, "pipeline": __version__, "source": source.identity,
             "precisions": targets.precisions, "backends": targets.backends, "unsupported": targets.unsupported,
             "device": device.to_dict(), "tools": tool_versions(),
-            "data": None if opts.skip_accuracy and targets.compile_only else data_identity(opts.data.source),
+            "data": _data_key(opts, targets),
             "options": {"calib_images": opts.calib_images, "calib_method": opts.calib_method,
                         "calib_seed": opts.calib_seed, "threads": opts.engine.threads, "test_split": opts.test_split,
                         "skip_accuracy": opts.skip_accuracy, "workspace_mb": opts.engine.workspace_mb,
@@ -81,14 +93,14 @@ def _artifacts_manifest(opts: BuildOptions) -> tuple[Manifest, Path]:
     elif opts.name:
         folder = opts.out / opts.name
     else:
-        found = sorted(p.parent for p in opts.out.glob(f"*/{MANIFEST_NAME}"))
+        found = sorted(p.parent for p in opts.out.glob(f"*/{MANIFEST_NAME}") if not p.parent.name.startswith("."))
         if len(found) != 1:
             raise PipelineError(f"--compile-only needs the artifacts' folder: {len(found)} model folders in "
                                 f"{opts.out} ({', '.join(p.name for p in found) or 'none'}); "
                                 "pass --name or --artifacts")
         folder = found[0]
     try:
-        manifest = load_manifest(folder)
+        manifest = load_manifest(folder, engines=False)  # the engines it lists are the builder's: not needed
     except PipelineError as exc:
         why = "" if opts.compile_only else ("torch, onnxsim or onnxconverter-common is missing here, so this "
                                             "build can only compile existing artifacts: ")

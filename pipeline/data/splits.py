@@ -28,13 +28,40 @@ def load_checked(source: str, split: str, cache_dir: str | Path, size: tuple[int
 
     data = load_dataset(source or None, split, cache_dir=cache_dir, size=size)
     if list(data.classes) != list(classes):
-        raise PipelineError(f"the data's {split} classes {list(data.classes)[:5]}... differ from the model's "
-                            f"{list(classes)[:5]}...; pass the --data the model was trained on")
+        raise PipelineError(f"the data's {split} classes differ from the model's: "
+                            f"{class_difference(list(data.classes), list(classes))}; pass the --data the model "
+                            "was trained on")
     return data
+
+
+def class_difference(found: list[str], expected: list[str]) -> str:
+    """What differs between two class lists, shortly: the names only one has, or the first place they differ."""
+    extra, missing = [c for c in found if c not in expected], [c for c in expected if c not in found]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} of the model's classes are not in the data ({', '.join(map(repr, missing[:4]))}"
+                     f"{', ...' if len(missing) > 4 else ''})")
+    if extra:
+        parts.append(f"{len(extra)} of the data's are not the model's ({', '.join(map(repr, extra[:4]))}"
+                     f"{', ...' if len(extra) > 4 else ''})")
+    if parts:
+        return "; ".join(parts)
+    i = next(i for i, (a, b) in enumerate(zip(found, expected)) if a != b)
+    return (f"the same {len(found)} names in another order: class {i} is {found[i]!r} in the data, "
+            f"{expected[i]!r} in the model")
+
+
+def check_split_fits(drawn: dict[str, Any], n: int, what: str) -> None:
+    """Refuse data too small for the validation split the model recorded (``{"size", "seed"}``), before drawing."""
+    size = drawn.get("size")
+    if isinstance(size, int) and not isinstance(size, bool) and not 0 < size < n:
+        raise PipelineError(f"the model's validation split was drawn as {size} of its training images, but {what} "
+                            f"has only {n} training images; pass the --data the model was trained on")
 
 
 def redraw_validation(train: ImageSet, drawn: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """(N, H, W, 3) uint8 images and (N,) labels of the validation split recorded as ``{"size", "seed"}``."""
+    check_split_fits(drawn, len(train.labels), "this data")
     _, idx = validation_split(train.labels, size=int(drawn["size"]), seed=int(drawn["seed"]))
     return train.images[idx], train.labels[idx]
 

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from pipeline.errors import PipelineError
-from pipeline.files import atomic_write
+from pipeline.files import atomic_write, remove_dead_temps
 
 CACHE_VERSION = 1
 DEFAULT_IMAGES = 512
@@ -31,7 +31,9 @@ KEEP = 3  # calibration sets kept in the cache folder
 def calibration_indices(labels: np.ndarray, split: dict, n: int, seed: int = 0) -> np.ndarray:
     """Indices (sorted, int64) of ``n`` training images outside the validation split ``split`` ({seed, size})."""
     from pipeline.data import validation_split
+    from pipeline.data.splits import check_split_fits
 
+    check_split_fits(split, len(labels), "the data")
     train_idx, _ = validation_split(labels, size=int(split["size"]), seed=int(split["seed"]))
     if n < 1:
         raise PipelineError(f"the number of calibration images must be at least 1, got {n}")
@@ -79,6 +81,8 @@ def calibration_inputs(fp32_paths: Sequence[str | Path], frames: np.ndarray, cac
 
     cache = Path(cache_dir) / f"calib-{key[:24]}.npz"
     k_stages = len(fp32_paths)
+    if cache.parent.is_dir():
+        remove_dead_temps(cache.parent)  # caches a killed build left half-written: a few hundred MB each
     if cache.is_file():
         try:
             with np.load(cache, allow_pickle=False) as z:

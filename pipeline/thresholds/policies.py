@@ -112,6 +112,9 @@ def policy_thresholds(table: dict[str, Any], policy: str) -> np.ndarray:
     """
     criterion = check_criterion(table.get("criterion", "confidence"))
     policies = table.get("policies", {})
+    if not isinstance(policies, dict):
+        raise PipelineError(f"the stored thresholds table is malformed: its policies should be an object of named "
+                            f"policies, found {type(policies).__name__}; re-run the latency profiler")
     if policy in policies:
         try:
             return thresholds_from_json(policies[policy]["thresholds"], criterion)

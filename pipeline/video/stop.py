@@ -9,13 +9,19 @@ second Ctrl-C or SIGTERM raises KeyboardInterrupt at once.
 
 A run stopped by a signal exits 128 + the signal's number once it has finished cleanly (130 for
 SIGINT, 143 for SIGTERM), as shells and service managers expect.
+
+Batch commands (the build, the latency profiler) have no frame loop to look at a flag:
+:func:`stop_at_once` makes the first signal raise KeyboardInterrupt where the work is, so the
+``finally`` blocks on the way out remove what was half-written, and then exits 130 or 143.
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -26,8 +32,11 @@ _POLL_S = 0.05
 class StopFlag:
     """Why the run should stop (None: keep going); ``install`` routes SIGINT and SIGTERM here."""
 
-    def __init__(self) -> None:
+    def __init__(self, at_once: bool = False) -> None:
+        """``at_once``: the first signal raises KeyboardInterrupt (and later ones are ignored while the
+        clean-up runs) instead of only setting the flag."""
         self.reason: str | None = None
+        self.at_once = at_once
         self._previous: dict[int, Any] = {}
 
     def install(self) -> None:
@@ -43,14 +52,33 @@ class StopFlag:
 
     def _handle(self, signum: int, _frame: Any) -> None:
         if self.reason is not None:  # asked again while stopping: stop now, finalising on the way out
+            if self.at_once:
+                return  # already unwinding: let the clean-up finish
             raise KeyboardInterrupt
         self.reason = signal.Signals(signum).name
+        if self.at_once:
+            raise KeyboardInterrupt
 
     @property
     def exit_code(self) -> int:
         """128 + the signal's number when a signal stopped the run, else 0."""
         names = {s.name: int(s) for s in SIGNALS}
         return 128 + names[self.reason] if self.reason in names else 0
+
+
+@contextlib.contextmanager
+def stop_at_once() -> Iterator[StopFlag]:
+    """SIGINT or SIGTERM interrupts the enclosed work at once; once the ``finally`` blocks have run,
+    ``stopped: SIGTERM`` on stderr and SystemExit(143) (130 for SIGINT or a bare KeyboardInterrupt)."""
+    stop = StopFlag(at_once=True)
+    stop.install()
+    try:
+        yield stop
+    except KeyboardInterrupt:
+        print(f"stopped: {stop.reason or 'SIGINT'}", file=sys.stderr)
+        raise SystemExit(stop.exit_code or 130) from None
+    finally:
+        stop.restore()
 
 
 def call_interruptibly(func: Callable[[], T], stop: StopFlag, discard: Callable[[T], Any]) -> T | None:

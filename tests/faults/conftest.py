@@ -175,3 +175,114 @@ def drop_permission_overrides() -> None:
     for cap in (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER):
         if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
             raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
+
+
+# ---- the build, the profiler and the manifest: a tiny built model, commands in child processes ----
+
+# A build or the profiler as a child process; FAULT_MODE picks the point where it pauses (creating
+# FAULT_READY first) so that a test can act while it is there:
+#   calib-write: while the calibration cache is being written (its temporary file half-written)
+#   mid-build: with the temporary build folder full of engines, before accuracy is measured
+#   slow-swap: just before the finished build is renamed into place, for FAULT_PAUSE seconds
+#   slow-profile: the profiler, before its first timed runs
+#   none: no pause
+COMMAND_CHILD = r"""
+import os, sys, time
+sys.path.insert(0, os.environ["FAULT_ROOT"])
+mode, ready = os.environ["FAULT_MODE"], os.environ["FAULT_READY"]
+
+def pause():  # in short sleeps, as real work runs: a signal that another thread (ONNX Runtime's) takes
+    open(ready, "w").close()  # does not cut a sleep short, and Python handles it when the main thread wakes
+    end = time.monotonic() + float(os.environ.get("FAULT_PAUSE", "30"))
+    while time.monotonic() < end:
+        time.sleep(0.01)
+
+if mode == "calib-write":
+    import pipeline.export.calibration as calibration
+    real_write = calibration.atomic_write
+    def slow_write(dest, write):
+        def part(f):
+            write(f)
+            f.flush()
+            pause()
+        real_write(dest, part)
+    calibration.atomic_write = slow_write
+elif mode == "mid-build":
+    import pipeline.build.accuracy as accuracy
+    accuracy.measure_accuracy = lambda *a, **k: pause()
+elif mode == "slow-swap":
+    import pipeline.build.folder as folder
+    real_swap = folder.swap_into_place
+    def slow_swap(*a, **k):
+        pause()
+        real_swap(*a, **k)
+    folder.swap_into_place = slow_swap
+elif mode == "slow-profile":
+    import pipeline.profiling as profiling
+    real_profile = profiling.profile_chain
+    def slow_profile(*a, **k):
+        pause()
+        return real_profile(*a, **k)
+    profiling.profile_chain = slow_profile
+if os.environ["FAULT_COMMAND"] == "build":
+    from pipeline.build import main
+else:
+    sys.argv[0] = "apps/profile_latency.py"
+    from apps.profile_latency import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+class CommandChild(Child):
+    """``python -m pipeline.build`` (``command="build"``) or the profiler (``"profile"``) in a child process,
+    pausing where ``mode`` says (see COMMAND_CHILD)."""
+
+    def __init__(self, command: str, argv, mode: str, cwd: Path, *, pause_s: float = 30.0,
+                 obey_modes: bool = False):
+        self.ready = cwd / f"ready-{os.getpid()}-{time.monotonic_ns()}"
+        env = dict(os.environ, FAULT_ROOT=str(ROOT), FAULT_MODE=mode, FAULT_READY=str(self.ready),
+                   FAULT_COMMAND=command, FAULT_PAUSE=str(pause_s), PYTHONDONTWRITEBYTECODE="1")
+        self.proc = subprocess.Popen([sys.executable, "-c", COMMAND_CHILD, *map(str, argv)], cwd=ROOT, env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
+                                     preexec_fn=drop_permission_overrides if obey_modes else None)
+
+
+def dead_pid() -> int:
+    """A process id that no process has now."""
+    pid = 4_000_000
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        except PermissionError:
+            pass
+        pid -= 1
+
+
+def temporaries(*folders: Path) -> list[str]:
+    """Temporary files and folders (hidden ``.tmp`` / ``.old`` names) anywhere under ``folders``."""
+    return sorted(str(p) for f in folders if f.exists() for p in f.rglob(".*")
+                  if ".tmp" in p.name or ".old-" in p.name)
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """The tiny model built once per session (tests.helpers.tiny_build); copy it before writing to it."""
+    from tests.helpers import tiny_build
+
+    return tiny_build(tmp_path_factory)
+
+
+def build_argv(tiny, out: Path, calib: Path, *extra) -> list[str]:
+    """A build of the tiny checkpoint into ``out`` (ONNX Runtime, 8 calibration images)."""
+    return ["--checkpoint", tiny.checkpoint, "--data", tiny.data, "--out", out, "--backend", "onnxruntime",
+            "--calib-images", "8", "--cache-dir", tiny.cache, "--calib-dir", calib, *extra]
+
+
+def run_command(main, argv) -> int:
+    """A CLI's ``main`` in this process: its exit code."""
+    try:
+        return main([str(a) for a in argv])
+    except SystemExit as exc:
+        return int(exc.code or 0)

@@ -24,6 +24,27 @@ def _batch1(shape: Sequence[int | str]) -> tuple[int, ...]:
     return tuple(1 if isinstance(d, str) else int(d) for d in shape)  # (N, ...) -> (1, ...)
 
 
+_ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8",
+               "tensor(int8)": "int8", "tensor(int64)": "int64"}
+
+
+def check_graph(session: Any, spec: StageSpec, path: Path) -> None:
+    """Refuse a graph whose inputs or outputs are not what the manifest's stage says (names, fixed sizes,
+    types): the chain binds buffers of the manifest's shapes, which the graph would reject at run time."""
+    for kind, args, tensors in (("reads", session.get_inputs(), spec.inputs),
+                                ("writes", session.get_outputs(), spec.outputs)):
+        graph = {a.name: (list(a.shape), _ORT_DTYPES.get(a.type, a.type)) for a in args}
+        for t in tensors:
+            shape, dtype = graph.get(t.name, (None, None))
+            fits = shape is not None and len(shape) == len(t.shape) and dtype == t.dtype and all(
+                isinstance(g, str) or g is None or isinstance(m, str) or g == m for g, m in zip(shape, t.shape))
+            if not fits:
+                found = f"{shape} {dtype}" if shape is not None else f"no tensor {t.name} ({', '.join(graph)})"
+                raise PipelineError(f"the manifest says stage {spec.index} {kind} {t.name} {list(t.shape)} "
+                                    f"{t.dtype}, but its graph {path} has {found}; the manifest does not describe "
+                                    "its engines: rebuild with `make engines`")
+
+
 class OnnxRuntimeChain(StageChain):
     backend = "onnxruntime"
 
@@ -59,7 +80,8 @@ class OnnxRuntimeChain(StageChain):
             self._keep.append(arr)
             return arr, ort.OrtValue.ortvalue_from_numpy(arr)
 
-        for sess, spec in zip(self.sessions, self.stages):
+        for sess, spec, path in zip(self.sessions, self.stages, self.paths):
+            check_graph(sess, spec, path)
             binding = sess.io_binding()
             for t in spec.inputs:
                 if t.name not in values:  # only the frame is not produced by an earlier stage
