@@ -25,7 +25,7 @@ from pipeline.errors import PipelineError
 from pipeline.thresholds import (LAST_EXIT_POLICY, check_aggregate, check_criterion, policy_thresholds, table_aggregate,
                                  to_scores)
 
-StoppedBy = Literal["confidence", "deadline", "last-exit"]
+StoppedBy = Literal["confidence", "prior", "deadline", "last-exit"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,7 @@ class Cascade:
         self._exp = np.empty(c, dtype=np.float64)  # (C,) exp of the above
         self._sum = np.empty(c, dtype=np.float64)  # (C,) sum of the softmax outputs so far ("mean")
         self._log = np.empty(c, dtype=np.float64)  # (C,) its log, 0 where it is 0
+        self._answered = 1  # the exit of the last answer
         self.chain.activate()
 
     @classmethod
@@ -179,8 +180,13 @@ class Cascade:
         np.log(self._sum, out=self._log, where=self._sum > 0)
         return label, conf, float(self._sum.dot(self._log)) / stage - math.log(stage)
 
-    def classify(self, frame: np.ndarray, budget_ms: float | None = None) -> CascadeResult:
-        """Answer one frame; with ``budget_ms``, stop before a stage predicted to overrun it (stage 1 always runs)."""
+    def classify(self, frame: np.ndarray, budget_ms: float | None = None, *,
+                 prior: tuple[int, Sequence[float]] | None = None) -> CascadeResult:
+        """Answer one frame; with ``budget_ms``, stop before a stage predicted to overrun it (stage 1 always runs).
+
+        ``prior``: (label, (K,) scores): exit k also answers when its label is ``label`` and its score
+        reaches ``scores[k - 1]`` (the temporal prior of ``pipeline.temporal``; stopped_by "prior").
+        """
         batch, budget_ms = self._batch(frame), check_budget(budget_ms)
         clock, predictor, chain, k_last = self._clock, self.predictor, self.chain, self.num_exits
         stage_ms: list[float] = []
@@ -203,9 +209,19 @@ class Cascade:
             if k < k_last and score >= self._score_thr[k - 1]:
                 stopped = "confidence"
                 break
+            if k < k_last and prior is not None and label == prior[0] and score >= prior[1][k - 1]:
+                stopped = "prior"
+                break
         total = (prev - t0) * 1e3
+        self._answered = k
         return CascadeResult(label, self.classes[label], conf, k, k_last, stage_ms, total, budget_ms,
                              None if budget_ms is None else total <= budget_ms, stopped)
+
+    def answer_probs(self) -> np.ndarray:
+        """(C,) softmax the last answer was read from (the mean of exits 1..k with the "mean" aggregate)."""
+        if self.aggregate == "mean":
+            return self._sum / self._answered
+        return self._exp / self._exp.sum()
 
     def close(self) -> None:
         self.chain.deactivate()

@@ -78,6 +78,7 @@ class Manifest:
     accuracy: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # split -> variant -> % per exit
     latency: dict[str, dict[str, Any]] = field(default_factory=dict)  # variant -> {"stages": [{"p50_ms", ...}]}
     thresholds: dict[str, dict[str, Any]] = field(default_factory=dict)  # variant -> {"policies", "curve"}
+    temporal: dict[str, dict[str, Any]] = field(default_factory=dict)  # variant -> pipeline.temporal's settings
     schema_version: int = SCHEMA_VERSION
 
     @property
