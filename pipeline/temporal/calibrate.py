@@ -72,7 +72,7 @@ def _total(clips: Sequence[ClipExits], s: TemporalSettings, plain: np.ndarray, c
 
 def calibrate(clips: Sequence[ClipExits], thresholds: Sequence[float], costs: Sequence[float],
               criterion: str = "confidence", tolerance: float = DEFAULT_TOLERANCE,
-              max_age_frames: int = DEFAULT_MAX_AGE_FRAMES, reuse_grid: int = 16) -> tuple[TemporalSettings, dict]:
+              max_age_frames: int = DEFAULT_MAX_AGE_FRAMES, reuse_grid: int = 8) -> tuple[TemporalSettings, dict]:
     """The settings (see the module's docstring) and what they gave on the clips, frame by frame alongside."""
     if not tolerance >= 0:
         raise PipelineError(f"--tolerance should be 0 or more accuracy points; got {tolerance}")
@@ -84,7 +84,7 @@ def calibrate(clips: Sequence[ClipExits], thresholds: Sequence[float], costs: Se
     # prior floors: exit 1's scores on the clips, from surer to less sure (criterion units)
     first = np.concatenate([c.scores[:, 0] for c in clips])
     floors = [None] + [float(f) for f in from_scores(np.quantile(first, np.linspace(0.8, 0.1, 8)), criterion)]
-    reuse = [None] + [float(r) for r in np.geomspace(0.5, 0.95 * cut, reuse_grid)]
+    reuse = [None] + [float(r) for r in np.geomspace(1.0, 0.95 * cut, reuse_grid)]
     best = (fbf_cost, base, fbf_acc, 0.0)
     for r in reuse:  # walk up from no reuse; the first threshold where no prior floor keeps the accuracy ends it
         passing = []
@@ -126,8 +126,9 @@ def validation_clips(manifest: Any, data: str, cache_dir: Path, scenes: int, see
     order = str(manifest.input.get("colour_order", "") or "BGR")
     out = []
     for i, motion in enumerate(("mixed", "continuous")):
-        plan = plan_clip(labels, ClipSpec(scenes=scenes if motion == "mixed" else max(2, scenes // 2), motion=motion),
-                         seed + i)
+        spec = ClipSpec(scenes=scenes if motion == "mixed" else max(2, scenes // 2), min_frames=30, max_frames=45,
+                        motion=motion)  # short scenes: more of them for the frames, and scenes err together
+        plan = plan_clip(labels, spec, seed + i)
         out.append((plan, clip_frames(plan, images, size, order)))
     return out
 
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--precisions", default="all",
                     help="all (every one with calibrated exit thresholds) or a comma list: fp32,fp16,int8")
     ap.add_argument("--policy", default="default", help="the exit policy the frame-by-frame cascade uses")
-    ap.add_argument("--scenes", type=int, default=40, help="scenes of the mixed validation clip (half for the other)")
+    ap.add_argument("--scenes", type=int, default=80, help="scenes of the mixed validation clip (half for the other)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE)
     ap.add_argument("--max-age-frames", type=int, default=DEFAULT_MAX_AGE_FRAMES)

@@ -150,9 +150,9 @@ class TemporalCascade:
                 budget_ms: float | None, stopped_by: str, reused: bool, why: str, d_ref: float | None,
                 d_prev: float | None, age: int, measure_ms: float, shown: tuple[int, float]) -> TemporalResult:
         classes = self.cascade.classes
-        return TemporalResult(label, classes[label], conf, exit_, self.cascade.num_exits, stage_ms, total, budget_ms,
-                              None if budget_ms is None else total <= budget_ms, stopped_by, reused, why, d_ref,
-                              d_prev, age, measure_ms, shown[0], classes[shown[0]], shown[1])
+        return TemporalResult(label, classes[label], conf, exit_, self.cascade.num_exits, stage_ms, float(total),
+                              budget_ms, None if budget_ms is None else bool(total <= budget_ms), stopped_by, reused,
+                              why, d_ref, d_prev, age, float(measure_ms), shown[0], classes[shown[0]], shown[1])
 
     def close(self) -> None:
         self.cascade.close()
