@@ -6,6 +6,9 @@ PY          := $(VENV)/bin/python
 # (TensorRT's Python bindings come with JetPack; torch and onnxsim stay on the host that exports).
 EXTRAS      ?= export,plot,test
 VENV_ARGS   ?=
+# OpenCV's wheel: headless (servers, CI: no window), gui (a desktop with a display: the camera app's
+# window), none (a Jetson: JetPack's own OpenCV, built with GStreamer). One at a time: switching removes the other.
+OPENCV      ?= headless
 # CIFAR-10 for development: an ImageFolder archive, or leave empty to download the official one.
 DATA        ?= $(if $(wildcard ../shared/data/cifar10-jpg.tar.gz),../shared/data/cifar10-jpg.tar.gz,)
 MODEL       ?= msdnet_cifar
@@ -32,7 +35,15 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
 	touch $@
 
-setup: $(VENV)/.installed
+# Both wheels install the same cv2 package; the one not chosen is removed before the chosen one goes in.
+$(VENV)/.opencv-$(OPENCV): $(VENV)/.installed
+	@case "$(OPENCV)" in headless|gui|none) ;; *) echo "OPENCV should be headless, gui or none; got '$(OPENCV)'" >&2; exit 2;; esac
+	rm -f $(VENV)/.opencv-*
+	$(PY) -m pip uninstall --quiet -y opencv-python opencv-python-headless 2>/dev/null || true
+	$(if $(filter none,$(OPENCV)),,$(PY) -m pip install --quiet '$(if $(filter gui,$(OPENCV)),opencv-python,opencv-python-headless)>=4.8')
+	touch $@
+
+setup: $(VENV)/.installed $(VENV)/.opencv-$(OPENCV)
 
 test: setup
 	$(PY) -m pytest

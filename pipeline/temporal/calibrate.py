@@ -8,12 +8,12 @@ replayed on those numbers (:mod:`pipeline.temporal.simulate`) for each candidate
 
 - the cut threshold: ``CUT_MARGIN`` times the 1st percentile of the change across the clips' cuts,
   so nearly every cut is seen as one (a fast move taken for a cut only costs the prior that frame);
-- the reuse threshold and the prior floor, together: reuse thresholds are tried from low to high,
-  each with every prior floor (and none); the walk stops at the first threshold where no floor
-  keeps the accuracy on the clips within ``--tolerance`` points of the frame-by-frame cascade's
-  (same exit thresholds: the manifest's policy), and the cheapest pair before it is kept (mean
-  cost per frame, a reused frame costing nothing). A scene's frames err together, so accuracy on
-  clips is noisy: stopping at the first loss keeps a larger threshold from winning on luck;
+- the reuse threshold, the least confidence of a reused answer and the prior floor, together:
+  the cheapest setting (mean cost per frame, a reused frame costing nothing) whose accuracy loss
+  against the frame-by-frame cascade (same exit thresholds: the manifest's policy) stays within
+  ``--tolerance`` points at the one-sided ``--confidence`` level. Reuse makes a scene's frames
+  err together, so the loss is judged paired scene by scene, scenes being the independent units:
+  judged on its mean over frames, a setting is chosen for the luck of one set of clips;
 - smoothing: the weight, among a few, with the fewest flips of the shown answer whose shown
   accuracy stays within the tolerance of the answers' own.
 
@@ -23,7 +23,9 @@ The settings go into the manifest's ``temporal`` table for the variant, which th
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import statistics
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -37,8 +39,10 @@ from pipeline.temporal.simulate import ClipExits, Replay, replay
 from pipeline.thresholds import from_scores, to_scores
 
 CUT_MARGIN = 0.8
-DEFAULT_TOLERANCE = 0.25  # accuracy points the temporal cascade may give up against frame by frame, on validation
+DEFAULT_TOLERANCE = 0.5  # accuracy points the temporal cascade may give up against frame by frame
+DEFAULT_CONFIDENCE = 0.95  # one-sided confidence that the loss is within the tolerance
 SMOOTHING_CHOICES = (0.0, 0.3, 0.5, 0.7)
+MIN_CONFIDENCES = (0.0, 0.6, 0.8, 0.9)  # what a reused answer's confidence must reach
 
 
 def clip_frames(plan: Any, images: np.ndarray, size: tuple[int, int], colour_order: str = "BGR") -> np.ndarray:
@@ -70,49 +74,66 @@ def _total(clips: Sequence[ClipExits], s: TemporalSettings, plain: np.ndarray, c
     return 100.0 * correct / n, cost / n, reused / n, runs
 
 
+def scene_losses(clips: Sequence[ClipExits], base: Sequence[Replay], runs: Sequence[Replay]) -> np.ndarray:
+    """(scenes,) frames ``base`` answers right less those ``runs`` does, scene by scene over all clips."""
+    out: list[int] = []
+    for c, b, r in zip(clips, base, runs):
+        edges = [0, *c.cuts, len(c.labels)]
+        hit_b, hit_r = b.answers == c.labels, r.answers == c.labels
+        out += [int(hit_b[i:j].sum()) - int(hit_r[i:j].sum()) for i, j in zip(edges[:-1], edges[1:])]
+    return np.asarray(out, dtype=np.float64)
+
+
+def loss_bound(losses: np.ndarray, frames: int, confidence: float = DEFAULT_CONFIDENCE) -> float:
+    """One-sided upper bound, in accuracy points over ``frames``, on the loss; scenes are the independent units."""
+    n = len(losses)
+    z = statistics.NormalDist().inv_cdf(confidence)
+    spread = float(losses.std(ddof=1)) * math.sqrt(n) if n > 1 else 0.0  # of the total over n scenes
+    return 100.0 * (float(losses.sum()) + z * spread) / frames
+
+
 def calibrate(clips: Sequence[ClipExits], thresholds: Sequence[float], costs: Sequence[float],
               criterion: str = "confidence", tolerance: float = DEFAULT_TOLERANCE,
-              max_age_frames: int = DEFAULT_MAX_AGE_FRAMES, reuse_grid: int = 8) -> tuple[TemporalSettings, dict]:
+              max_age_frames: int = DEFAULT_MAX_AGE_FRAMES, confidence: float = DEFAULT_CONFIDENCE,
+              reuse_grid: int = 8) -> tuple[TemporalSettings, dict]:
     """The settings (see the module's docstring) and what they gave on the clips, frame by frame alongside."""
     if not tolerance >= 0:
         raise PipelineError(f"--tolerance should be 0 or more accuracy points; got {tolerance}")
+    if not 0 < confidence < 1:
+        raise PipelineError(f"--confidence should be between 0 and 1; got {confidence}")
     plain, costs_a = to_scores(thresholds, criterion), np.asarray(costs, dtype=np.float64)
-    thumb = int(clips[0].thumbs.shape[1])
     cut = cut_threshold(clips)
-    base = TemporalSettings(cut_threshold=cut, max_age_frames=max_age_frames, thumb=thumb)
-    fbf_acc, fbf_cost, _, _ = _total(clips, base, plain, costs_a, criterion)
+    frames = sum(len(c.labels) for c in clips)
+    base = TemporalSettings(cut_threshold=cut, max_age_frames=max_age_frames, thumb=int(clips[0].thumbs.shape[1]))
+    fbf_acc, fbf_cost, _, fbf_runs = _total(clips, base, plain, costs_a, criterion)
     # prior floors: exit 1's scores on the clips, from surer to less sure (criterion units)
     first = np.concatenate([c.scores[:, 0] for c in clips])
-    floors = [None] + [float(f) for f in from_scores(np.quantile(first, np.linspace(0.8, 0.1, 8)), criterion)]
-    reuse = [None] + [float(r) for r in np.geomspace(1.0, 0.95 * cut, reuse_grid)]
-    best = (fbf_cost, base, fbf_acc, 0.0)
-    for r in reuse:  # walk up from no reuse; the first threshold where no prior floor keeps the accuracy ends it
-        passing = []
+    floors = [None] + [float(f) for f in from_scores(np.quantile(first, np.linspace(0.8, 0.2, 4)), criterion)]
+    best = (fbf_cost, base, fbf_acc, 0.0, 0.0)
+    for r in (float(r) for r in np.geomspace(1.0, 0.95 * cut, reuse_grid)):
         for f in floors:
-            s = replace(base, reuse_threshold=r, prior_floor=f)
-            acc, cost, rate, _ = _total(clips, s, plain, costs_a, criterion)
-            if acc >= fbf_acc - tolerance:
-                passing.append((cost, s, acc, rate))
-        if not passing:
-            break
-        cheapest = min(passing, key=lambda p: p[0])
-        if cheapest[0] < best[0]:
-            best = cheapest
-    cost, chosen, acc, rate = best
+            for c in MIN_CONFIDENCES:
+                s = replace(base, reuse_threshold=r, prior_floor=f, min_confidence=c)
+                acc, cost, rate, runs = _total(clips, s, plain, costs_a, criterion)
+                if cost < best[0]:
+                    bound = loss_bound(scene_losses(clips, fbf_runs, runs), frames, confidence)
+                    if bound <= tolerance:
+                        best = (cost, s, acc, rate, bound)
+    cost, chosen, acc, rate, bound = best
     # smoothing: fewest flips of the shown answer while the shown accuracy holds
     flips, pick = None, 0.0
     for w in SMOOTHING_CHOICES:
         runs = _total(clips, replace(chosen, smoothing=w), plain, costs_a, criterion)[3]
-        shown_acc = 100.0 * sum(int((r.shown == c.labels).sum()) for r, c in zip(runs, clips)) / \
-            sum(len(c.labels) for c in clips)
+        shown_acc = 100.0 * sum(int((r.shown == c.labels).sum()) for r, c in zip(runs, clips)) / frames
         n_flips = sum(r.flips(shown=True) for r in runs)
         if shown_acc >= acc - tolerance and (flips is None or n_flips < flips):
             flips, pick = n_flips, w
     chosen = replace(chosen, smoothing=pick)
-    report = {"frames": int(sum(len(c.labels) for c in clips)), "clips": len(clips), "tolerance": tolerance,
+    report = {"frames": frames, "clips": len(clips), "scenes": sum(len(c.cuts) + 1 for c in clips),
+              "tolerance": tolerance, "confidence": confidence,
               "frame_by_frame": {"accuracy": round(fbf_acc, 3), "mean_cost": fbf_cost},
               "temporal": {"accuracy": round(acc, 3), "mean_cost": cost, "reuse_rate": round(rate, 4),
-                           "shown_flips": flips}}
+                           "loss_bound": round(bound, 3), "shown_flips": flips}}
     return chosen, report
 
 
@@ -160,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--policy", default="default", help="the exit policy the frame-by-frame cascade uses")
     ap.add_argument("--scenes", type=int, default=80, help="scenes of the mixed validation clip (half for the other)")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE)
+    ap.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="accuracy points")
+    ap.add_argument("--confidence", type=float, default=DEFAULT_CONFIDENCE)
     ap.add_argument("--max-age-frames", type=int, default=DEFAULT_MAX_AGE_FRAMES)
     args = ap.parse_args(argv)
     if args.scenes < 2:
@@ -182,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         costs = np.cumsum([r["p50_ms"] for r in rows]) if rows else np.asarray([s.flops for s in manifest.stages])
         with load_chain(manifest, args.engines, args.backend, precision, 1) as chain:
             exits = exits_of(chain, clips, table_aggregate(table), criterion, DEFAULT_THUMB)
-        settings, report = calibrate(exits, thresholds, costs, criterion, args.tolerance, args.max_age_frames)
+        settings, report = calibrate(exits, thresholds, costs, criterion, args.tolerance, args.max_age_frames,
+                                     args.confidence)
         manifest.temporal[key] = {**settings.to_table(), "policy": args.policy, "validation": report}
         fbf, tmp = report["frame_by_frame"], report["temporal"]
         print(f"{key}: reuse below {settings.reuse_threshold}, cuts from {settings.cut_threshold:.2f} grey levels, "

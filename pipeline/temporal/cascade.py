@@ -47,7 +47,7 @@ class TemporalResult:
     deadline_met: bool | None
     stopped_by: str  # the cascade's reason, or "reused"
     reused: bool
-    why: str  # "first frame", "cut", "unchanged", "age", "changed"
+    why: str  # "first frame", "cut", "unchanged", "age", "doubtful", "changed"
     change: float | None  # distance to the reference, grey levels
     change_prev: float | None  # distance to the previous frame
     age: int  # frames since the answer's own frame (0 when the cascade ran)
@@ -124,7 +124,8 @@ class TemporalCascade:
         d_ref = None if self._ref is None else self.meter.distance(thumb, self._ref)
         self._prev = thumb
         age = self._age + 1
-        decision = decide(s, d_prev, d_ref, age, (t0 - self._ref_time) * 1e3)
+        decision = decide(s, d_prev, d_ref, age, (t0 - self._ref_time) * 1e3,
+                          1.0 if self._answer is None else self._answer[1])
         measure_ms = (clock() - t0) * 1e3
         if decision.reuse and self._answer is not None and self._probs is not None:
             self._age = age

@@ -6,10 +6,13 @@ reused frame repeats). Measuring reuse against the reference, not the previous f
 drift adds up until it counts as change.
 
 - ``d_prev >= cut_threshold``: a hard cut. The cascade runs, without the prior; smoothing restarts.
-- ``d_ref < reuse_threshold`` and the reference answer is young enough (``max_age_frames``
-  frames, ``max_age_ms`` milliseconds): reuse it, no stage runs.
-- otherwise the cascade runs; the prior applies when the frame is no cut and ``d_ref`` is below
-  the cut threshold too (the scene is the reference's).
+- ``d_ref < reuse_threshold``, the reference answer is young enough (``max_age_frames``
+  frames, ``max_age_ms`` milliseconds) and was sure enough (confidence at least
+  ``min_confidence``): reuse it, no stage runs. A doubtful answer is looked at again on the next
+  frame: reusing it would repeat a likely error over many frames, where frame by frame errs on one.
+- otherwise the cascade runs; the prior applies when the frame changed (no cut, and ``d_ref``
+  below the cut threshold too: the scene is the reference's). A re-run because the answer grew
+  too old takes no prior: it is there to catch what the measure missed, so it looks afresh.
 
 The settings come from the manifest's ``temporal`` table (written by
 :mod:`pipeline.temporal.calibrate`); :class:`TemporalOptions` are a user's overrides on top.
@@ -24,7 +27,7 @@ from typing import Any
 from pipeline.errors import PipelineError
 from pipeline.temporal.change import DEFAULT_THUMB
 
-DEFAULT_MAX_AGE_FRAMES = 10  # a third of a second at 30 frames/s
+DEFAULT_MAX_AGE_FRAMES = 5  # a sixth of a second at 30 frames/s
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class TemporalSettings:
     prior_floor: float | None = None  # criterion units (confidence, or entropy); None: no temporal prior
     smoothing: float = 0.0  # weight of the past in the shown softmax's moving average; 0: off
     thumb: int = DEFAULT_THUMB
+    min_confidence: float = 0.0  # a reused answer's confidence (max softmax) is at least this
 
     def __post_init__(self) -> None:
         for name in ("reuse_threshold", "max_age_ms"):
@@ -50,6 +54,8 @@ class TemporalSettings:
             raise PipelineError(f"max_age_frames should be 1 or more; got {self.max_age_frames!r}")
         if not (isinstance(self.smoothing, (int, float)) and 0 <= self.smoothing < 1):
             raise PipelineError(f"smoothing should be in [0, 1) (the weight of past frames); got {self.smoothing!r}")
+        if not (isinstance(self.min_confidence, (int, float)) and 0 <= self.min_confidence <= 1):
+            raise PipelineError(f"min_confidence should be in [0, 1]; got {self.min_confidence!r}")
         if self.prior_floor is not None and not math.isfinite(self.prior_floor):
             raise PipelineError(f"prior_floor should be a finite number or None; got {self.prior_floor!r}")
 
@@ -63,7 +69,8 @@ class TemporalSettings:
         return {"reuse_threshold": self.reuse_threshold,
                 "cut_threshold": None if math.isinf(self.cut_threshold) else self.cut_threshold,
                 "max_age_frames": self.max_age_frames, "max_age_ms": self.max_age_ms,
-                "prior_floor": self.prior_floor, "smoothing": self.smoothing, "thumb": self.thumb}
+                "prior_floor": self.prior_floor, "smoothing": self.smoothing, "thumb": self.thumb,
+                "min_confidence": self.min_confidence}
 
     @classmethod
     def from_table(cls, table: dict[str, Any]) -> "TemporalSettings":
@@ -73,7 +80,8 @@ class TemporalSettings:
             return cls(reuse_threshold=table.get("reuse_threshold"), cut_threshold=math.inf if cut is None else cut,
                        max_age_frames=int(table.get("max_age_frames", DEFAULT_MAX_AGE_FRAMES)),
                        max_age_ms=table.get("max_age_ms"), prior_floor=table.get("prior_floor"),
-                       smoothing=float(table.get("smoothing", 0.0)), thumb=int(table.get("thumb", DEFAULT_THUMB)))
+                       smoothing=float(table.get("smoothing", 0.0)), thumb=int(table.get("thumb", DEFAULT_THUMB)),
+                       min_confidence=float(table.get("min_confidence", 0.0)))
         except (AttributeError, TypeError, ValueError, PipelineError) as exc:
             raise PipelineError(f"the manifest's temporal table is malformed ({exc}); recalibrate it with "
                                 "`make temporal`") from None
@@ -132,18 +140,21 @@ class Decision:
     reuse: bool
     cut: bool
     prior: bool  # the cascade may take the prior's lower threshold (only when it runs)
-    why: str  # "first frame", "cut", "unchanged", "age", "changed"
+    why: str  # "first frame", "cut", "unchanged", "age", "doubtful", "changed"
 
 
 def decide(s: TemporalSettings, d_prev: float | None, d_ref: float | None, age_frames: int,
-           age_ms: float) -> Decision:
-    """The rule above; ``None`` distances: there is no previous frame or no reference yet."""
+           age_ms: float, confidence: float = 1.0) -> Decision:
+    """The rule above; ``None`` distances: there is no previous frame or no reference yet.
+    ``confidence``: the reference answer's."""
     if d_prev is None or d_ref is None:
         return Decision(False, True, False, "first frame")
     if d_prev >= s.cut_threshold:
         return Decision(False, True, False, "cut")
     prior = s.prior_floor is not None and d_ref < s.cut_threshold
     if s.reuse_threshold is not None and d_ref < s.reuse_threshold:
+        if confidence < s.min_confidence:
+            return Decision(False, False, False, "doubtful")  # no prior either: the answer is in doubt
         young = age_frames <= s.max_age_frames and (s.max_age_ms is None or age_ms <= s.max_age_ms)
-        return Decision(True, False, False, "unchanged") if young else Decision(False, False, prior, "age")
+        return Decision(True, False, False, "unchanged") if young else Decision(False, False, False, "age")
     return Decision(False, False, prior, "changed")

@@ -90,7 +90,8 @@ def replay(clip: ClipExits, settings: TemporalSettings, plain_scores: np.ndarray
         d_prev = None if prev is None else dist(t, prev)
         d_ref = None if ref is None else dist(t, ref)
         prev = t
-        d = decide(settings, d_prev, d_ref, age + 1, (age + 1) * ms_per_frame)
+        conf = 1.0 if ref_frame < 0 else float(clip.probs[ref_frame, ans_exit - 1].max())
+        d = decide(settings, d_prev, d_ref, age + 1, (age + 1) * ms_per_frame, conf)
         cut_flags[i] = d.cut
         if d.reuse:
             age += 1

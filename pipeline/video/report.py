@@ -11,7 +11,7 @@ pace is not included), budget_ms, cascade_budget_ms (what the cascade was given 
 the frame's cost was set aside), met (frame_ms <= budget_ms; null without a budget), stopped_by,
 dropped (so far), true_label and correct (when labels are known, else null). With the temporal
 cascade (``pipeline.temporal``) also: reused (no stage ran: the last answer again), why (why it
-was reused or ran: "unchanged", "age", "changed", "cut", "first frame"), stages (how many ran),
+was reused or ran: "unchanged", "age", "doubtful", "changed", "cut", "first frame"), stages (how many ran),
 change (grey levels to the last frame classified), age (frames since the answer's own frame),
 shown and shown_confidence (the smoothed answer the overlay draws). The summary adds the reuse
 rate and the flips (frames whose answer differs from the frame before; of the shown answer too).
