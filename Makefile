@@ -21,6 +21,8 @@ ENGINE_ARGS ?=
 REPORTS     ?= reports
 PROFILE_ARGS ?=
 BENCH_ARGS  ?=
+VIDEO_BENCH_ARGS ?=
+TEMPORAL_ARGS ?=
 # make demo: SOURCE empty runs headless on a clip of labelled test images; SOURCE=0 or csi://0 runs live.
 SOURCE      ?=
 PRECISION   ?= fp32
@@ -67,18 +69,29 @@ profile: engines
 	    $(if $(wildcard $(CHECKPOINT)),--checkpoint $(CHECKPOINT)) --out $(REPORTS) $(PROFILE_ARGS)
 
 # The README's four benchmarks, side by side in one run ($(REPORTS)/benchmarks.json); --frames N to shorten.
+# Then benchmark 5, the temporal cascade against frame by frame on generated video ($(REPORTS)/video_benchmark.json).
 bench: engines
 	$(PY) benchmarks/cascade_benchmarks.py --engines $(ENGINES)/$(MODEL) --data "$(DATA)" \
 	    $(if $(wildcard $(CHECKPOINT)),--checkpoint $(CHECKPOINT)) --json $(REPORTS)/benchmarks.json $(BENCH_ARGS)
+	$(PY) benchmarks/video_benchmark.py --engines $(ENGINES)/$(MODEL) --data "$(DATA)" \
+	    --json $(REPORTS)/video_benchmark.json $(VIDEO_BENCH_ARGS)
+
+# Frame reuse, cuts, the temporal prior and smoothing, calibrated on validation clips into the manifest
+# (after `make profile`, whose exit thresholds they build on).
+.PHONY: temporal
+temporal: engines
+	$(PY) -m pipeline.temporal.calibrate --engines $(ENGINES)/$(MODEL) --data "$(DATA)" $(TEMPORAL_ARGS)
 
 # The README's main command: engines for this machine, exit thresholds, then the camera app.
 .PHONY: demo
 demo: engines
 	$(PY) apps/profile_latency.py --engines $(ENGINES)/$(MODEL) --data "$(DATA)" --precisions $(PRECISION) \
 	    --runs 300 --warmup 30 --out $(DEMO)/profile
+	$(PY) -m pipeline.temporal.calibrate --engines $(ENGINES)/$(MODEL) --data "$(DATA)" --precisions $(PRECISION) \
+	    --scenes 40 $(TEMPORAL_ARGS)
 ifeq ($(SOURCE),)
-	$(PY) -m pipeline.video.clip --data "$(DATA)" --split test --frames 300 --out $(DEMO)
-	$(PY) apps/camera.py --engines $(ENGINES)/$(MODEL) --source $(DEMO)/clip.avi --labels $(DEMO)/labels.json \
+	$(PY) -m pipeline.video.clip --data "$(DATA)" --split test --scenes 8 --out $(DEMO)
+	$(PY) apps/camera.py --engines $(ENGINES)/$(MODEL) --source $(DEMO)/clip.avi --labels $(DEMO)/labels.json --crop \
 	    --headless --output $(DEMO)/annotated.avi --log $(DEMO)/frames.jsonl --precision $(PRECISION) $(DEMO_ARGS)
 else
 	$(PY) apps/camera.py --engines $(ENGINES)/$(MODEL) --source '$(subst ','\'',$(value SOURCE))' --precision $(PRECISION) \
