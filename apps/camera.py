@@ -10,12 +10,12 @@ For each frame: read it (a live source's newest frame, or a file's next one), co
 model's input, run the cascade of stages until a classifier is confident or the budget would be
 exceeded, draw the answer, write/show it. Consecutive frames share work (``pipeline.temporal``):
 a frame that did not change reuses the last answer, a changed one may exit earlier when it agrees
-with it, and the answer shown is smoothed; the settings are calibrated into the manifest. The budget holds for the whole frame, not only the
-network: the recent cost of everything outside the cascade is set aside, and the cascade gets
-what remains. ``q`` or Esc in the window, Ctrl-C or SIGTERM stop cleanly: the video is
-finalised, the log left in whole lines, the summary printed; a signal's stop then exits 130
-(SIGINT) or 143 (SIGTERM). This file is the command line only: the run is
-``pipeline.video.run``.
+with it, and the answer shown is smoothed; the settings are calibrated into the manifest. The
+budget holds for the whole frame, not only the network: the recent cost of everything outside the
+cascade is set aside, and the cascade gets what remains. ``q`` or Esc in the window, Ctrl-C or
+SIGTERM stop cleanly: the video is finalised, the log left in whole lines, the summary printed; a
+signal's stop then exits 130 (SIGINT) or 143 (SIGTERM). This file is the command line only: the
+run is ``pipeline.video.run``.
 """
 
 from __future__ import annotations

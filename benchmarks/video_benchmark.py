@@ -152,15 +152,15 @@ def _row(name: str, r: dict[str, Any]) -> str:
     f, t = r["frame_by_frame"], r["temporal"]
     return (f"| {name} | {r['frames']} / {r['scenes']} | **{r['ratio_mean']:.2f}x** | {f['mean_ms']:.3f} / "
             f"{t['mean_ms']:.3f} | {f['p99_ms']:.3f} / {t['p99_ms']:.3f} | {f['accuracy']:.2f} / {t['accuracy']:.2f} "
-            f"({r['accuracy_diff']:+.2f} +- {r['accuracy_diff_se']:.2f}) | {t['reuse_rate']:.1%} | {r['cuts_followed_within_one_frame']:.1%} of "
-            f"{r['cuts']} | {f['flips']} / {t['flips']} / {t['shown_flips']} | {t['measure_mean_ms'] * 1e3:.1f} |")
+            f"({r['accuracy_diff']:+.2f} +- {r['accuracy_diff_se']:.2f}) | {t['reuse_rate']:.1%} | "
+            f"{r['cuts_followed_within_one_frame']:.1%} of {r['cuts']} | {f['flips']} / {t['flips']} / {t['shown_flips']} | {t['measure_mean_ms'] * 1e3:.1f} |")
 
 
 def format_table(results: dict[str, Any]) -> str:
     lines = [f"Device: {results['device_line']}", "",
              "| variant, clip | frames / scenes | mean time, frame by frame / temporal | mean ms | p99 ms | "
-             "accuracy % (diff +- its standard error, scenes independent) | reused | cuts followed within one frame | flips: frame by frame / temporal / "
-             "shown | change measure us |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "accuracy % (diff +- its standard error, scenes independent) | reused | cuts followed within one frame "
+             "| flips: frame by frame / temporal / shown | change measure us |", "|---|---|---|---|---|---|---|---|---|---|"]
     for p in results["precisions"]:
         for name, r in p["clips"].items():
             lines.append(_row(f"{p['variant']}, {name}", r))

@@ -90,6 +90,10 @@ class TemporalCascade:
             table = load_manifest(folder, verify=False).temporal.get(key)
             if table:
                 base = TemporalSettings.from_table(table)
+                if table.get("policy", cascade.policy) != cascade.policy:
+                    cascade.notes.append(f"the temporal settings of {key} were calibrated with the "
+                                         f"{table['policy']!r} exit policy, not {cascade.policy!r}: recalibrate with "
+                                         f"`make temporal TEMPORAL_ARGS='--policy {cascade.policy}'`")
             else:
                 base = TemporalSettings()
                 if temporal is None or temporal.reuse is not False:
