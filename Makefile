@@ -6,6 +6,9 @@ PY          := $(VENV)/bin/python
 # (TensorRT's Python bindings come with JetPack; torch and onnxsim stay on the host that exports).
 EXTRAS      ?= export,plot,test
 VENV_ARGS   ?=
+# OpenCV's wheel: headless (servers, CI: no window), gui (a desktop with a display: the camera app's
+# window), none (a Jetson: JetPack's own OpenCV, built with GStreamer). One at a time: switching removes the other.
+OPENCV      ?= headless
 # CIFAR-10 for development: an ImageFolder archive, or leave empty to download the official one.
 DATA        ?= $(if $(wildcard ../shared/data/cifar10-jpg.tar.gz),../shared/data/cifar10-jpg.tar.gz,)
 MODEL       ?= msdnet_cifar
@@ -22,6 +25,8 @@ REPORTS     ?= reports
 PROFILE_ARGS ?=
 BENCH_ARGS  ?=
 VERIFY_ARGS ?=
+VIDEO_BENCH_ARGS ?=
+TEMPORAL_ARGS ?=
 # make demo: SOURCE empty runs headless on a clip of labelled test images; SOURCE=0 or csi://0 runs live.
 SOURCE      ?=
 PRECISION   ?= fp32
@@ -36,7 +41,15 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
 	touch $@
 
-setup: $(VENV)/.installed
+# Both wheels install the same cv2 package; the one not chosen is removed before the chosen one goes in.
+$(VENV)/.opencv-$(OPENCV): $(VENV)/.installed
+	@case "$(OPENCV)" in headless|gui|none) ;; *) echo "OPENCV should be headless, gui or none; got '$(OPENCV)'" >&2; exit 2;; esac
+	rm -f $(VENV)/.opencv-*
+	$(PY) -m pip uninstall --quiet -y opencv-python opencv-python-headless 2>/dev/null || true
+	$(if $(filter none,$(OPENCV)),,$(PY) -m pip install --quiet '$(if $(filter gui,$(OPENCV)),opencv-python,opencv-python-headless)>=4.8')
+	touch $@
+
+setup: $(VENV)/.installed $(VENV)/.opencv-$(OPENCV)
 
 # Static types of the package (configuration in pyproject.toml), then the tests.
 lint: setup
@@ -73,9 +86,18 @@ profile: engines
 	    $(if $(wildcard $(CHECKPOINT)),--checkpoint $(CHECKPOINT)) --out $(REPORTS) $(PROFILE_ARGS)
 
 # The README's four benchmarks, side by side in one run ($(REPORTS)/benchmarks.json); --frames N to shorten.
+# Then benchmark 5, the temporal cascade against frame by frame on generated video ($(REPORTS)/video_benchmark.json).
 bench: engines
 	$(PY) benchmarks/cascade_benchmarks.py --engines $(ENGINES)/$(MODEL) --data "$(DATA)" \
 	    $(if $(wildcard $(CHECKPOINT)),--checkpoint $(CHECKPOINT)) --json $(REPORTS)/benchmarks.json $(BENCH_ARGS)
+	$(PY) benchmarks/video_benchmark.py --engines $(ENGINES)/$(MODEL) --data "$(DATA)" \
+	    --json $(REPORTS)/video_benchmark.json $(VIDEO_BENCH_ARGS)
+
+# Frame reuse, cuts, the temporal prior and smoothing, calibrated on validation clips into the manifest
+# (after `make profile`, whose exit thresholds they build on).
+.PHONY: temporal
+temporal: engines
+	$(PY) -m pipeline.temporal.calibrate --engines $(ENGINES)/$(MODEL) --data "$(DATA)" $(TEMPORAL_ARGS)
 
 # Every built engine against the reference (the PyTorch model where torch is installed, else ONNX Runtime
 # FP32) on 256 validation images: per-exit logit differences and top-1 agreement, exit 1 past a tolerance.
@@ -89,9 +111,11 @@ verify: engines
 demo: engines
 	$(PY) apps/profile_latency.py --engines $(ENGINES)/$(MODEL) --data "$(DATA)" --precisions $(PRECISION) \
 	    --runs 300 --warmup 30 --out $(DEMO)/profile
+	$(PY) -m pipeline.temporal.calibrate --engines $(ENGINES)/$(MODEL) --data "$(DATA)" --precisions $(PRECISION) \
+	    --scenes 40 $(TEMPORAL_ARGS)
 ifeq ($(SOURCE),)
-	$(PY) -m pipeline.video.clip --data "$(DATA)" --split test --frames 300 --out $(DEMO)
-	$(PY) apps/camera.py --engines $(ENGINES)/$(MODEL) --source $(DEMO)/clip.avi --labels $(DEMO)/labels.json \
+	$(PY) -m pipeline.video.clip --data "$(DATA)" --split test --scenes 8 --out $(DEMO)
+	$(PY) apps/camera.py --engines $(ENGINES)/$(MODEL) --source $(DEMO)/clip.avi --labels $(DEMO)/labels.json --crop \
 	    --headless --output $(DEMO)/annotated.avi --log $(DEMO)/frames.jsonl --precision $(PRECISION) $(DEMO_ARGS)
 else
 	$(PY) apps/camera.py --engines $(ENGINES)/$(MODEL) --source '$(subst ','\'',$(value SOURCE))' --precision $(PRECISION) \

@@ -2,17 +2,20 @@
 
     python apps/camera.py --engines engines/msdnet_cifar --source 0 --fps 30
     python apps/camera.py --engines engines/msdnet_cifar --source csi://0 --budget-ms 20 --precision int8
-    python apps/camera.py --engines engines/msdnet_cifar --source clip.avi --headless \\
+    python apps/camera.py --engines engines/msdnet_cifar --source clip.avi --headless --crop \\
         --output annotated.mp4 --log frames.jsonl --labels clip_labels.json
+    python apps/camera.py --engines engines/msdnet_cifar --source 0 --frame-by-frame
 
 For each frame: read it (a live source's newest frame, or a file's next one), convert it to the
 model's input, run the cascade of stages until a classifier is confident or the budget would be
-exceeded, draw the answer, write/show it. The budget holds for the whole frame, not only the
-network: the recent cost of everything outside the cascade is set aside, and the cascade gets
-what remains. ``q`` or Esc in the window, Ctrl-C or SIGTERM stop cleanly: the video is
-finalised, the log left in whole lines, the summary printed; a signal's stop then exits 130
-(SIGINT) or 143 (SIGTERM). This file is the command line only: the run is
-``pipeline.video.run``.
+exceeded, draw the answer, write/show it. Consecutive frames share work (``pipeline.temporal``):
+a frame that did not change reuses the last answer, a changed one may exit earlier when it agrees
+with it, and the answer shown is smoothed; the settings are calibrated into the manifest. The
+budget holds for the whole frame, not only the network: the recent cost of everything outside the
+cascade is set aside, and the cascade gets what remains. ``q`` or Esc in the window, Ctrl-C or
+SIGTERM stop cleanly: the video is finalised, the log left in whole lines, the summary printed; a
+signal's stop then exits 130 (SIGINT) or 143 (SIGTERM). This file is the command line only: the
+run is ``pipeline.video.run``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 
 from pipeline.errors import cli_main
 from pipeline.names import PRECISIONS
+from pipeline.temporal.rule import TemporalOptions
 from pipeline.video.options import CameraOptions
 from pipeline.video.run import CameraHooks, run_camera
 
@@ -74,11 +78,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stall-timeout", type=_positive("seconds"), default=5.0,
                    help="live sources: no frame for this long counts as a stall and triggers a reconnect")
     p.add_argument("--reconnects", type=int, default=5, help="live sources: reconnect attempts before giving up")
+    t = p.add_argument_group("video", "consecutive frames share work; defaults from the manifest's calibration")
+    t.add_argument("--reuse", action=argparse.BooleanOptionalAction, default=None,
+                   help="reuse the last answer for a frame that did not change (no stage runs)")
+    t.add_argument("--prior", action=argparse.BooleanOptionalAction, default=None,
+                   help="let an exit that agrees with the last answer leave at a lower confidence")
+    t.add_argument("--smoothing", type=float, default=None,
+                   help="weight of past frames in the shown answer's moving average, in [0, 1); 0 shows each frame's")
+    t.add_argument("--reuse-threshold", type=float, default=None, help="change below which a frame reuses (grey levels)")
+    t.add_argument("--max-reuse-frames", type=_positive_int, default=None, help="a reused answer is at most this many "
+                   "frames old")
+    t.add_argument("--max-reuse-ms", type=_positive("milliseconds"), default=None,
+                   help="... and at most this many milliseconds old")
+    t.add_argument("--frame-by-frame", action="store_true", help="no reuse, no prior, no smoothing: every frame alone")
     return p
 
 
 def _path(text: str | None) -> Path | None:
     return None if text is None else Path(text)
+
+
+def temporal_from_args(args: argparse.Namespace) -> TemporalOptions:
+    if args.frame_by_frame:
+        return TemporalOptions(reuse=False, prior=False, smoothing=0.0)
+    return TemporalOptions(reuse=args.reuse, prior=args.prior, smoothing=args.smoothing,
+                           reuse_threshold=args.reuse_threshold, max_age_frames=args.max_reuse_frames,
+                           max_age_ms=args.max_reuse_ms)
 
 
 def options_from_args(args: argparse.Namespace) -> CameraOptions:
@@ -88,7 +113,7 @@ def options_from_args(args: argparse.Namespace) -> CameraOptions:
         backend=args.backend, precision=args.precision, policy=args.policy, threads=args.threads,
         headless=args.headless, output=_path(args.output), log=_path(args.log), labels=_path(args.labels),
         pace=args.pace, max_frames=args.max_frames, crop=args.crop, stall_timeout_s=args.stall_timeout,
-        reconnects=args.reconnects)
+        reconnects=args.reconnects, temporal=temporal_from_args(args))
 
 
 @cli_main

@@ -27,7 +27,7 @@ from pipeline.manifest import Manifest
 from pipeline.thresholds import (DEFAULT_POLICY, LAST_EXIT_POLICY, check_aggregate, check_criterion, policy_thresholds,
                                  to_scores)
 
-StoppedBy = Literal["confidence", "deadline", "last-exit"]
+StoppedBy = Literal["confidence", "prior", "deadline", "last-exit"]
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,7 @@ class Cascade:
         self._sum = np.empty(c, dtype=np.float64)  # (C,) sum of the softmax outputs so far ("mean")
         self._log = np.empty(c, dtype=np.float64)  # (C,) its log, 0 where it is 0
         self._turn = threading.Lock()  # one frame at a time through the chain and the scratch arrays
+        self._answered = 1  # the exit of the last answer
         self.chain.activate()
 
     @classmethod
@@ -196,16 +197,21 @@ class Cascade:
         np.log(self._sum, out=self._log, where=self._sum > 0)
         return label, conf, float(self._sum.dot(self._log)) / stage - math.log(stage)
 
-    def classify(self, frame: np.ndarray, budget_ms: float | None = None) -> CascadeResult:
+    def classify(self, frame: np.ndarray, budget_ms: float | None = None, *,
+                 prior: tuple[int, Sequence[float]] | None = None) -> CascadeResult:
         """Answer one frame; with ``budget_ms``, stop before a stage predicted to overrun it (stage 1 always runs).
 
-        Thread-safe: concurrent calls take turns.
+        ``prior``: (label, (K,) scores): exit k also answers when its label is ``label`` and its score
+        reaches ``scores[k - 1]`` (the temporal prior of ``pipeline.temporal``; stopped_by "prior").
+        Thread-safe: concurrent calls take turns (``answer_probs`` belongs to the caller's last answer
+        only where one thread uses the cascade).
         """
         batch, budget_ms = self._batch(frame), check_budget(budget_ms)
         with self._turn:
-            return self._classify(batch, budget_ms)
+            return self._classify(batch, budget_ms, prior)
 
-    def _classify(self, batch: np.ndarray, budget_ms: float | None) -> CascadeResult:
+    def _classify(self, batch: np.ndarray, budget_ms: float | None,
+                  prior: tuple[int, Sequence[float]] | None) -> CascadeResult:
         clock, predictor, chain, k_last = self._clock, self.predictor, self.chain, self.num_exits
         stage_ms: list[float] = []
         t0 = prev = clock()
@@ -227,9 +233,19 @@ class Cascade:
             if k < k_last and score >= self._score_thr[k - 1]:
                 stopped = "confidence"
                 break
+            if k < k_last and prior is not None and label == prior[0] and score >= prior[1][k - 1]:
+                stopped = "prior"
+                break
         total = (prev - t0) * 1e3
+        self._answered = k
         return CascadeResult(label, self.classes[label], conf, k, k_last, stage_ms, total, budget_ms,
                              None if budget_ms is None else total <= budget_ms, stopped)
+
+    def answer_probs(self) -> np.ndarray:
+        """(C,) softmax the last answer was read from (the mean of exits 1..k with the "mean" aggregate)."""
+        if self.aggregate == "mean":
+            return self._sum / self._answered
+        return self._exp / self._exp.sum()
 
     def close(self) -> None:
         with self._turn:

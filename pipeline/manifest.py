@@ -80,6 +80,7 @@ class Manifest:
     accuracy: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # split -> variant -> % per exit
     latency: dict[str, LatencyTable] = field(default_factory=dict)  # variant -> measured latency
     thresholds: dict[str, ThresholdTable] = field(default_factory=dict)  # variant -> calibrated thresholds
+    temporal: dict[str, dict[str, Any]] = field(default_factory=dict)  # variant -> pipeline.temporal's settings
     schema_version: int = SCHEMA_VERSION
 
     @property

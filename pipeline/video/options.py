@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.deadline import check_budget
 from pipeline.errors import PipelineError
 from pipeline.names import PRECISIONS
+from pipeline.temporal.rule import TemporalOptions
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class CameraOptions:
     crop: bool = False
     stall_timeout_s: float = 5.0
     reconnects: int = 5
+    temporal: TemporalOptions = field(default_factory=TemporalOptions)  # frame reuse, prior, smoothing
 
     def __post_init__(self) -> None:
         check_budget(self.budget_ms)
@@ -53,6 +55,8 @@ class CameraOptions:
                 raise PipelineError(f"{flag} should be {low} or more; got {value}")
         if not (math.isfinite(self.stall_timeout_s) and self.stall_timeout_s > 0):
             raise PipelineError(f"--stall-timeout should be a positive number of seconds; got {self.stall_timeout_s}")
+        if not isinstance(self.temporal, TemporalOptions):
+            raise PipelineError(f"temporal should be a TemporalOptions; got {type(self.temporal).__name__}")
         for name in ("engines", "output", "log", "labels"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):

@@ -1,7 +1,7 @@
 """The answer drawn on the frame a person sees or the output video records.
 
-    cat 93%                   class and confidence
-    exit 2/3                  which classifier answered, of how many
+    cat 93%                   class and confidence (the smoothed answer, with the temporal cascade)
+    exit 2/3                  which classifier answered, of how many ("reused" when no stage ran)
     frame 12.4 / 33.3 ms      the frame's time against its budget: green if held, red if missed
     29.8 FPS  drops 3         throughput and frames the live source produced that were skipped
 """
@@ -42,9 +42,13 @@ def overlay_lines(result: Any, frame_ms: float, budget_ms: float | None, fps: fl
         timing = f"frame {frame_ms:.1f} / {budget_ms:.1f} ms"
         colour = GREEN if frame_ms <= budget_ms else RED
     rate = f"{fps:.1f} FPS" if fps else "-- FPS"
+    name, conf = result.class_name, result.confidence
+    if getattr(result, "shown_class", None) is not None:
+        name, conf = result.shown_class, result.shown_confidence
+    reused = " reused" if getattr(result, "reused", False) else ""
     return [
-        (f"{result.class_name} {100 * result.confidence:.0f}%", WHITE),
-        (f"exit {result.exit}/{result.num_exits}", WHITE),
+        (f"{name} {100 * conf:.0f}%", WHITE),
+        (f"exit {result.exit}/{result.num_exits}{reused}", WHITE),
         (timing, colour),
         (f"{rate}  drops {dropped}", WHITE),
     ]

@@ -9,7 +9,12 @@ confidence, exit, num_exits, stage_ms (per stage run), cascade_ms, frame_ms (the
 our side: capture, conversion, cascade, overlay, writing; waiting for a slower camera or for the
 pace is not included), budget_ms, cascade_budget_ms (what the cascade was given once the rest of
 the frame's cost was set aside), met (frame_ms <= budget_ms; null without a budget), stopped_by,
-dropped (so far), true_label and correct (when labels are known, else null).
+dropped (so far), true_label and correct (when labels are known, else null). With the temporal
+cascade (``pipeline.temporal``) also: reused (no stage ran: the last answer again), why (why it
+was reused or ran: "unchanged", "age", "doubtful", "changed", "cut", "first frame"), stages (how many ran),
+change (grey levels to the last frame classified), age (frames since the answer's own frame),
+shown and shown_confidence (the smoothed answer the overlay draws). The summary adds the reuse
+rate and the flips (frames whose answer differs from the frame before; of the shown answer too).
 """
 
 from __future__ import annotations
@@ -55,6 +60,11 @@ def frame_record(index: int, result: Any, *, frame_ms: float, budget_ms: float |
         "true_label": true_label,
         "correct": None if true_label is None else bool(int(result.label) == true_label),
     })
+    if getattr(result, "reused", None) is not None:  # the temporal cascade's account of the frame
+        change = result.change
+        rec.update({"reused": bool(result.reused), "why": result.why, "stages": len(result.stage_ms),
+                    "change": None if change is None else round(float(change), 3), "age": int(result.age),
+                    "shown": result.shown_class, "shown_confidence": round(float(result.shown_confidence), 4)})
     return rec
 
 
@@ -129,13 +139,26 @@ class RunSummary:
         self.misses = 0
         self.labelled = self.correct = 0
         self.dropped = 0
+        self.reused = 0
+        self.temporal = False  # whether the records came from the temporal cascade
+        self.flips = self.shown_flips = 0
+        self._last: tuple[str, str] | None = None  # (class, shown class) of the frame before
 
     @property
     def frames(self) -> int:
         return len(self.frame_ms)
 
     def add(self, rec: dict[str, Any]) -> None:
-        self.exits[rec["exit"] - 1] += 1
+        self.temporal = self.temporal or "reused" in rec
+        if rec.get("reused"):
+            self.reused += 1
+        else:
+            self.exits[rec["exit"] - 1] += 1
+        shown = rec.get("shown", rec["class"])
+        if self._last is not None:
+            self.flips += rec["class"] != self._last[0]
+            self.shown_flips += shown != self._last[1]
+        self._last = (rec["class"], shown)
         self.frame_ms.append(rec["frame_ms"])
         self.cascade_ms.append(rec["cascade_ms"])
         self.misses += rec["met"] is False
@@ -155,6 +178,11 @@ class RunSummary:
             "wall_s": None if wall_s is None else round(wall_s, 3),
             "fps": round(n / wall_s, 2) if wall_s and n else None,
             "exits": {k + 1: c for k, c in enumerate(self.exits)},
+            "temporal": self.temporal,
+            "reused": self.reused,
+            "reuse_rate": round(self.reused / n, 4) if n else None,
+            "flips": self.flips,
+            "shown_flips": self.shown_flips,
             "budget_ms": self.budget_ms,
             "deadline_misses": self.misses if self.budget_ms is not None else None,
             "frame_ms": _percentiles(self.frame_ms),
@@ -188,7 +216,8 @@ def format_summary(s: dict[str, Any]) -> str:
     rate = f" in {s['wall_s']:.2f} s ({s['fps']:.1f} FPS)" if s["fps"] else ""
     lines = [f"{head}{n} frames{rate}; stopped: {s['stopped']}"]
     if n:
-        lines.append("exits: " + "  ".join(f"{k}: {c} ({100 * c / n:.1f}%)" for k, c in s["exits"].items()))
+        lines.append("exits: " + "  ".join(f"{k}: {c} ({100 * c / n:.1f}%)" for k, c in s["exits"].items())
+                     + (f"  reused: {s['reused']} ({100 * s['reuse_rate']:.1f}%)" if s["temporal"] else ""))
     if s["budget_ms"] is None:
         lines.append("budget: none (each frame ran until the exit policy stopped it)")
     else:
@@ -199,6 +228,10 @@ def format_summary(s: dict[str, Any]) -> str:
         f, c = s["frame_ms"], s["cascade_ms"]
         lines.append(f"frame ms p50 {f['p50']:.2f} p99 {f['p99']:.2f} max {f['max']:.2f} | "
                      f"cascade ms p50 {c['p50']:.2f} p99 {c['p99']:.2f}")
+    if n and s["temporal"]:
+        lines.append(f"temporal: {100 * s['reuse_rate']:.1f}% of frames reused, cascade ms per frame mean "
+                     f"{s['cascade_ms']['mean']:.3f} p99 {s['cascade_ms']['p99']:.3f}; answer flips {s['flips']}, "
+                     f"shown {s['shown_flips']}")
     lines.append(f"dropped frames: {s['dropped']}")
     if s["accuracy"] is not None:
         correct = round(s["accuracy"] * s["labelled"] / 100)

@@ -20,6 +20,7 @@ from typing import Any, BinaryIO
 
 from pipeline.deadline import BudgetSplit
 from pipeline.errors import PipelineError
+from pipeline.temporal.rule import TemporalOptions
 from pipeline.video.capture import Frame, FrameStream, open_stream
 from pipeline.video.frames import to_model_input
 from pipeline.video.inputs import Inputs, read_inputs
@@ -34,15 +35,19 @@ from pipeline.video.window import Window, display_available
 from pipeline.video.writer import VideoOutput
 
 
-def _default_cascade_factory(folder: Path, **kw: Any) -> Any:
-    from pipeline.cascade import Cascade
+def _default_cascade_factory(folder: Path, temporal: TemporalOptions | None = None, **kw: Any) -> Any:
+    from pipeline.temporal.cascade import TemporalCascade
 
-    return Cascade.from_folder(folder, **kw)
+    return TemporalCascade.from_folder(folder, temporal=temporal, **kw)
 
 
 @dataclass(frozen=True)
 class CameraHooks:
-    """What tests replace: the cascade loader, the source opener, the window, the clock, the log's file."""
+    """What tests replace: the cascade loader, the source opener, the window, the clock, the log's file.
+
+    The default loader is the temporal cascade with the run's ``--reuse``/``--prior``/... choices; a
+    replacement gets the same keywords but those (its cascade is what the test made it).
+    """
 
     cascade_factory: Callable[..., Any] = _default_cascade_factory
     opener: Callable[..., Any] | None = None  # opener(spec, read_timeout_s=...) for video sources
@@ -115,8 +120,10 @@ class CameraRun:
                 _note(f"{why}; running headless")
         if self.inputs.spec.live and o.pace:
             _note("--pace applies to files and images; a live source runs at its own rate")
-        self.cascade = self.hooks.cascade_factory(self.inputs.folder, backend=o.backend, precision=o.precision,
-                                                  policy=o.policy, threads=o.threads)
+        factory = self.hooks.cascade_factory
+        extra = {"temporal": o.temporal} if factory is _default_cascade_factory else {}
+        self.cascade = factory(self.inputs.folder, backend=o.backend, precision=o.precision, policy=o.policy,
+                               threads=o.threads, **extra)
         for note in getattr(self.cascade, "notes", []):
             _note(note)
         self.size, self.colour_order = model_input(self.cascade)
