@@ -24,7 +24,7 @@ from pipeline.data.options import DataOptions, add_data_options
 from pipeline.manifest import LatencyTable, Manifest, ThresholdTable, load_manifest, sha256_file, variant_key
 from pipeline.names import PRECISIONS
 from pipeline.thresholds import add_calibration_options, check_calibration_options
-from pipeline.video.stop import stop_at_once
+from pipeline.stop import stop_at_once
 
 
 def build_parser() -> argparse.ArgumentParser:

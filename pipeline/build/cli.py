@@ -34,7 +34,7 @@ from pipeline.errors import cli_main
 from pipeline.export.calibration import DEFAULT_IMAGES
 from pipeline.manifest import DeviceInfo, InputSpec, Manifest, variant_key, write_manifest
 from pipeline.models import folder_name
-from pipeline.video.stop import stop_at_once
+from pipeline.stop import stop_at_once
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,8 +15,8 @@ Every module here imports OpenCV lazily, inside the functions that need it, so i
 - :mod:`~pipeline.video.outputs`: outputs checked before opening (writable, never an input).
 - :mod:`~pipeline.video.scenes`, :mod:`~pipeline.video.clip`: labelled test clips, scenes filmed by a
   moving camera (pans, shake, noise, flicker, blur, cuts), seeded.
-- :mod:`~pipeline.video.options`, :mod:`~pipeline.video.inputs`, :mod:`~pipeline.video.run`,
-  :mod:`~pipeline.video.stop`: the camera app's run (options, inputs, start-up, loop, clean stop).
+- :mod:`~pipeline.video.options`, :mod:`~pipeline.video.inputs`, :mod:`~pipeline.video.run`: the
+  camera app's run (options, inputs, start-up, loop; the clean stop is :mod:`pipeline.stop`).
 """
 
 from pipeline.video.capture import Frame, FrameStream, LatestFrameCapture, open_stream

@@ -30,7 +30,7 @@ from pipeline.video.outputs import write_failure
 from pipeline.video.overlay import display_frame, draw_overlay
 from pipeline.video.report import FrameLog, RunSummary, format_summary, frame_record
 from pipeline.video.sources import redact
-from pipeline.video.stop import StopFlag, call_interruptibly
+from pipeline.stop import StopFlag, call_interruptibly
 from pipeline.video.window import Window, display_available
 from pipeline.video.writer import VideoOutput
 

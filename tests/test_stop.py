@@ -10,7 +10,7 @@ import time
 import pytest
 
 from pipeline.errors import PipelineError
-from pipeline.video.stop import StopFlag, call_interruptibly
+from pipeline.stop import StopFlag, call_interruptibly
 
 
 def test_a_signal_sets_the_reason_and_the_exit_code():
