@@ -69,20 +69,28 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
+# The training options a model card names (those left at "off" are not shown).
+RECIPE_SHOWN = ("epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay", "schedule", "warmup_epochs",
+                "bn_bias_lr_scale", "label_smoothing", "ema_decay", "gradient_equilibrium", "distill", "temperature",
+                "bf16", "compile")
+
+
 def model_card(checkpoint: Path, report: dict, command: str) -> str:
     """The model card: config, how it was trained, on what machine, and the per-exit table of ``report``."""
     import platform
 
-    from pipeline.device import cpu_name
     from pipeline.checkpoint import read_checkpoint
+    from pipeline.device import cpu_name
+    from pipeline.training.options import BEFORE_OPTION_EXISTED
 
     ckpt = read_checkpoint(checkpoint)
     state = ckpt.get("train_state", {})
     history = state.get("history", [])
     train_args = state.get("args", {})
     hours = sum(h["seconds"] for h in history) / 3600
-    opts = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in train_args.items()
-                    if k in ("epochs", "batch_size", "lr", "schedule", "distill", "temperature", "bf16"))
+    flag = {"ema_decay": "ema"}
+    opts = " ".join(f"--{flag.get(k, k).replace('_', '-')} {v}" for k, v in train_args.items()
+                    if k in RECIPE_SHOWN and not (k in BEFORE_OPTION_EXISTED and v == str(BEFORE_OPTION_EXISTED[k])))
     last = history[-1] if history else {}
     lines = [
         f"# Model card: {checkpoint.name}", "",
