@@ -69,7 +69,14 @@ def _backends(opts: BuildOptions) -> list[str]:
     if opts.backend not in choices:
         raise PipelineError(f"--backend must be one of {', '.join(choices)}, got {opts.backend!r}")
     if opts.backend == AUTO:
-        return available_backends()
+        usable = available_backends()
+        for name in BACKENDS:
+            reason = unavailable_reason(name)
+            # Installed but unable to run (a driver older than the library, no GPU): say why, once.
+            if name not in usable and reason and "is not installed" not in reason:
+                print(f"note: {backend_module(name).TITLE} is installed but cannot run here: {reason}; "
+                      f"building for {', '.join(backend_module(b).TITLE for b in usable)}", flush=True)
+        return usable
     reason = unavailable_reason(opts.backend)
     if reason:
         raise PipelineError(f"--backend {opts.backend}, but {backend_module(opts.backend).TITLE} cannot run "

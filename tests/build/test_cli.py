@@ -18,6 +18,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnxsim")
 
 import pipeline.build.accuracy as build_accuracy  # noqa: E402
+from pipeline.data.options import DataOptions  # noqa: E402
 import pipeline.build.options as build_options  # noqa: E402
 from pipeline.build import main  # noqa: E402
 from pipeline.backends import unavailable_reason  # noqa: E402
@@ -214,3 +215,17 @@ def test_cli_exits_2_without_traceback():
     proc = subprocess.run([sys.executable, "-m", "pipeline.build", "--precisions", "int4"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.startswith("error: --precisions") and "Traceback" not in proc.stderr
+
+
+def test_auto_says_once_why_an_installed_backend_is_passed_over(monkeypatch, capsys):
+    import pipeline.backends as backends
+
+    reasons = {"onnxruntime": None, "tensorrt": "TensorRT cannot start CUDA: the NVIDIA driver is older than it"}
+    monkeypatch.setattr(backends, "unavailable_reason", lambda name: reasons[name])
+    assert build_options._backends(build_options.BuildOptions(checkpoint=None, out=Path("x"), data=DataOptions())) == ["onnxruntime"]
+    out = capsys.readouterr().out
+    assert out.count("note: TensorRT is installed but cannot run here: TensorRT cannot start CUDA") == 1
+    assert "building for ONNX Runtime" in out
+    reasons["tensorrt"] = "the tensorrt package is not installed"  # nothing to say where it is simply absent
+    build_options._backends(build_options.BuildOptions(checkpoint=None, out=Path("x"), data=DataOptions()))
+    assert capsys.readouterr().out == ""
