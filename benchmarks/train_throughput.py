@@ -1,7 +1,7 @@
 """Training throughput on this machine: images per second of whole optimiser steps, two setups side by side.
 
     python benchmarks/train_throughput.py [--model msdnet_cifar] [--rounds 6] [--steps 6] \\
-        [--setup "before=batch=64,bf16"] [--setup "after=batch=128,bf16,compile"] [--json FILE]
+        [--setup "before=batch=64,bf16"] [--setup "after=batch=128,bf16,compile,channels_last"] [--json FILE]
 
 A step is what the training loop does: augmentation of a uint8 batch, forward (eager or compiled,
 optionally bf16 autocast, channels-last), the multi-exit loss, backward and an SGD step. Setups take
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.rounds < 1 or args.steps < 1 or args.threads < 1:
         raise PipelineError("--rounds, --steps and --threads must be at least 1")
-    texts = args.setup or ["before=batch=64,bf16", "after=batch=128,bf16,compile"]
+    texts = args.setup or ["before=batch=64,bf16", "after=batch=128,bf16,compile,channels_last"]
     setups = [Setup.parse(t) for t in texts]
     if len({s.name for s in setups}) != len(setups):
         raise PipelineError("--setup names must differ")
