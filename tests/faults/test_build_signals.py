@@ -23,7 +23,9 @@ def test_signal_while_the_calibration_cache_is_written(tiny, tmp_path, sig, code
     child.wait_ready(60)
     assert [p.name for p in calib.iterdir() if p.name.endswith(".tmp")], "the cache is being written"
     seconds, status, stdout, stderr = child.signal_and_time(sig)
-    assert status == code and seconds < 5, stderr
+    # "At once" is the next Python bytecode after a torch operator returns: about a second here, far
+    # more on a loaded machine; a build that went on to the end instead would leave engines in ``out``.
+    assert status == code and seconds < 15, stderr
     assert "Traceback" not in stderr and f"stopped: {sig.name}" in stderr
     assert temporaries(out, calib) == [] and not list(calib.glob("*.npz"))
     assert [p.name for p in out.iterdir()] == []  # nothing built, nothing left
