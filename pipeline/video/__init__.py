@@ -5,8 +5,10 @@ Every module here imports OpenCV lazily, inside the functions that need it, so i
 
 - :mod:`~pipeline.video.sources`: parse ``--source`` (V4L2, CSI via GStreamer, RTSP/HTTP, a video
   file, images) and open it with a clear error when it cannot be; :func:`redact` hides credentials.
-- :mod:`~pipeline.video.capture`: a latest-frame thread for live sources (drops counted, bounded
-  reconnects with backoff), in-order readers for files and image folders (optional pacing).
+- :mod:`~pipeline.video.capture`: opens a source as a frame stream (:mod:`~pipeline.video.stream`):
+  a latest-frame thread for live sources (:mod:`~pipeline.video.latest`: drops counted, bounded
+  reconnects with backoff), in-order readers for files and image folders (:mod:`~pipeline.video.readers`:
+  optional pacing).
 - :mod:`~pipeline.video.frames`: any frame (grey, BGRA, any size) to the model's input.
 - :mod:`~pipeline.video.overlay`: the answer, exit, timing against budget, FPS and drops, drawn.
 - :mod:`~pipeline.video.report`: the per-frame JSON-lines log (whole lines) and the end-of-run summary.
