@@ -19,27 +19,10 @@ from pipeline.errors import PipelineError
 from pipeline.video.labels import load_labels
 from pipeline.video.run import model_input
 from pipeline.video.frames import to_model_input
-from tests.video.fakes import FakeCascade, FakeClock, SourceDouble, colour_frame, count_frames, write_clip
+from tests.video.camera_fixtures import clip, engines  # noqa: F401  (fixtures)
+from tests.video.fakes import PLAN, FakeCascade, FakeClock, SourceDouble, colour_frame, count_frames
 
 ROOT = Path(__file__).resolve().parents[2]
-# (label, wanted exit): 12 frames, every class and every exit
-PLAN = [(0, 1), (1, 1), (2, 1), (0, 2), (1, 2), (2, 2), (0, 3), (1, 3), (2, 3), (2, 1), (1, 1), (0, 1)]
-
-
-@pytest.fixture
-def engines(tmp_path):
-    folder = tmp_path / "engines" / "fake_model"
-    folder.mkdir(parents=True)
-    (folder / "manifest.json").write_text("{}")  # read only by the real cascade, which is not used here
-    return folder
-
-
-@pytest.fixture
-def clip(tmp_path):
-    path = write_clip(tmp_path / "clip.avi", PLAN)
-    labels = tmp_path / "labels.json"
-    labels.write_text(json.dumps([["blue", "green", "red"][label] for label, _ in PLAN]))
-    return path, labels
 
 
 class Factory:

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.video.fakes import CLASSES, FakeCascade, FakeClock, write_clip
+from tests.video.camera_fixtures import clip, engines  # noqa: F401  (fixtures of the camera cases)
+from tests.video.fakes import PLAN, FakeCascade, FakeClock  # noqa: F401  (PLAN: the fault cases import it from here)
 
 ROOT = Path(__file__).resolve().parents[2]
-# (label, wanted exit): 12 frames, every class and every exit
-PLAN = [(0, 1), (1, 1), (2, 1), (0, 2), (1, 2), (2, 2), (0, 3), (1, 3), (2, 3), (2, 1), (1, 1), (0, 1)]
 
 # The app as a child process, with the test doubles: FAULT_MODE picks the source and the cascade.
 #   clip: the real video file reader, a fake cascade (4x4 input); the first frames are slow
@@ -65,23 +64,6 @@ def opener(spec, read_timeout_s=None):
 
 sys.exit(main(sys.argv[1:], cascade_factory=factory, opener=opener))
 """
-
-
-@pytest.fixture
-def engines(tmp_path):
-    folder = tmp_path / "engines" / "fake_model"
-    folder.mkdir(parents=True)
-    (folder / "manifest.json").write_text("{}")  # read only by the real cascade, which is not used here
-    return folder
-
-
-@pytest.fixture
-def clip(tmp_path):
-    """(clip.avi, labels.json): 12 frames of known labels."""
-    path = write_clip(tmp_path / "clip.avi", PLAN)
-    labels = tmp_path / "labels.json"
-    labels.write_text(json.dumps([CLASSES[label] for label, _ in PLAN]))
-    return path, labels
 
 
 def run_app(argv, cascade=None, clock=None, **hooks):

@@ -11,6 +11,8 @@ import cv2
 import numpy as np
 
 CLASSES = ["blue", "green", "red"]  # the dominant channel of a frame, in BGR order
+# (label, wanted exit) of the camera tests' clip: 12 frames, every class and every exit
+PLAN = [(0, 1), (1, 1), (2, 1), (0, 2), (1, 2), (2, 2), (0, 3), (1, 3), (2, 3), (2, 1), (1, 1), (0, 1)]
 # (dominant, others) channel values per wanted exit: purer colours are "easier" and exit earlier
 LEVELS = {1: (230, 20), 2: (180, 80), 3: (140, 110)}
 
