@@ -38,7 +38,8 @@ def evaluate_checkpoint(checkpoint: Path, data: str, split: str, cache_dir: Path
         torch.set_num_threads(threads)
     model, ckpt = load_model(checkpoint)
     p = model.cfg.preprocess
-    frames, labels = evaluation_images(data, split, cache_dir, (p.height, p.width), ckpt["classes"], ckpt["split"])
+    frames, labels = evaluation_images(data, split, cache_dir, (p.height, p.width), ckpt["classes"], ckpt["split"],
+                                       resize_shorter=p.resize_shorter)
     t0 = time.time()
     acc = exit_accuracy(model, torch.from_numpy(frames), torch.from_numpy(labels))
     report = {"split": split, "images": int(len(labels)), "accuracy": acc, "costs": exit_costs(model),

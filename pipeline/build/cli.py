@@ -114,7 +114,8 @@ def build_into(tmp: Path, src: Source, targets: BuildTargets, opts: BuildOptions
     size, data = manifest.input.size, opts.data
     graphs = onnx_source.fp32_from_spec(src.onnx_spec, tmp) if src.onnx_spec is not None else None
     need_train = options.needs_data(opts, targets)
-    train = load_checked(data.source, "train", data.cache_dir, size, manifest.classes) if need_train else None
+    shorter = manifest.input.resize_shorter
+    train = load_checked(data.source, "train", data.cache_dir, size, manifest.classes, shorter) if need_train else None
     if graphs is not None:
         given = src.onnx_spec.validation_size
         manifest.model["split"] = {"seed": 0, "size": given or max(1, len(train.labels) // 10), "source":
@@ -134,7 +135,7 @@ def build_into(tmp: Path, src: Source, targets: BuildTargets, opts: BuildOptions
         assert train is not None
         splits = {"validation": redraw_validation(train, manifest.model["split"])}
         if opts.test_split:  # final reporting only: nothing is chosen from these numbers
-            test = load_checked(data.source, "test", data.cache_dir, size, manifest.classes)
+            test = load_checked(data.source, "test", data.cache_dir, size, manifest.classes, shorter)
             splits["test"] = (test.images, test.labels)
         accuracy.measure_accuracy(manifest, tmp, opts.engine.threads, splits)
     write_manifest(tmp, manifest)

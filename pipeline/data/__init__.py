@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from pipeline.data import cifar
@@ -19,6 +18,7 @@ from pipeline.data.imageset import ImageSet
 from pipeline.data.options import DataOptions, add_data_options
 from pipeline.data.split import validation_split
 from pipeline.errors import PipelineError
+from pipeline.video.frames import fit_input
 
 __all__ = [
     "DataOptions",
@@ -46,6 +46,7 @@ def load_dataset(
     size: tuple[int, int] | None = None,
     *,
     progress: ProgressFn | None = None,
+    resize_shorter: int = 0,
 ) -> ImageSet:
     """Load ``split`` ("train" or "test") from ``source``.
 
@@ -53,22 +54,25 @@ def load_dataset(
     - an official CIFAR-10 python archive: parse it.
     - anything else is an ImageFolder directory or archive that must hold a ``<split>/`` folder
       (``<root>/<split>/<class>/<image>``); its decoded arrays are cached in ``cache_dir``.
-    ``size=(H, W)`` resizes (cv2.INTER_AREA) images of another size.
+    ``size=(H, W)`` resizes (cv2.INTER_AREA) images of another size; with ``resize_shorter`` n > 0
+    their shorter side is resized to n and the centre (H, W) cut out, as the model's preprocessing says.
     """
     if split not in SPLITS:
         raise PipelineError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     if source is None or str(source) == "":
         # Module attributes read at call time, so a test or a mirror can point them elsewhere.
         archive = cifar.download_cifar10(cache_dir, url=cifar.CIFAR10_URL, md5=cifar.CIFAR10_MD5)
-        return _resize(cifar.load_cifar10_archive(archive, split), size)
+        return _resize(cifar.load_cifar10_archive(archive, split), size, resize_shorter)
     path = Path(source).expanduser()
     if path.is_file() and cifar.is_cifar10_archive(path):
-        return _resize(cifar.load_cifar10_archive(path, split), size)
-    return load_imagefolder(path, subdir=split, size=size, cache_dir=cache_dir, progress=progress)
+        return _resize(cifar.load_cifar10_archive(path, split), size, resize_shorter)
+    return load_imagefolder(path, subdir=split, size=size, cache_dir=cache_dir, progress=progress,
+                            resize_shorter=resize_shorter)
 
 
-def _resize(data: ImageSet, size: tuple[int, int] | None) -> ImageSet:
-    """Resize every image to ``size=(H, W)`` with INTER_AREA; unchanged if already that size."""
+def _resize(data: ImageSet, size: tuple[int, int] | None, resize_shorter: int = 0) -> ImageSet:
+    """Every image brought to ``size=(H, W)`` by ``fit_input`` (resize, or resize_shorter and centre crop);
+    unchanged if already that size."""
     if size is None or tuple(size) == data.images.shape[1:3]:
         return data
     h, w = (int(v) for v in size)
@@ -76,5 +80,5 @@ def _resize(data: ImageSet, size: tuple[int, int] | None) -> ImageSet:
         raise PipelineError(f"size must be (height, width) in whole pixels, e.g. (32, 32); got {size!r}")
     out = np.empty((len(data), h, w, 3), dtype=np.uint8)  # (N, H, W, 3) uint8 BGR
     for i, img in enumerate(data.images):
-        out[i] = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)  # dsize is (W, H)
+        out[i] = fit_input(img, (h, w), resize_shorter)
     return ImageSet(out, data.labels, data.classes)

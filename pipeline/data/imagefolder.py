@@ -25,6 +25,7 @@ import numpy as np
 from pipeline.files import atomic_write
 from pipeline.data.imageset import ImageSet
 from pipeline.errors import PipelineError
+from pipeline.video.frames import fit_input
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 LAYOUT = "<root>/<class>/<image>"
@@ -34,6 +35,7 @@ _CACHE_VERSION = 1
 _SPLIT_NAMES = frozenset({"train", "test", "val", "valid", "validation"})
 _ARCHIVE_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError)
 _Layout = tuple[tuple[str, ...], list[str], np.ndarray]  # classes, files (label order), labels (N,) int64
+_Fit = tuple[tuple[int, int], int]  # (H, W) and resize_shorter: how an image of another size is read
 
 
 def load_imagefolder(
@@ -43,14 +45,17 @@ def load_imagefolder(
     cache_dir: str | Path | None = None,
     *,
     progress: ProgressFn | None = None,
+    resize_shorter: int = 0,
 ) -> ImageSet:
     """Decode every image of an ImageFolder tree into one ``ImageSet`` (BGR, as OpenCV decodes).
 
     ``source`` is a directory or a .tar/.tar.gz/.tgz archive. Class folders sit directly under the
     root, or under one single top-level folder (``cifar10/<class>/...``). With ``subdir`` (e.g.
     "train"), the shallowest folder of that name is the root instead, at any depth. Classes are
-    the sorted folder names, images are sorted by path within a class. ``size=(H, W)`` resizes
-    (cv2.INTER_AREA) the images that differ; without it all images must already share a size.
+    the sorted folder names, images are sorted by path within a class. ``size=(H, W)`` brings the
+    images that differ to that size as ``fit_input`` does: resized (cv2.INTER_AREA), or with
+    ``resize_shorter`` n > 0 their shorter side resized to n and the centre (H, W) cut out; without
+    ``size`` all images must already share a size.
     With ``cache_dir``, decoded arrays are saved there and reused while the source is unchanged.
     """
     if source is None or str(source) == "":
@@ -64,21 +69,26 @@ def load_imagefolder(
             f"laid out as {LAYOUT}; check the path"
         )
     size = _check_size(size)
+    if isinstance(resize_shorter, bool) or not isinstance(resize_shorter, int) or resize_shorter < 0 \
+            or (resize_shorter and size is None):
+        raise PipelineError(f"resize_shorter must be 0 (resize) or, with a size, the shorter side in whole pixels "
+                            f"to resize to before the centre crop; got {resize_shorter!r} with size {size!r}")
+    fit = (size, resize_shorter) if size is not None else None
     subdir = subdir or None  # "" means the root itself
     if path.is_dir():
-        return _load_dir(path, subdir, size, cache_dir, progress)
-    return _load_archive(path, subdir, size, cache_dir, progress)
+        return _load_dir(path, subdir, fit, cache_dir, progress)
+    return _load_archive(path, subdir, fit, cache_dir, progress)
 
 
 # --- directories and archives ------------------------------------------------------------------
 
 
-def _load_dir(path: Path, subdir: str | None, size: tuple[int, int] | None,
+def _load_dir(path: Path, subdir: str | None, fit: _Fit | None,
               cache_dir: str | Path | None, progress: ProgressFn | None) -> ImageSet:
     """Walk ``path`` once; the listing (names, sizes, mtimes) is part of the cache key."""
     stats = _walk(path)  # relative posix path -> (bytes, mtime_ns), image files only
     listing = hashlib.sha256(json.dumps(sorted(stats.items())).encode()).hexdigest()
-    key = _cache_key(path, subdir, size, listing)
+    key = _cache_key(path, subdir, fit, listing)
     cached = _cache_load(cache_dir, key)
     if cached is not None:
         return cached
@@ -95,13 +105,13 @@ def _load_dir(path: Path, subdir: str | None, size: tuple[int, int] | None,
                     f"cannot read image {full}: {exc.strerror or exc}; check its permissions or remove it"
                 ) from exc
 
-    images = _decode_all(items(), len(files), size, progress)
+    images = _decode_all(items(), len(files), fit, progress)
     result = ImageSet(images, labels, classes)
     _cache_save(cache_dir, key, result)
     return result
 
 
-def _load_archive(path: Path, subdir: str | None, size: tuple[int, int] | None,
+def _load_archive(path: Path, subdir: str | None, fit: _Fit | None,
                   cache_dir: str | Path | None, progress: ProgressFn | None) -> ImageSet:
     """List the archive's members, then read the chosen ones in archive order (one forward pass)."""
     try:
@@ -116,7 +126,7 @@ def _load_archive(path: Path, subdir: str | None, size: tuple[int, int] | None,
             f"data source {path} is a file but not a tar archive: expected a directory or a .tar/.tar.gz/.tgz "
             f"archive laid out as {LAYOUT}.{hint}"
         )
-    key = _cache_key(path, subdir, size, None)
+    key = _cache_key(path, subdir, fit, None)
     cached = _cache_load(cache_dir, key)
     if cached is not None:
         return cached
@@ -139,7 +149,7 @@ def _load_archive(path: Path, subdir: str | None, size: tuple[int, int] | None,
                     f = tf.extractfile(members[files[i]])
                     yield i, f"{path}:{files[i]}", f.read() if f is not None else b""
 
-            images = _decode_all(items(), len(files), size, progress)
+            images = _decode_all(items(), len(files), fit, progress)
     except _ARCHIVE_ERRORS as exc:
         raise PipelineError(
             f"cannot read archive {path}: {exc}. The file is truncated or corrupt: copy or build it again"
@@ -296,15 +306,15 @@ def _decode(data: bytes, name: str) -> np.ndarray:
     return img
 
 
-def _decode_all(items: Iterable[tuple[int, str, bytes]], n: int, size: tuple[int, int] | None,
+def _decode_all(items: Iterable[tuple[int, str, bytes]], n: int, fit: _Fit | None,
                 progress: ProgressFn | None) -> np.ndarray:
     """Decode ``(index, name, bytes)`` items into one preallocated (n, H, W, 3) uint8 BGR array."""
     images: np.ndarray | None = None
     first = ""
     for done, (index, name, data) in enumerate(items, 1):
         img = _decode(data, name)  # (h, w, 3) uint8 BGR
-        if size is not None and img.shape[:2] != size:
-            img = cv2.resize(img, (size[1], size[0]), interpolation=cv2.INTER_AREA)  # dsize is (W, H)
+        if fit is not None:
+            img = fit_input(img, *fit)  # (H, W, 3): resized, or resized and centre-cropped
         if images is None:
             images = np.empty((n, *img.shape[:2], 3), dtype=np.uint8)  # (N, H, W, 3) uint8 BGR
             first = name
@@ -324,8 +334,11 @@ def _decode_all(items: Iterable[tuple[int, str, bytes]], n: int, size: tuple[int
 # --- decoded cache -----------------------------------------------------------------------------
 
 
-def _cache_key(path: Path, subdir: str | None, size: tuple[int, int] | None, listing: str | None) -> str:
-    """sha256 of what decides the decoded pixels: the source file's identity, subdir, size, OpenCV version."""
+def _cache_key(path: Path, subdir: str | None, fit: _Fit | None, listing: str | None) -> str:
+    """sha256 of what decides the decoded pixels: the source file's identity, subdir, size, crop rule, OpenCV.
+
+    ``resize_shorter`` enters only when set, so the key of a plain resize is the one it always was.
+    """
     st = path.stat()
     payload = {
         "version": _CACHE_VERSION,
@@ -334,9 +347,11 @@ def _cache_key(path: Path, subdir: str | None, size: tuple[int, int] | None, lis
         "mtime_ns": st.st_mtime_ns,
         "listing": listing,  # directories: hash of every image's (path, bytes, mtime_ns)
         "subdir": subdir,
-        "size": list(size) if size else None,
+        "size": list(fit[0]) if fit else None,
         "opencv": cv2.__version__,
     }
+    if fit and fit[1]:
+        payload["resize_shorter"] = fit[1]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 

@@ -42,7 +42,7 @@ def load_train_data(opts: TrainOptions, cfg: Any) -> TrainData:
 
     p = cfg.preprocess
     data = load_dataset(opts.data or None, "train", cache_dir=opts.cache_dir or default_cache_dir(),
-                        size=(p.height, p.width))
+                        size=(p.height, p.width), resize_shorter=p.resize_shorter)
     if len(data.classes) != cfg.num_classes:
         raise PipelineError(f"the data has {len(data.classes)} classes but the model has {cfg.num_classes}; "
                             f"pass --model-opt num_classes={len(data.classes)}")

@@ -77,6 +77,17 @@ def resize_and_crop(image: np.ndarray, size: tuple[int, int], shorter: int) -> n
     return cv2.resize(window, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
+def fit_input(image: np.ndarray, size: tuple[int, int], resize_shorter: int = 0) -> np.ndarray:
+    """(h, w, C) -> (H, W, C) as the model's preprocessing says; the same array when already (H, W).
+
+    ``resize_shorter`` 0 resizes (squashes) to ``size``; n > 0 resizes the shorter side to n and cuts
+    the centre ``size`` (``resize_and_crop``). The data loaders and the camera app both read images here.
+    """
+    if image.shape[:2] == tuple(size):
+        return image
+    return resize_and_crop(image, size, resize_shorter) if resize_shorter else resize(image, size)
+
+
 def to_model_input(image: np.ndarray, size: tuple[int, int], colour_order: str = "BGR",
                    crop: bool = False, resize_shorter: int = 0) -> np.ndarray:
     """Any source frame -> (H, W, 3) uint8, C-contiguous, at the model's size and colour order.
@@ -90,8 +101,7 @@ def to_model_input(image: np.ndarray, size: tuple[int, int], colour_order: str =
     if order not in ("BGR", "RGB"):
         raise PipelineError(f"the model's colour order should be BGR or RGB; the manifest says {colour_order!r}")
     bgr = to_bgr(image)
-    out = resize_and_crop(bgr, size, resize_shorter) if resize_shorter and bgr.shape[:2] != tuple(size) \
-        else resize(bgr, size, crop)  # (H, W, 3) BGR
+    out = fit_input(bgr, size, resize_shorter) if resize_shorter else resize(bgr, size, crop)  # (H, W, 3) BGR
     if order == "RGB":
         out = cv2.cvtColor(out, cv2.COLOR_BGR2RGB)
     return np.ascontiguousarray(out)
