@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.files import atomic_write
+from pipeline.data.cache import Fit, cache_key, cache_load, cache_save
 from pipeline.data.imageset import ImageSet
 from pipeline.errors import PipelineError
 from pipeline.video.frames import fit_input
@@ -31,11 +31,10 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 LAYOUT = "<root>/<class>/<image>"
 ProgressFn = Callable[[int, int], None]  # called with (images decoded so far, total)
 
-_CACHE_VERSION = 1
 _SPLIT_NAMES = frozenset({"train", "test", "val", "valid", "validation"})
 _ARCHIVE_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError)
 _Layout = tuple[tuple[str, ...], list[str], np.ndarray]  # classes, files (label order), labels (N,) int64
-_Fit = tuple[tuple[int, int], int]  # (H, W) and resize_shorter: how an image of another size is read
+_Fit = Fit
 
 
 def load_imagefolder(
@@ -88,8 +87,8 @@ def _load_dir(path: Path, subdir: str | None, fit: _Fit | None,
     """Walk ``path`` once; the listing (names, sizes, mtimes) is part of the cache key."""
     stats = _walk(path)  # relative posix path -> (bytes, mtime_ns), image files only
     listing = hashlib.sha256(json.dumps(sorted(stats.items())).encode()).hexdigest()
-    key = _cache_key(path, subdir, fit, listing)
-    cached = _cache_load(cache_dir, key)
+    key = cache_key(path, subdir, fit, listing)
+    cached = cache_load(cache_dir, key)
     if cached is not None:
         return cached
     top = sorted(e.name + ("/" if e.is_dir() else "") for e in os.scandir(path) if _visible(e.name))
@@ -107,7 +106,7 @@ def _load_dir(path: Path, subdir: str | None, fit: _Fit | None,
 
     images = _decode_all(items(), len(files), fit, progress)
     result = ImageSet(images, labels, classes)
-    _cache_save(cache_dir, key, result)
+    cache_save(cache_dir, key, result)
     return result
 
 
@@ -126,8 +125,8 @@ def _load_archive(path: Path, subdir: str | None, fit: _Fit | None,
             f"data source {path} is a file but not a tar archive: expected a directory or a .tar/.tar.gz/.tgz "
             f"archive laid out as {LAYOUT}.{hint}"
         )
-    key = _cache_key(path, subdir, fit, None)
-    cached = _cache_load(cache_dir, key)
+    key = cache_key(path, subdir, fit, None)
+    cached = cache_load(cache_dir, key)
     if cached is not None:
         return cached
     try:
@@ -155,7 +154,7 @@ def _load_archive(path: Path, subdir: str | None, fit: _Fit | None,
             f"cannot read archive {path}: {exc}. The file is truncated or corrupt: copy or build it again"
         ) from exc
     result = ImageSet(images, labels, classes)
-    _cache_save(cache_dir, key, result)
+    cache_save(cache_dir, key, result)
     return result
 
 
@@ -329,66 +328,3 @@ def _decode_all(items: Iterable[tuple[int, str, bytes]], n: int, fit: _Fit | Non
             progress(done, n)
     assert images is not None, "layout guarantees at least one image"
     return images
-
-
-# --- decoded cache -----------------------------------------------------------------------------
-
-
-def _cache_key(path: Path, subdir: str | None, fit: _Fit | None, listing: str | None) -> str:
-    """sha256 of what decides the decoded pixels: the source file's identity, subdir, size, crop rule, OpenCV.
-
-    ``resize_shorter`` enters only when set, so the key of a plain resize is the one it always was.
-    """
-    st = path.stat()
-    payload = {
-        "version": _CACHE_VERSION,
-        "source": str(path.resolve()),
-        "bytes": st.st_size,
-        "mtime_ns": st.st_mtime_ns,
-        "listing": listing,  # directories: hash of every image's (path, bytes, mtime_ns)
-        "subdir": subdir,
-        "size": list(fit[0]) if fit else None,
-        "opencv": cv2.__version__,
-    }
-    if fit and fit[1]:
-        payload["resize_shorter"] = fit[1]
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
-def _cache_paths(cache_dir: str | Path, key: str) -> tuple[Path, Path, Path]:
-    base = Path(cache_dir).expanduser() / f"imagefolder-{key}"
-    return (base.with_name(base.name + ".images.npy"), base.with_name(base.name + ".labels.npy"),
-            base.with_name(base.name + ".json"))
-
-
-def _cache_load(cache_dir: str | Path | None, key: str) -> ImageSet | None:
-    """The cached ``ImageSet`` for ``key``, or None if absent or unusable (then it is rebuilt)."""
-    if cache_dir is None:
-        return None
-    images_path, labels_path, meta_path = _cache_paths(cache_dir, key)
-    try:
-        meta = json.loads(meta_path.read_text())  # written last: its presence marks a complete entry
-        images = np.load(images_path, mmap_mode=None, allow_pickle=False)  # (N, H, W, 3) uint8 BGR
-        labels = np.load(labels_path, mmap_mode=None, allow_pickle=False)  # (N,) int64
-        if (meta.get("version") != _CACHE_VERSION or list(images.shape) != meta["shape"]
-                or images.dtype != np.uint8 or labels.shape != images.shape[:1]):
-            return None
-        return ImageSet(images, labels, tuple(meta["classes"]))
-    except (OSError, ValueError, KeyError, TypeError, EOFError):
-        return None
-
-
-def _cache_save(cache_dir: str | Path | None, key: str, data: ImageSet) -> None:
-    """Write arrays, then the json marker, each via temp file + os.replace; a failure only warns."""
-    if cache_dir is None:
-        return
-    images_path, labels_path, meta_path = _cache_paths(cache_dir, key)
-    meta = {"version": _CACHE_VERSION, "classes": list(data.classes), "shape": list(data.images.shape)}
-    try:
-        images_path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(images_path, lambda f: np.save(f, data.images))
-        atomic_write(labels_path, lambda f: np.save(f, data.labels))
-        atomic_write(meta_path, lambda f: f.write(json.dumps(meta).encode()))
-    except OSError as exc:
-        warnings.warn(f"could not write the decoded-image cache in {images_path.parent}: {exc}; "
-                      f"the next run decodes again", RuntimeWarning, stacklevel=3)

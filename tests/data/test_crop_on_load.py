@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pipeline.data import load_dataset, load_imagefolder
-from pipeline.data.imagefolder import _cache_key
+from pipeline.data.cache import cache_key as _cache_key
 from pipeline.errors import PipelineError
 from pipeline.video.frames import resize_and_crop
 
