@@ -39,10 +39,61 @@ def save_checkpoint(path: str | Path, model: "MSDNet", model_name: str, classes:
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
     }
     if train_state is not None:
-        payload["train_state"] = train_state
+        payload["train_state"] = _split_off_resume_state(path, train_state)
     if origin is not None:
         payload["origin"] = dict(origin)
     atomic_write(path, lambda f: torch.save(payload, f))
+
+
+# What only a resumed run reads (raw weights beside an average, the optimiser's momentum): kept in a
+# file of its own beside the checkpoint, so neither file holds three copies of the weights.
+RESUME_KEYS = ("raw_state_dict", "optimizer")
+
+
+def resume_state_path(path: Path) -> Path:
+    """``models/x.pt`` -> ``models/x.state.pt``."""
+    return path.with_name(f"{path.stem}.state{path.suffix}")
+
+
+def _split_off_resume_state(path: Path, train_state: dict) -> dict:
+    """Write the resume-only part of ``train_state`` beside ``path`` (before the checkpoint, which
+    records its sha256), and return the rest."""
+    import io
+
+    import torch
+
+    from pipeline.files import sha256_file
+
+    side = {k: train_state[k] for k in RESUME_KEYS if k in train_state}
+    if not side:
+        return train_state
+    state_path = resume_state_path(path)
+    buf = io.BytesIO()
+    torch.save(side, buf)
+    atomic_write(state_path, lambda f: f.write(buf.getvalue()))
+    rest = {k: v for k, v in train_state.items() if k not in side}
+    rest["resume_file"] = {"name": state_path.name, "sha256": sha256_file(state_path)}
+    return rest
+
+
+def _join_resume_state(path: Path, train_state: dict) -> dict:
+    """``train_state`` with the resume-only part read back from beside ``path``, checked by its sha256."""
+    import torch
+
+    from pipeline.files import sha256_file
+
+    ref = train_state.get("resume_file")
+    if not isinstance(ref, dict):
+        return train_state
+    state_path = path.with_name(str(ref.get("name")))
+    if not state_path.is_file() or sha256_file(state_path) != ref.get("sha256"):
+        raise PipelineError(f"checkpoint {path} resumes from {state_path}, which is missing or is not the file it "
+                            "was saved with; restore both files together (or train from scratch)")
+    try:
+        side = torch.load(state_path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for truncated or foreign files
+        raise PipelineError(f"{state_path} could not be read ({type(exc).__name__}); restore it") from None
+    return {**{k: v for k, v in train_state.items() if k != "resume_file"}, **side}
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -66,6 +117,8 @@ def read_checkpoint(path: str | Path) -> dict:
             found = "it lacks it" if key not in ckpt else f"found {type(ckpt[key]).__name__}"
             raise PipelineError(f"checkpoint {path} should record {what} under {key!r} ({found}); it is incomplete "
                                 "or damaged: retrain it or restore it")
+    if isinstance(ckpt.get("train_state"), dict):
+        ckpt["train_state"] = _join_resume_state(path, ckpt["train_state"])
     return ckpt
 
 

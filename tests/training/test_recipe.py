@@ -169,3 +169,15 @@ def test_a_failing_compile_falls_back_to_eager_with_a_note(monkeypatch):
     net = CompiledOrEager(lambda x: x + 1, notes.append)
     assert net(1) == 2 and net(2) == 3
     assert len(notes) == 1 and "training eagerly" in notes[0] and "no C++ compiler" in notes[0]
+
+
+def test_resume_only_state_lives_beside_the_checkpoint_and_is_checked(tmp_path):
+    out = tmp_path / "m.pt"
+    run(tmp_path, out, "--epochs", "1", "--ema", "0.9")
+    side = tmp_path / "m.state.pt"
+    bare = torch.load(out, weights_only=True)["train_state"]
+    assert side.is_file() and "raw_state_dict" not in bare and "optimizer" not in bare
+    assert set(read_checkpoint(out)["train_state"]) >= {"raw_state_dict", "optimizer", "ema_updates"}
+    side.write_bytes(side.read_bytes() + b"\0")
+    with pytest.raises(PipelineError, match="not the file it was saved with"):
+        read_checkpoint(out)
