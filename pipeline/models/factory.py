@@ -85,12 +85,9 @@ class FactoryModel(nn.Module):
 
     def forward(self, frames: torch.Tensor) -> list[torch.Tensor]:
         """(N, H, W, 3) uint8 BGR -> K tensors of logits (N, classes)."""
-        logits, carried = [], (frames,)
-        for stage in self.stages:
-            out = stage(*carried)
-            logits.append(out[0])
-            carried = out[1:]
-        return logits
+        from pipeline.models.msdnet import chain_stages
+
+        return chain_stages(self.stages, frames)
 
 
 def load_factory(spec: str) -> Callable[..., Any]:

@@ -201,6 +201,16 @@ class Stage(nn.Module):
         return (self.classifier(x[-1]), *x)
 
 
+def chain_stages(stages: nn.ModuleList, frames: torch.Tensor) -> list[torch.Tensor]:
+    """The K exits' logits of a chain of stages, each fed what the one before it carries."""
+    logits, carried = [], (frames,)
+    for stage in stages:
+        out = stage(*carried)
+        logits.append(out[0])
+        carried = out[1:]
+    return logits
+
+
 class MSDNet(nn.Module):
     """The whole network: ``forward(frames_uint8) -> list of K logits``, computed as the chain of stages."""
 
@@ -246,9 +256,4 @@ class MSDNet(nn.Module):
 
     def forward(self, frames: torch.Tensor) -> list[torch.Tensor]:
         """(N, H, W, 3) uint8 -> K tensors of logits (N, classes)."""
-        logits, carried = [], (frames,)
-        for stage in self.stages:
-            out = stage(*carried)
-            logits.append(out[0])
-            carried = out[1:]
-        return logits
+        return chain_stages(self.stages, frames)
