@@ -9,6 +9,10 @@ resumes, so the table can be built across several sittings. The figure is each e
 accuracy after the last epoch (the weight average where the row has one) with its standard error,
 sqrt(p(1-p)/n) on the n validation images; a difference between two rows is a gain only where it
 exceeds about twice the standard error of each, and a repeat with another ``--seed`` agrees.
+Two more columns say what the exit rule makes of each row's model (label smoothing, for one,
+changes the confidence it reads): the cascade's held-out validation accuracy at exit 2's cost
+(``pipeline.training.evaluation.exit_rule_check``) and exit 1's mean confidence; they are kept
+in ``OUT/<row>-s<seed>.exitrule.json`` beside the checkpoint.
 """
 
 from __future__ import annotations
@@ -68,6 +72,37 @@ def result(path: Path, epochs: int) -> dict[str, Any] | None:
     return {"val_acc": acc, "stderr": se, "images": n, "minutes": minutes}
 
 
+def exit_rule(path: Path, data: str) -> dict[str, float]:
+    """The row's exit-rule figures, computed once per checkpoint (its size and time stamp it)."""
+    from pipeline.files import atomic_write_text
+
+    cache = path.with_suffix(".exitrule.json")
+    stamp = f"{path.stat().st_size}-{path.stat().st_mtime_ns}"
+    if cache.exists():
+        try:
+            kept = json.loads(cache.read_text())
+            if kept.get("stamp") == stamp:
+                return dict(kept["figures"])
+        except (ValueError, KeyError, TypeError):
+            pass  # unreadable: computed again below
+    import torch
+
+    from pipeline.checkpoint import load_model
+    from pipeline.data.cache import default_cache_dir
+    from pipeline.data.splits import evaluation_images
+    from pipeline.models.flops import exit_costs
+    from pipeline.training.evaluation import exit_probs, exit_rule_check
+
+    model, ckpt = load_model(path)
+    p = model.cfg.preprocess
+    frames, labels = evaluation_images(data, "validation", default_cache_dir(), (p.height, p.width), ckpt["classes"],
+                                       ckpt["split"], resize_shorter=p.resize_shorter)
+    costs = [c["flops"] for c in exit_costs(model)]
+    figures = exit_rule_check(exit_probs(model, torch.from_numpy(frames)), labels, costs)
+    atomic_write_text(cache, json.dumps({"stamp": stamp, "figures": figures}, indent=2) + "\n")
+    return figures
+
+
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -98,15 +133,19 @@ def main(argv: list[str] | None = None) -> int:
                 raise PipelineError(f"row {name} failed (exit {done.returncode}); see its output above")
         res = result(path, args.epochs)
         if res is not None:
-            rows.append({"row": name, "change": " ".join(ROWS[name]) or "(base)", **res})
+            rows.append({"row": name, "change": " ".join(ROWS[name]) or "(base)", **res,
+                         "exit_rule": exit_rule(path, args.data)})
     print(f"\nablation, {args.epochs} epochs on {args.limit or 'all'} training images, seed {args.seed}; "
           f"base: {' '.join(BASE)}")
     k = max((len(r["val_acc"]) for r in rows), default=0)
-    print("| change | " + " | ".join(f"exit {i + 1}" for i in range(k)) + " | minutes |")
-    print("|---|" + "---|" * (k + 1))
+    print("| change | " + " | ".join(f"exit {i + 1}" for i in range(k))
+          + " | cascade at exit 2's cost | exit 1 mean confidence | minutes |")
+    print("|---|" + "---|" * (k + 3))
     for r in rows:
         cells = [f"{a:.2f} ± {s:.2f}" for a, s in zip(r["val_acc"], r["stderr"])]
-        print(f"| {r['change']} | " + " | ".join(cells) + f" | {r['minutes']:.1f} |")
+        e = r["exit_rule"]
+        print(f"| {r['change']} | " + " | ".join(cells)
+              + f" | {e['cascade_at_exit2_cost']:.2f} | {e['exit1_confidence']:.1f} | {r['minutes']:.1f} |")
     if args.json is not None:
         from pipeline.files import atomic_write_text
 

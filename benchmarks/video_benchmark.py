@@ -1,7 +1,7 @@
 """Benchmark 5: the temporally adaptive cascade against the frame-by-frame cascade on generated video.
 
     python benchmarks/video_benchmark.py --engines engines/msdnet_cifar --data DATA \\
-        [--precisions fp32,int8] [--scenes 100] [--continuous-scenes 40] [--calib-scenes 120] \\
+        [--precisions fp32,int8] [--scenes 200] [--continuous-scenes 80] [--calib-scenes 300] \\
         [--json reports/video_benchmark.json]
 
 For each precision: exit thresholds as the manifest's ``default`` policy has them (calibrated here
@@ -41,9 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "tensorrt"])
     ap.add_argument("--precisions", default="fp32,int8", help="comma list; those without engines are skipped")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--scenes", type=int, default=100, help="scenes of the mixed test clip (30 to 60 frames each)")
-    ap.add_argument("--continuous-scenes", type=int, default=40, help="scenes of the continuous-motion test clip")
-    ap.add_argument("--calib-scenes", type=int, default=120,
+    ap.add_argument("--scenes", type=int, default=200, help="scenes of the mixed test clip (30 to 60 frames each)")
+    ap.add_argument("--continuous-scenes", type=int, default=80, help="scenes of the continuous-motion test clip")
+    ap.add_argument("--calib-scenes", type=int, default=300,
                     help="scenes of the mixed validation clip (and half as many of a continuous one)")
     ap.add_argument("--seed", type=int, default=5, help="seed of the test clips (validation clips: 1)")
     ap.add_argument("--json", type=Path, default=Path("reports/video_benchmark.json"))
@@ -168,7 +168,8 @@ def format_table(results: dict[str, Any]) -> str:
     for p in results["precisions"]:
         s = p["settings"]
         lines.append(f"\n{p['variant']}: reuse below {s['reuse_threshold']}, cut from {s['cut_threshold']:.2f} grey "
-                     f"levels, at most {s['max_age_frames']} frames old, prior floor {s['prior_floor']}, smoothing "
+                     f"levels, at most {s['max_age_frames']} frames old ({s['doubtful_age_frames']} below confidence "
+                     f"{s['min_confidence']}), prior floor {s['prior_floor']}, smoothing "
                      f"{s['smoothing']} (calibrated on {p['validation']['frames']} validation frames)")
     return "\n".join(lines) + "\n"
 

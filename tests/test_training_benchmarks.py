@@ -33,9 +33,11 @@ def test_two_setups_are_timed_side_by_side(tmp_path, capsys):
     assert "| b | 8 |" in capsys.readouterr().out
 
 
-def test_the_ablation_table_reads_finished_rows_only(tmp_path, capsys):
+def test_the_ablation_table_reads_finished_rows_only(tmp_path, capsys, monkeypatch):
     from benchmarks.training_ablations import main as ablation_main
     from tests.training.conftest import run
+
+    monkeypatch.setenv("ANYTIME_CACHE", str(tmp_path / "cache"))
 
     out = tmp_path / "abl"
     out.mkdir()
@@ -46,3 +48,29 @@ def test_the_ablation_table_reads_finished_rows_only(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "| (base) |" in text and "--ema" not in text.split("base:")[1].split("\n", 1)[1]
     assert " ± " in text
+    assert "cascade at exit 2's cost" in text
+    kept = json.loads((out / "base-s0.exitrule.json").read_text())
+    assert set(kept["figures"]) == {"cascade_at_exit2_cost", "cost_share", "exit1_confidence"}
+    kept["figures"]["exit1_confidence"] = 12.345  # a kept figure is read back, not computed again
+    (out / "base-s0.exitrule.json").write_text(json.dumps(kept))
+    assert ablation_main(["--data", str(tmp_path / "data"), "--out", str(out), "--epochs", "2",
+                          "--only", "base", "--report-only"]) == 0
+    assert "| 12.3 |" in capsys.readouterr().out
+
+
+def test_the_exit_rule_check_reads_the_confidence():
+    import numpy as np
+
+    from pipeline.training.evaluation import exit_rule_check
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 400)
+    sure = np.full((400, 2, 3), 0.01)
+    sure[np.arange(400), 0, labels] = 0.98  # exit 1 right and sure on every image
+    sure[np.arange(400), 1, labels] = 0.98
+    figures = exit_rule_check(sure, labels, [1.0, 2.0])
+    assert figures["cascade_at_exit2_cost"] == 100.0 and figures["exit1_confidence"] == pytest.approx(98.0)
+    doubtful = sure.copy()
+    doubtful[:, 0] = 1 / 3 + 1e-3 * rng.random((400, 3))  # exit 1 guesses, unsure; exit 2 still knows
+    assert exit_rule_check(doubtful, labels, [1.0, 2.0])["exit1_confidence"] < 40.0
+    assert exit_rule_check(doubtful, labels, [1.0, 2.0])["cascade_at_exit2_cost"] > 90.0

@@ -7,9 +7,10 @@ drift adds up until it counts as change.
 
 - ``d_prev >= cut_threshold``: a hard cut. The cascade runs, without the prior; smoothing restarts.
 - ``d_ref < reuse_threshold``, the reference answer is young enough (``max_age_frames``
-  frames, ``max_age_ms`` milliseconds) and was sure enough (confidence at least
-  ``min_confidence``): reuse it, no stage runs. A doubtful answer is looked at again on the next
-  frame: reusing it would repeat a likely error over many frames, where frame by frame errs on one.
+  frames, ``max_age_ms`` milliseconds): reuse it, no stage runs. A doubtful answer (confidence
+  below ``min_confidence``) is young enough for ``doubtful_age_frames`` frames only (0: it is
+  looked at again on the next frame): reusing it long would repeat a likely error over many
+  frames, where frame by frame errs on some of them.
 - otherwise the cascade runs; the prior applies when the frame changed (no cut, and ``d_ref``
   below the cut threshold too: the scene is the reference's). A re-run because the answer grew
   too old takes no prior: it is there to catch what the measure missed, so it looks afresh.
@@ -41,7 +42,8 @@ class TemporalSettings:
     prior_floor: float | None = None  # criterion units (confidence, or entropy); None: no temporal prior
     smoothing: float = 0.0  # weight of the past in the shown softmax's moving average; 0: off
     thumb: int = DEFAULT_THUMB
-    min_confidence: float = 0.0  # a reused answer's confidence (max softmax) is at least this
+    min_confidence: float = 0.0  # below this confidence (max softmax) an answer is doubtful ...
+    doubtful_age_frames: int = 0  # ... and is reused for at most this many frames
 
     def __post_init__(self) -> None:
         for name in ("reuse_threshold", "max_age_ms"):
@@ -52,6 +54,10 @@ class TemporalSettings:
             raise PipelineError(f"cut_threshold should be a positive number of grey levels; got {self.cut_threshold!r}")
         if isinstance(self.max_age_frames, bool) or not isinstance(self.max_age_frames, int) or self.max_age_frames < 1:
             raise PipelineError(f"max_age_frames should be 1 or more; got {self.max_age_frames!r}")
+        if (isinstance(self.doubtful_age_frames, bool) or not isinstance(self.doubtful_age_frames, int)
+                or not 0 <= self.doubtful_age_frames <= self.max_age_frames):
+            raise PipelineError(f"doubtful_age_frames should be 0 to max_age_frames ({self.max_age_frames}); "
+                                f"got {self.doubtful_age_frames!r}")
         if not (isinstance(self.smoothing, (int, float)) and 0 <= self.smoothing < 1):
             raise PipelineError(f"smoothing should be in [0, 1) (the weight of past frames); got {self.smoothing!r}")
         if not (isinstance(self.min_confidence, (int, float)) and 0 <= self.min_confidence <= 1):
@@ -70,7 +76,7 @@ class TemporalSettings:
                 "cut_threshold": None if math.isinf(self.cut_threshold) else self.cut_threshold,
                 "max_age_frames": self.max_age_frames, "max_age_ms": self.max_age_ms,
                 "prior_floor": self.prior_floor, "smoothing": self.smoothing, "thumb": self.thumb,
-                "min_confidence": self.min_confidence}
+                "min_confidence": self.min_confidence, "doubtful_age_frames": self.doubtful_age_frames}
 
     @classmethod
     def from_table(cls, table: dict[str, Any]) -> "TemporalSettings":
@@ -81,7 +87,8 @@ class TemporalSettings:
                        max_age_frames=int(table.get("max_age_frames", DEFAULT_MAX_AGE_FRAMES)),
                        max_age_ms=table.get("max_age_ms"), prior_floor=table.get("prior_floor"),
                        smoothing=float(table.get("smoothing", 0.0)), thumb=int(table.get("thumb", DEFAULT_THUMB)),
-                       min_confidence=float(table.get("min_confidence", 0.0)))
+                       min_confidence=float(table.get("min_confidence", 0.0)),
+                       doubtful_age_frames=int(table.get("doubtful_age_frames", 0)),)
         except (AttributeError, TypeError, ValueError, PipelineError) as exc:
             raise PipelineError(f"the manifest's temporal table is malformed ({exc}); recalibrate it with "
                                 "`make temporal`") from None
@@ -129,7 +136,10 @@ class TemporalOptions:
         elif self.prior is True and s.prior_floor is None:
             raise PipelineError("the temporal prior was asked for, but none is calibrated for this variant; "
                                 "calibrate it with `make temporal`")
-        for name in ("smoothing", "max_age_frames", "max_age_ms"):
+        if self.max_age_frames is not None:  # a doubtful answer's bound never outlasts the new one
+            s = replace(s, max_age_frames=self.max_age_frames,
+                        doubtful_age_frames=min(s.doubtful_age_frames, self.max_age_frames))
+        for name in ("smoothing", "max_age_ms"):
             if getattr(self, name) is not None:
                 s = replace(s, **{name: getattr(self, name)})
         return s
@@ -153,8 +163,11 @@ def decide(s: TemporalSettings, d_prev: float | None, d_ref: float | None, age_f
         return Decision(False, True, False, "cut")
     prior = s.prior_floor is not None and d_ref < s.cut_threshold
     if s.reuse_threshold is not None and d_ref < s.reuse_threshold:
-        if confidence < s.min_confidence:
-            return Decision(False, False, False, "doubtful")  # no prior either: the answer is in doubt
-        young = age_frames <= s.max_age_frames and (s.max_age_ms is None or age_ms <= s.max_age_ms)
-        return Decision(True, False, False, "unchanged") if young else Decision(False, False, False, "age")
+        doubtful = confidence < s.min_confidence
+        bound = s.doubtful_age_frames if doubtful else s.max_age_frames
+        if age_frames <= bound and (s.max_age_ms is None or age_ms <= s.max_age_ms):
+            return Decision(True, False, False, "unchanged")
+        if doubtful:  # no prior either: the answer is in doubt
+            return Decision(False, False, False, "doubtful")
+        return Decision(False, False, False, "age")
     return Decision(False, False, prior, "changed")

@@ -21,3 +21,36 @@ def exit_accuracy(model: Any, frames: Any, labels: Any, batch_size: int = 500, d
     if correct is None:
         return []
     return [100.0 * float(c) / len(labels) for c in correct]
+
+
+def exit_probs(model: Any, frames: Any, batch_size: int = 500, device: str = "cpu") -> Any:
+    """(N, K, C) float32 numpy softmax of every exit; ``frames`` (N, H, W, 3) uint8 tensor."""
+    import numpy as np
+    import torch
+
+    was_training = model.training
+    model.eval()
+    parts = []
+    with torch.no_grad():
+        for i in range(0, len(frames), batch_size):
+            outs = model(frames[i:i + batch_size].to(device))
+            parts.append(torch.stack([o.float().softmax(1).cpu() for o in outs], dim=1).numpy())
+    model.train(was_training)
+    return np.concatenate(parts) if parts else np.zeros((0, 0, 0), np.float32)
+
+
+def exit_rule_check(probs: Any, labels: Any, costs: Any) -> dict[str, float]:
+    """What the confidence exit rule makes of a model, held out: thresholds from the budgeted sweep on
+    the even-numbered images, for the best accuracy at exit 2's cost, applied to the odd-numbered
+    ones. Also exit 1's mean confidence: label smoothing lowers it, and the rule reads it."""
+    import numpy as np
+
+    from pipeline.thresholds import simulate
+    from pipeline.thresholds.sweep import budgeted_curve, max_accuracy_for_cost
+
+    costs = np.asarray(costs, dtype=np.float64)
+    fit, held = slice(0, None, 2), slice(1, None, 2)
+    point = max_accuracy_for_cost(budgeted_curve(probs[fit], labels[fit], costs), float(costs[1]))
+    sim = simulate(probs[held], labels[held], point.thresholds, costs)
+    return {"cascade_at_exit2_cost": sim.accuracy, "cost_share": sim.mean_cost / float(costs[-1]),
+            "exit1_confidence": 100.0 * float(probs[:, 0].max(axis=1).mean())}

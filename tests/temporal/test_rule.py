@@ -67,3 +67,20 @@ def test_options_override_and_refuse_what_is_not_calibrated():
             TemporalOptions(**kw)
     with pytest.raises(PipelineError, match="smoothing should be in"):
         TemporalSettings(smoothing=-0.1)
+
+
+def test_a_doubtful_answer_is_reused_for_fewer_frames():
+    s = TemporalSettings(reuse_threshold=5.0, cut_threshold=20.0, max_age_frames=5, min_confidence=0.7,
+                         doubtful_age_frames=2)
+    sure = [decide(s, 0.1, 0.1, age, 0.0, confidence=0.9).reuse for age in range(1, 7)]
+    doubtful = [decide(s, 0.1, 0.1, age, 0.0, confidence=0.6) for age in range(1, 7)]
+    assert sure == [True] * 5 + [False]
+    assert [d.reuse for d in doubtful] == [True, True, False, False, False, False]
+    assert doubtful[2].why == "doubtful" and not doubtful[2].prior
+    never = TemporalSettings(reuse_threshold=5.0, min_confidence=0.7)  # doubtful_age_frames 0: look again at once
+    assert decide(never, 0.1, 0.1, 1, 0.0, confidence=0.6).why == "doubtful"
+    assert TemporalSettings.from_table(s.to_table()) == s
+    with pytest.raises(PipelineError, match="doubtful_age_frames should be 0 to max_age_frames"):
+        TemporalSettings(max_age_frames=2, doubtful_age_frames=3)
+    shorter = TemporalOptions(max_age_frames=1).apply(s)  # the override shortens the doubtful bound with it
+    assert (shorter.max_age_frames, shorter.doubtful_age_frames) == (1, 1)

@@ -28,11 +28,12 @@ def drifting_stream(seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[int]]:
     return np.stack(frames), np.asarray(labels), cuts
 
 
-@pytest.mark.parametrize("aggregate", ["last", "mean"])
-def test_replay_matches_the_cascade(aggregate):
+@pytest.mark.parametrize("aggregate,doubt", [("last", (0.0, 0)), ("mean", (0.0, 0)), ("last", (0.9, 1)),
+                                             ("mean", (0.99, 1))])
+def test_replay_matches_the_cascade(aggregate, doubt):
     frames, labels, cuts = drifting_stream()
     settings = TemporalSettings(reuse_threshold=4.0, cut_threshold=15.0, max_age_frames=4, prior_floor=0.7,
-                                smoothing=0.5)
+                                smoothing=0.5, min_confidence=doubt[0], doubtful_age_frames=doubt[1])
     live = TemporalCascade(colour_cascade(aggregate=aggregate), settings)
     results = [live.classify(f) for f in frames]
     chain = ColourChain()
@@ -42,6 +43,7 @@ def test_replay_matches_the_cascade(aggregate):
     assert np.array_equal(r.answers, [x.label for x in results])
     assert np.array_equal(r.exits, [x.exit for x in results])
     assert np.array_equal(r.shown, [x.shown_label for x in results])
+    assert ("doubtful" in {x.why for x in results}) == (doubt[0] > 0)
     assert 0 < r.reuse_rate < 1 and {x.stopped_by for x in results} >= {"reused", "prior"}
     assert all(r.cut_flags[c] for c in cuts)
     assert r.costs[~r.ran].sum() == 0 and r.accuracy(labels) == 100.0 * np.mean(r.answers == labels)
