@@ -23,17 +23,15 @@ import cv2
 import numpy as np
 
 from pipeline.data.cache import Fit, cache_key, cache_load, cache_save
+from pipeline.data.folder_layout import (IMAGE_EXTENSIONS, LAYOUT, class_layout, is_image, normalise_name,
+                                         top_names, visible)
 from pipeline.data.imageset import ImageSet
 from pipeline.errors import PipelineError
 from pipeline.video.frames import fit_input
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
-LAYOUT = "<root>/<class>/<image>"
 ProgressFn = Callable[[int, int], None]  # called with (images decoded so far, total)
 
-_SPLIT_NAMES = frozenset({"train", "test", "val", "valid", "validation"})
 _ARCHIVE_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError)
-_Layout = tuple[tuple[str, ...], list[str], np.ndarray]  # classes, files (label order), labels (N,) int64
 _Fit = Fit
 
 
@@ -91,8 +89,8 @@ def _load_dir(path: Path, subdir: str | None, fit: _Fit | None,
     cached = cache_load(cache_dir, key)
     if cached is not None:
         return cached
-    top = sorted(e.name + ("/" if e.is_dir() else "") for e in os.scandir(path) if _visible(e.name))
-    classes, files, labels = _layout(list(stats), subdir, str(path), top)
+    top = sorted(e.name + ("/" if e.is_dir() else "") for e in os.scandir(path) if visible(e.name))
+    classes, files, labels = class_layout(list(stats), subdir, str(path), top)
 
     def items() -> Iterator[tuple[int, str, bytes]]:
         for i, rel in enumerate(files):
@@ -134,13 +132,13 @@ def _load_archive(path: Path, subdir: str | None, fit: _Fit | None,
             members: dict[str, tarfile.TarInfo] = {}  # normalised name -> member (a later duplicate wins)
             names: list[str] = []
             for m in tf:
-                name = _normalise(m.name)
+                name = normalise_name(m.name)
                 if name is None:
                     continue
                 names.append(name + ("/" if m.isdir() else ""))
-                if (m.isfile() or m.islnk() or m.issym()) and _is_image(name):
+                if (m.isfile() or m.islnk() or m.issym()) and is_image(name):
                     members[name] = m
-            classes, files, labels = _layout(list(members), subdir, str(path), _summary_names(names))
+            classes, files, labels = class_layout(list(members), subdir, str(path), top_names(names))
             order = sorted(range(len(files)), key=lambda i: members[files[i]].offset)
 
             def items() -> Iterator[tuple[int, str, bytes]]:
@@ -162,10 +160,10 @@ def _walk(root: Path) -> dict[str, tuple[int, int]]:
     """Image files under ``root`` (following links, skipping hidden entries): relpath -> (bytes, mtime_ns)."""
     found: dict[str, tuple[int, int]] = {}
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = [d for d in dirnames if _visible(d)]
+        dirnames[:] = [d for d in dirnames if visible(d)]
         rel_dir = Path(dirpath).relative_to(root).as_posix()
         for name in filenames:
-            if _visible(name) and _is_image(name):
+            if visible(name) and is_image(name):
                 full = os.path.join(dirpath, name)
                 try:
                     st = os.stat(full)
@@ -173,106 +171,6 @@ def _walk(root: Path) -> dict[str, tuple[int, int]]:
                     raise PipelineError(f"cannot read image {full}: {exc.strerror or exc}; fix or remove it") from exc
                 found[name if rel_dir == "." else f"{rel_dir}/{name}"] = (st.st_size, st.st_mtime_ns)
     return found
-
-
-def _visible(name: str) -> bool:
-    """Skip dotfiles and the ``__MACOSX`` junk that macOS adds to archives."""
-    return not name.startswith(".") and name != "__MACOSX"
-
-
-def _normalise(name: str) -> str | None:
-    """``./a//b/`` -> ``a/b``; None for hidden, ``..`` or empty names."""
-    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
-    if not parts or any(p == ".." or not _visible(p) for p in parts):
-        return None
-    return "/".join(parts)
-
-
-def _is_image(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
-
-
-def _summary_names(names: list[str]) -> list[str]:
-    """Top-level entries of an archive listing, ``dir/`` for folders (members may omit folder entries)."""
-    top: set[str] = set()
-    for n in names:
-        head, sep, _ = n.partition("/")
-        top.add(head + sep)
-    return sorted(top)
-
-
-# --- layout ------------------------------------------------------------------------------------
-
-
-def _layout(paths: list[str], subdir: str | None, where: str, top: list[str]) -> _Layout:
-    """Pick the class root among image ``paths`` and return (classes, files in label order, labels)."""
-    root = _find_root(paths, subdir, where, top)
-    shown = f"{where} (folder {root}/)" if root else where
-    prefix = root + "/" if root else ""
-    by_class: dict[str, list[str]] = {}
-    stray = 0
-    for p in paths:
-        if not p.startswith(prefix):
-            continue
-        cls, sep, rest = p[len(prefix):].partition("/")
-        if sep:
-            by_class.setdefault(cls, []).append(rest)
-        else:
-            stray += 1
-    if not by_class:
-        found = f"found {stray} image(s) directly in it but no class folders" if stray else "found no images in it"
-        raise PipelineError(
-            f"no class folders in {shown}: {found}. Expected the layout {LAYOUT} "
-            f"(e.g. {LAYOUT.replace('<root>', 'data').replace('<class>', 'cat').replace('<image>', '0001.jpg')}), "
-            f"with images ending in {', '.join(sorted(IMAGE_EXTENSIONS))}"
-        )
-    classes = tuple(sorted(by_class))
-    if subdir is None and set(classes) <= _SPLIT_NAMES and all("/" in r for c in classes for r in by_class[c]):
-        raise PipelineError(
-            f"the folders in {shown} look like splits ({', '.join(classes)}), not classes: expected {LAYOUT}. "
-            f"Pass subdir={classes[-1]!r} (or the split option) to load one split"
-        )
-    files: list[str] = []
-    labels: list[int] = []
-    for label, cls in enumerate(classes):
-        for rest in sorted(by_class[cls]):
-            files.append(f"{prefix}{cls}/{rest}")
-            labels.append(label)
-    return classes, files, np.asarray(labels, dtype=np.int64)  # (N,) int64
-
-
-def _find_root(paths: list[str], subdir: str | None, where: str, top: list[str]) -> str:
-    """The folder (relative, "" for the top) whose sub-folders are the classes."""
-    if subdir is not None:
-        want = "/".join(p for p in subdir.replace("\\", "/").split("/") if p)
-        folders = {p.rsplit("/", k)[0] for p in paths for k in range(1, p.count("/") + 1)}
-        hits = [f for f in folders if f == want or f.endswith("/" + want)]
-        if not hits:
-            raise PipelineError(
-                f"no folder named {subdir!r} in {where}: found at top level: {_listing(top)}. "
-                f"Expected {LAYOUT.replace('<root>', '<root>/' + want)} (optionally inside one top-level folder); "
-                f"check the source or the split name"
-            )
-        depth = min(f.count("/") for f in hits)
-        best = sorted(f for f in hits if f.count("/") == depth)
-        if len(best) > 1:
-            raise PipelineError(
-                f"several folders named {subdir!r} at the same depth in {where}: {_listing(best)}; "
-                f"pass a longer subdir (e.g. {best[0]!r}) to pick one"
-            )
-        return best[0]
-    heads = {p.split("/", 1)[0] for p in paths}
-    # One top-level folder that holds only folders (no images directly): treat it as a wrapper.
-    if len(heads) == 1 and all(p.count("/") >= 2 for p in paths):
-        return heads.pop()
-    return ""
-
-
-def _listing(names: list[str], limit: int = 12) -> str:
-    if not names:
-        return "(nothing)"
-    more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more
 
 
 # --- decoding ----------------------------------------------------------------------------------
