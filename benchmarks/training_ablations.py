@@ -85,20 +85,19 @@ def exit_rule(path: Path, data: str) -> dict[str, float]:
                 return dict(kept["figures"])
         except (ValueError, KeyError, TypeError):
             pass  # unreadable: computed again below
-    import torch
-
     from pipeline.checkpoint import load_model
     from pipeline.data.cache import default_cache_dir
     from pipeline.data.splits import evaluation_images
     from pipeline.models.flops import exit_costs
-    from pipeline.training.evaluation import exit_probs, exit_rule_check
+    from pipeline.robustness import exit_probs
+    from pipeline.training.evaluation import exit_rule_check
 
     model, ckpt = load_model(path)
     p = model.cfg.preprocess
     frames, labels = evaluation_images(data, "validation", default_cache_dir(), (p.height, p.width), ckpt["classes"],
                                        ckpt["split"], resize_shorter=p.resize_shorter)
     costs = [c["flops"] for c in exit_costs(model)]
-    figures = exit_rule_check(exit_probs(model, torch.from_numpy(frames)), labels, costs)
+    figures = exit_rule_check(exit_probs(model, frames), labels, costs)
     atomic_write_text(cache, json.dumps({"stamp": stamp, "figures": figures}, indent=2) + "\n")
     return figures
 

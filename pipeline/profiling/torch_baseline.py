@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from pipeline.profiling.timing import LatencyProfile, check_frames, check_runs
-from pipeline.thresholds import softmax
 
 if TYPE_CHECKING:
     from pipeline.models.msdnet import MSDNet
@@ -53,12 +52,6 @@ def profile_torch(model: "MSDNet", frames: np.ndarray, runs: int = 1000, warmup:
 
 def torch_exit_probs(model: "MSDNet", images: np.ndarray, batch: int = 256) -> np.ndarray:
     """(N, H, W, 3) uint8 -> (N, K, C) float32 softmax of every exit of the PyTorch model, in batches."""
-    import torch
+    from pipeline.robustness import exit_probs
 
-    images = check_frames(images)
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(images), batch):
-            logits = model.eval()(torch.from_numpy(images[i:i + batch]))  # K x (B, C)
-            out.append(torch.stack(logits, dim=1).float().numpy())  # (B, K, C)
-    return softmax(np.concatenate(out), axis=-1)
+    return exit_probs(model, check_frames(images), batch)

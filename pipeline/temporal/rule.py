@@ -88,7 +88,7 @@ class TemporalSettings:
                        max_age_ms=table.get("max_age_ms"), prior_floor=table.get("prior_floor"),
                        smoothing=float(table.get("smoothing", 0.0)), thumb=int(table.get("thumb", DEFAULT_THUMB)),
                        min_confidence=float(table.get("min_confidence", 0.0)),
-                       doubtful_age_frames=int(table.get("doubtful_age_frames", 0)),)
+                       doubtful_age_frames=int(table.get("doubtful_age_frames", 0)))
         except (AttributeError, TypeError, ValueError, PipelineError) as exc:
             raise PipelineError(f"the manifest's temporal table is malformed ({exc}); recalibrate it with "
                                 "`make temporal`") from None

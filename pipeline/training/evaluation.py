@@ -23,22 +23,6 @@ def exit_accuracy(model: Any, frames: Any, labels: Any, batch_size: int = 500, d
     return [100.0 * float(c) / len(labels) for c in correct]
 
 
-def exit_probs(model: Any, frames: Any, batch_size: int = 500, device: str = "cpu") -> Any:
-    """(N, K, C) float32 numpy softmax of every exit; ``frames`` (N, H, W, 3) uint8 tensor."""
-    import numpy as np
-    import torch
-
-    was_training = model.training
-    model.eval()
-    parts = []
-    with torch.no_grad():
-        for i in range(0, len(frames), batch_size):
-            outs = model(frames[i:i + batch_size].to(device))
-            parts.append(torch.stack([o.float().softmax(1).cpu() for o in outs], dim=1).numpy())
-    model.train(was_training)
-    return np.concatenate(parts) if parts else np.zeros((0, 0, 0), np.float32)
-
-
 def exit_rule_check(probs: Any, labels: Any, costs: Any) -> dict[str, float]:
     """What the confidence exit rule makes of a model, held out: thresholds from the budgeted sweep on
     the even-numbered images, for the best accuracy at exit 2's cost, applied to the odd-numbered
