@@ -27,11 +27,13 @@ def atomic_write(dest: str | Path, write: Callable[[BinaryIO], object]) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shared cache should stay readable
         os.replace(tmp, dest)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and exc.filename is None:  # a failed write names no file: name ``dest``
+            raise OSError(exc.errno, exc.strerror, str(dest)) from exc
         raise
 
 

@@ -10,24 +10,11 @@ one line before the slow start-up.
 
 from __future__ import annotations
 
-import errno
 import os
-import resource
 from collections.abc import Iterable
 from pathlib import Path
 
 from pipeline.errors import PipelineError
-
-_CAUSES = {
-    errno.ENOSPC: "no space left on device",
-    errno.EDQUOT: "disk quota exceeded",
-    errno.EFBIG: "file too large",
-    errno.EROFS: "read-only file system",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "operation not permitted",
-    errno.EIO: "input/output error",
-}
-
 
 def _name_limits(folder: Path) -> tuple[int, int]:
     """(longest file name, longest path) in bytes that ``folder``'s file system accepts."""
@@ -98,22 +85,3 @@ def refuse_inputs(outputs: dict[str, Path], inputs: Iterable[tuple[str, Path]]) 
                     f" (both are {os.path.realpath(source)})"
                 raise PipelineError(f"{option} {path} is the same file as {role} {source}{same}; it would be "
                                     f"overwritten. Choose another {option} path")
-
-
-def file_size_limit() -> int | None:
-    """The process's file size limit in bytes (``ulimit -f``), or None when there is none."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
-    return None if soft == resource.RLIM_INFINITY else soft
-
-
-def write_failure(exc: OSError, what: str, path: Path | str) -> PipelineError:
-    """The one-line error for a failed write: the cause first, as the run's summary reports it."""
-    cause = _CAUSES.get(exc.errno or 0) or (exc.strerror or str(exc)).lower()
-    hint = "; free some space or write it elsewhere"
-    if exc.errno == errno.EFBIG:
-        limit = file_size_limit()
-        hint = (f" (this process may write files of at most {limit} bytes: `ulimit -f`)" if limit is not None
-                else " for this file system; write it elsewhere")
-    elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        hint = "; make it writable or write it elsewhere"
-    return PipelineError(f"{cause} writing {what} {path}{hint}")

@@ -29,8 +29,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from pipeline.errors import PipelineError
-from pipeline.video.outputs import check_output, write_failure
+from pipeline.errors import PipelineError, write_failure
+from pipeline.video.outputs import check_output
 
 
 def frame_record(index: int, result: Any, *, frame_ms: float, budget_ms: float | None = None,

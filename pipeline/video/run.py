@@ -19,14 +19,13 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from pipeline.deadline import BudgetSplit
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, write_failure
 from pipeline.temporal.rule import TemporalOptions
 from pipeline.video.capture import Frame, FrameStream, open_stream
 from pipeline.video.frames import to_model_input
 from pipeline.video.inputs import Inputs, read_inputs
 from pipeline.video.labels import LabelTable
 from pipeline.video.options import CameraOptions
-from pipeline.video.outputs import write_failure
 from pipeline.video.overlay import display_frame, draw_overlay
 from pipeline.video.report import FrameLog, RunSummary, format_summary, frame_record
 from pipeline.video.sources import redact

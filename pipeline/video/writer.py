@@ -15,8 +15,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import PipelineError
-from pipeline.video.outputs import check_output, file_size_limit, write_failure
+from pipeline.errors import PipelineError, file_size_limit, write_failure
+from pipeline.video.outputs import check_output
 
 VIDEO_CODECS = {".avi": "MJPG", ".mkv": "MJPG", ".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v"}
 WHAT = "the annotated video"

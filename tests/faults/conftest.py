@@ -107,18 +107,9 @@ class Child:
         env = dict(os.environ, FAULT_ROOT=str(ROOT), FAULT_MODE=mode, FAULT_READY=str(self.ready),
                    PYTHONDONTWRITEBYTECODE="1")
 
-        def limits() -> None:  # in the child, before exec
-            if fsize is not None:
-                import resource
-
-                signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
-                resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
-            if obey_modes:
-                drop_permission_overrides()
-
         self.proc = subprocess.Popen([sys.executable, "-c", CHILD, *map(str, argv)], cwd=cwd, env=env,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
-                                     preexec_fn=limits)
+                                     preexec_fn=child_limits(fsize, obey_modes))
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         end = time.monotonic() + timeout
@@ -137,6 +128,22 @@ class Child:
         self.proc.send_signal(sig)
         out, err = self.proc.communicate(timeout=30)
         return time.monotonic() - t0, self.proc.returncode, out, err
+
+
+def child_limits(fsize: int | None, obey_modes: bool):
+    """What a child runs before exec: a file size limit of ``fsize`` bytes (a write past it fails with
+    EFBIG, as on a full disk, instead of killing the process), and root's file mode overrides dropped."""
+
+    def limits() -> None:
+        if fsize is not None:
+            import resource
+
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+        if obey_modes:
+            drop_permission_overrides()
+
+    return limits
 
 
 PR_CAPBSET_DROP = 24
@@ -220,13 +227,13 @@ class CommandChild(Child):
     pausing where ``mode`` says (see COMMAND_CHILD)."""
 
     def __init__(self, command: str, argv, mode: str, cwd: Path, *, pause_s: float = 30.0,
-                 obey_modes: bool = False):
+                 obey_modes: bool = False, fsize: int | None = None):
         self.ready = cwd / f"ready-{os.getpid()}-{time.monotonic_ns()}"
         env = dict(os.environ, FAULT_ROOT=str(ROOT), FAULT_MODE=mode, FAULT_READY=str(self.ready),
                    FAULT_COMMAND=command, FAULT_PAUSE=str(pause_s), PYTHONDONTWRITEBYTECODE="1")
         self.proc = subprocess.Popen([sys.executable, "-c", COMMAND_CHILD, *map(str, argv)], cwd=ROOT, env=env,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
-                                     preexec_fn=drop_permission_overrides if obey_modes else None)
+                                     preexec_fn=child_limits(fsize, obey_modes))
 
 
 def dead_pid() -> int:
