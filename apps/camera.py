@@ -123,7 +123,8 @@ def main(argv: Sequence[str] | None = None, *, cascade_factory: Callable[..., An
     """Run the app; the keyword arguments let tests inject the cascade, the source opener, the
     window, the clock and the log's file."""
     options = options_from_args(build_parser().parse_args(argv))
-    given = dict(cascade_factory=cascade_factory, opener=opener, window_factory=window_factory, open_log=open_log)
+    given: dict[str, Any] = dict(cascade_factory=cascade_factory, opener=opener, window_factory=window_factory,
+                                 open_log=open_log)
     hooks = CameraHooks(clock=clock, **{name: hook for name, hook in given.items() if hook is not None})
     return run_camera(options, hooks)
 

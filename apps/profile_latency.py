@@ -15,6 +15,7 @@ import argparse
 import importlib.util
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,33 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def check_options(args: argparse.Namespace) -> None:
+@dataclass(frozen=True)
+class ProfileOptions:
+    """Everything a profile reads, checked once (:func:`check_options`) before anything is loaded."""
+
+    engines: Path
+    backends: str
+    precisions: str
+    runs: int
+    warmup: int
+    threads: int
+    split: str
+    data: DataOptions
+    checkpoint: Path | None
+    out: Path
+    aggregate: str
+    tolerance: float
+    confidence: float
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ProfileOptions:
+        return cls(engines=args.engines, backends=args.backends, precisions=args.precisions, runs=args.runs,
+                   warmup=args.warmup, threads=args.threads, split=args.split, data=DataOptions.from_args(args),
+                   checkpoint=args.checkpoint, out=args.out, aggregate=args.aggregate, tolerance=args.tolerance,
+                   confidence=args.confidence)
+
+
+def check_options(args: ProfileOptions) -> None:
     """Reject bad numbers and impossible requests before anything is loaded."""
     if args.runs < 1:
         raise PipelineError(f"--runs must be at least 1, got {args.runs}")
@@ -125,13 +152,13 @@ def _log(msg: str) -> None:
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     """The profiler; SIGINT or SIGTERM stop it at once with every file whole or untouched (exit 130 or 143)."""
-    args = build_parser().parse_args(argv)
+    args = ProfileOptions.from_args(build_parser().parse_args(argv))
     check_options(args)
     with stop_at_once():
         return profile(args)
 
 
-def profile(args: argparse.Namespace) -> int:
+def profile(args: ProfileOptions) -> int:
     from pipeline.backends import load_chain
     from pipeline.data.splits import split_images
     from pipeline.device import device_facts
@@ -157,7 +184,7 @@ def profile(args: argparse.Namespace) -> int:
         notes.append("matplotlib is not installed: no latency.png (pip install matplotlib)")
 
     started = time.time()
-    data = DataOptions.from_args(args)
+    data = args.data
     val = split_images(manifest, data.source, "validation", data.cache_dir)
     test = split_images(manifest, data.source, "test", data.cache_dir) if args.split == "test" else None
     images = (test if test is not None else val)[0]
@@ -183,10 +210,9 @@ def profile(args: argparse.Namespace) -> int:
         with load_chain(manifest, folder, backend, precision, args.threads) as chain:
             profile = profile_chain(chain, frames, args.runs, args.warmup, args.threads)
             val_probs = chain_exit_probs(chain, val[0])  # (N, K, C)
-            test_probs = chain_exit_probs(chain, test[0]) if test is not None else None
+            test_set = (chain_exit_probs(chain, test[0]), test[1]) if test is not None else None
             providers = list(chain.providers)
-        entry, table = variant_report(profile, (val_probs, val[1]),
-                                      (test_probs, test[1]) if test is not None else None, args.aggregate,
+        entry, table = variant_report(profile, (val_probs, val[1]), test_set, args.aggregate,
                                       tolerance=args.tolerance, confidence=args.confidence)
         report["variants"][key] = {"backend": backend, "precision": precision, **entry}
         latency[key] = latency_table(profile, device, providers, measured_at)
@@ -194,16 +220,16 @@ def profile(args: argparse.Namespace) -> int:
         _log(f"{key}: cumulative p50 " + " ".join(f"{ms:.3f}" for ms in entry["cumulative_p50_ms"]) +
              " ms; accuracy " + " ".join(f"{a:.2f}" for a in entry["accuracy"]) + f" % ({time.time() - t0:.1f} s)")
 
-    if baseline:
+    if baseline and args.checkpoint is not None:
         from pipeline.checkpoint import load_model
 
         t0 = time.time()
         model, _ = load_model(args.checkpoint)
         profile = torch_baseline.profile_torch(model, frames, args.runs, args.warmup, args.threads)
         val_probs = torch_baseline.torch_exit_probs(model, val[0])
-        test_probs = torch_baseline.torch_exit_probs(model, test[0]) if test is not None else None
-        entry, _ = variant_report(profile, (val_probs, val[1]), (test_probs, test[1]) if test is not None else None,
-                                  args.aggregate, tolerance=args.tolerance, confidence=args.confidence)
+        test_set = (torch_baseline.torch_exit_probs(model, test[0]), test[1]) if test is not None else None
+        entry, _ = variant_report(profile, (val_probs, val[1]), test_set, args.aggregate,
+                                  tolerance=args.tolerance, confidence=args.confidence)
         report["variants"][profile.key] = {"backend": profile.key.split("/")[0], "precision": "fp32", **entry}
         _log(f"{profile.key}: cumulative p50 " + " ".join(f"{ms:.3f}" for ms in entry["cumulative_p50_ms"]) +
              f" ms ({time.time() - t0:.1f} s)")

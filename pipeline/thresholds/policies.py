@@ -87,7 +87,8 @@ def add_calibration_options(ap: argparse.ArgumentParser) -> None:
                          "(0.5: judge the mean loss alone)")
 
 
-def check_calibration_options(args: argparse.Namespace) -> None:
+def check_calibration_options(args: argparse.Namespace | Any) -> None:
+    """Refuse a negative --tolerance or a --confidence outside (0, 1); ``args`` has both as attributes."""
     if not args.tolerance >= 0:
         raise PipelineError(f"--tolerance must be 0 or more accuracy points, got {args.tolerance}")
     if not 0 < args.confidence < 1:
