@@ -21,7 +21,8 @@ COMPILE_MODES = ("off", "on")
 
 @dataclass(frozen=True)
 class TrainOptions:
-    """Everything a training run reads. Defaults are the shipped recipe (see the README's ablation table)."""
+    """Everything a training run reads. Defaults are the plain recipe of the earlier 60-epoch model; `make train`
+    adds the shipped recipe's options (the README's "Training")."""
 
     out: Path
     model: str = "msdnet_cifar"
