@@ -14,7 +14,10 @@ replayed on those numbers (:mod:`pipeline.temporal.simulate`) for each candidate
   against the frame-by-frame cascade (same exit thresholds: the manifest's policy) stays within
   ``--tolerance`` points at the one-sided ``--confidence`` level. Reuse makes a scene's frames
   err together, so the loss is judged paired scene by scene, scenes being the independent units:
-  judged on its mean over frames, a setting is chosen for the luck of one set of clips;
+  judged on its mean over frames, a setting is chosen for the luck of one set of clips. The reuse
+  threshold stays at most ``REUSE_CUT_RATIO`` times the cut threshold: a cut whose change falls
+  below it is missed outright (the old answer is reused), and the validation cuts say little about
+  how weak the weakest cut of another clip is;
 - smoothing: the weight, among a few, with the fewest flips of the shown answer whose shown
   accuracy stays within the tolerance of the answers' own.
 
@@ -39,6 +42,7 @@ from pipeline.temporal.simulate import ClipExits, Replay, replay
 from pipeline.thresholds import from_scores, to_scores
 
 CUT_MARGIN = 0.8
+REUSE_CUT_RATIO = 0.5  # the reuse threshold's ceiling, as a fraction of the cut threshold
 DEFAULT_TOLERANCE = 0.25  # accuracy points the temporal cascade may give up against frame by frame (half the
 # half-point the product promises: a clip of a hundred scenes measures the difference only to about 0.3)
 DEFAULT_CONFIDENCE = 0.95  # one-sided confidence that the loss is within the tolerance
@@ -113,7 +117,7 @@ def calibrate(clips: Sequence[ClipExits], thresholds: Sequence[float], costs: Se
     floors = [None] + [float(f) for f in from_scores(np.quantile(first, [0.5, 0.2]), criterion)]
     best = (fbf_cost, base, fbf_acc, 0.0, 0.0)
     doubt = [(0.0, 0)] + [(c, a) for c in MIN_CONFIDENCES if c > 0 for a in DOUBTFUL_AGES if a <= max_age_frames]
-    for r in (float(r) for r in np.geomspace(1.0, 0.95 * cut, reuse_grid)):
+    for r in (float(r) for r in np.geomspace(1.0, REUSE_CUT_RATIO * cut, reuse_grid)):
         for f in floors:
             for c, a in doubt:
                 s = replace(base, reuse_threshold=r, prior_floor=f, min_confidence=c, doubtful_age_frames=a)
@@ -214,8 +218,10 @@ def main(argv: list[str] | None = None) -> int:
                                      args.confidence)
         manifest.temporal[key] = {**settings.to_table(), "policy": args.policy, "validation": report}
         fbf, tmp = report["frame_by_frame"], report["temporal"]
-        print(f"{key}: reuse below {settings.reuse_threshold}, cuts from {settings.cut_threshold:.2f} grey levels, "
-              f"prior floor {settings.prior_floor}, smoothing {settings.smoothing}; on {report['frames']} validation "
+        floor = "none" if settings.prior_floor is None else f"{settings.prior_floor:.2f}"
+        reuse = "none" if settings.reuse_threshold is None else f"{settings.reuse_threshold:.2f}"
+        print(f"{key}: reuse below {reuse}, cuts from {settings.cut_threshold:.2f} grey levels, "
+              f"prior floor {floor}, smoothing {settings.smoothing}; on {report['frames']} validation "
               f"frames: reuse {tmp['reuse_rate']:.1%}, cost {fbf['mean_cost'] / max(tmp['mean_cost'], 1e-9):.2f}x "
               f"lower, accuracy {tmp['accuracy']:.2f}% against {fbf['accuracy']:.2f}% frame by frame", file=sys.stderr)
     write_manifest(args.engines, manifest)
