@@ -80,7 +80,7 @@ def check_options(args: ProfileOptions) -> None:
         raise PipelineError(f"--warmup must be 0 or more, got {args.warmup}")
     if args.threads < 1:
         raise PipelineError(f"--threads must be at least 1, got {args.threads}")
-    check_calibration_options(args)
+    check_calibration_options(args.tolerance, args.confidence)
     if args.checkpoint is not None and not args.checkpoint.is_file():
         raise PipelineError(f"--checkpoint {args.checkpoint} does not exist; pass the checkpoint the engines were "
                             "built from, or drop --checkpoint to skip the PyTorch baseline")

@@ -62,7 +62,7 @@ def check_options(args: argparse.Namespace) -> None:
     for name in ("frames", "calib_frames", "warmup"):
         if getattr(args, name) < 0:
             raise PipelineError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(args, name)}")
-    check_calibration_options(args)
+    check_calibration_options(args.tolerance, args.confidence)
     if args.checkpoint is not None and not args.checkpoint.is_file():
         raise PipelineError(f"--checkpoint {args.checkpoint} does not exist; pass the engines' checkpoint or drop it "
                             "(benchmark 2 is then skipped)")

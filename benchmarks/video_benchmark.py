@@ -32,6 +32,7 @@ import numpy as np
 from pipeline.data.options import add_data_options
 from pipeline.errors import PipelineError, cli_main
 from pipeline.files import atomic_write_text
+from pipeline.temporal.rule import TemporalSettings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,11 +150,6 @@ def run_precision(bench: dict[str, Any], precision: str) -> dict[str, Any]:
             "clips": clips}
 
 
-def _level(value: float | None) -> str:
-    """A calibrated level as the table shows it: two decimals, or "none" where the setting is off."""
-    return "none" if value is None else f"{value:.2f}"
-
-
 def _row(name: str, r: dict[str, Any]) -> str:
     f, t = r["frame_by_frame"], r["temporal"]
     return (f"| {name} | {r['frames']} / {r['scenes']} | **{r['ratio_mean']:.2f}x** | {f['mean_ms']:.3f} / "
@@ -171,11 +167,9 @@ def format_table(results: dict[str, Any]) -> str:
         for name, r in p["clips"].items():
             lines.append(_row(f"{p['variant']}, {name}", r))
     for p in results["precisions"]:
-        s = p["settings"]
-        lines.append(f"\n{p['variant']}: reuse below {_level(s['reuse_threshold'])}, cut from {s['cut_threshold']:.2f} "
-                     f"grey levels, at most {s['max_age_frames']} frames old ({s['doubtful_age_frames']} below "
-                     f"confidence {s['min_confidence']}), prior floor {_level(s['prior_floor'])}, smoothing "
-                     f"{s['smoothing']} (calibrated on {p['validation']['frames']} validation frames)")
+        settings = TemporalSettings.from_table(p["settings"])
+        lines.append(f"\n{p['variant']}: {settings.describe()} (calibrated on {p['validation']['frames']} "
+                     "validation frames)")
     return "\n".join(lines) + "\n"
 
 

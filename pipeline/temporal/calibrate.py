@@ -218,10 +218,7 @@ def main(argv: list[str] | None = None) -> int:
                                      args.confidence)
         manifest.temporal[key] = {**settings.to_table(), "policy": args.policy, "validation": report}
         fbf, tmp = report["frame_by_frame"], report["temporal"]
-        floor = "none" if settings.prior_floor is None else f"{settings.prior_floor:.2f}"
-        reuse = "none" if settings.reuse_threshold is None else f"{settings.reuse_threshold:.2f}"
-        print(f"{key}: reuse below {reuse}, cuts from {settings.cut_threshold:.2f} grey levels, "
-              f"prior floor {floor}, smoothing {settings.smoothing}; on {report['frames']} validation "
+        print(f"{key}: {settings.describe()}; on {report['frames']} validation "
               f"frames: reuse {tmp['reuse_rate']:.1%}, cost {fbf['mean_cost'] / max(tmp['mean_cost'], 1e-9):.2f}x "
               f"lower, accuracy {tmp['accuracy']:.2f}% against {fbf['accuracy']:.2f}% frame by frame", file=sys.stderr)
     write_manifest(args.engines, manifest)

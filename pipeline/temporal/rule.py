@@ -70,6 +70,17 @@ class TemporalSettings:
         """Whether anything differs from the frame-by-frame cascade."""
         return self.reuse_threshold is not None or self.prior_floor is not None or self.smoothing > 0
 
+    def describe(self) -> str:
+        """The settings in one line, as the calibration and the video benchmark print them."""
+        def level(value: float | None) -> str:
+            return "none" if value is None else f"{value:.2f}"
+
+        age = f"at most {self.max_age_frames} frames old"
+        if self.min_confidence > 0:
+            age += f" ({self.doubtful_age_frames} below confidence {self.min_confidence:g})"
+        return (f"reuse below {level(self.reuse_threshold)}, cut from {self.cut_threshold:.2f} grey levels, {age}, "
+                f"prior floor {level(self.prior_floor)}, smoothing {self.smoothing:g}")
+
     def to_table(self) -> dict[str, Any]:
         """The manifest's form (JSON: infinity as null)."""
         return {"reuse_threshold": self.reuse_threshold,

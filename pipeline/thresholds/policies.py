@@ -87,12 +87,12 @@ def add_calibration_options(ap: argparse.ArgumentParser) -> None:
                          "(0.5: judge the mean loss alone)")
 
 
-def check_calibration_options(args: argparse.Namespace | Any) -> None:
-    """Refuse a negative --tolerance or a --confidence outside (0, 1); ``args`` has both as attributes."""
-    if not args.tolerance >= 0:
-        raise PipelineError(f"--tolerance must be 0 or more accuracy points, got {args.tolerance}")
-    if not 0 < args.confidence < 1:
-        raise PipelineError(f"--confidence must be between 0 and 1, got {args.confidence}")
+def check_calibration_options(tolerance: float, confidence: float) -> None:
+    """Refuse a negative --tolerance or a --confidence outside (0, 1)."""
+    if not tolerance >= 0:
+        raise PipelineError(f"--tolerance must be 0 or more accuracy points, got {tolerance}")
+    if not 0 < confidence < 1:
+        raise PipelineError(f"--confidence must be between 0 and 1, got {confidence}")
 
 
 def curve_from_table(table: dict[str, Any]) -> list[CurvePoint]:

@@ -84,3 +84,11 @@ def test_a_doubtful_answer_is_reused_for_fewer_frames():
         TemporalSettings(max_age_frames=2, doubtful_age_frames=3)
     shorter = TemporalOptions(max_age_frames=1).apply(s)  # the override shortens the doubtful bound with it
     assert (shorter.max_age_frames, shorter.doubtful_age_frames) == (1, 1)
+
+
+def test_settings_describe_themselves_in_one_rounded_line():
+    line = TemporalSettings(reuse_threshold=6.7712, cut_threshold=18.624, prior_floor=0.7839, smoothing=0.7,
+                            min_confidence=0.6, doubtful_age_frames=2).describe()
+    assert line == ("reuse below 6.77, cut from 18.62 grey levels, at most 5 frames old (2 below confidence 0.6), "
+                    "prior floor 0.78, smoothing 0.7")
+    assert "reuse below none" in TemporalSettings().describe() and "prior floor none" in TemporalSettings().describe()
