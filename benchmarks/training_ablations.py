@@ -1,7 +1,7 @@
 """The recipe's ablation table: short runs of one change each against one base, same seed and schedule.
 
     python benchmarks/training_ablations.py --data DATA --out runs/ablation [--epochs 6] [--limit 10000] \\
-        [--seed 0] [--only base,wd5e-4] [--json reports/ablations.json]
+        [--seed 0] [--only base,wd5e-4] [--extra "--bn-bias-lr-scale 4"] [--json reports/ablations.json]
 
 Each row is ``python -m pipeline.training`` with the base options plus the row's change, writing
 ``OUT/<row>-s<seed>.pt``; a row whose checkpoint is complete is not run again, and an interrupted one
@@ -44,6 +44,9 @@ ROWS: dict[str, list[str]] = {
     "bnbias4": ["--bn-bias-lr-scale", "4"],
     "equilibrium": ["--gradient-equilibrium"],
     "distill0.5": ["--distill", "0.5"],
+    "cutout8": ["--cutout", "8"],
+    "cutout16": ["--cutout", "16"],
+    "wd5e-4+cutout16": ["--weight-decay", "5e-4", "--cutout", "16"],
 }
 
 
@@ -52,7 +55,7 @@ def row_command(name: str, args: argparse.Namespace) -> list[str]:
     # A later option overrides an earlier one in argparse, so the row's change follows the base.
     return [sys.executable, "-m", "pipeline.training", "--data", args.data, "--out", str(out), "--resume",
             "--epochs", str(args.epochs), "--limit", str(args.limit), "--seed", str(args.seed),
-            *BASE, *ROWS[name], *SPEED]
+            *BASE, *shlex.split(args.extra), *ROWS[name], *SPEED]
 
 
 def result(path: Path, epochs: int) -> dict[str, Any] | None:
@@ -111,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=10000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", default="", help="comma-separated rows (default: all)")
+    ap.add_argument("--extra", default="", metavar="OPTIONS",
+                    help="training options added to the base of every row, e.g. '--bn-bias-lr-scale 4'")
     ap.add_argument("--report-only", action="store_true", help="print the table of finished rows, run nothing")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -135,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"row": name, "change": " ".join(ROWS[name]) or "(base)", **res,
                          "exit_rule": exit_rule(path, args.data)})
     print(f"\nablation, {args.epochs} epochs on {args.limit or 'all'} training images, seed {args.seed}; "
-          f"base: {' '.join(BASE)}")
+          f"base: {' '.join([*BASE, *shlex.split(args.extra)])}")
     k = max((len(r["val_acc"]) for r in rows), default=0)
     print("| change | " + " | ".join(f"exit {i + 1}" for i in range(k))
           + " | cascade at exit 2's cost | exit 1 mean confidence | minutes |")

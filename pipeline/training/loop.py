@@ -11,7 +11,7 @@ import time
 from typing import Any, Callable
 
 from pipeline.errors import PipelineError
-from pipeline.training.augment import augment
+from pipeline.training.augment import augment, mean_colour
 from pipeline.training.data import TrainData, load_train_data
 from pipeline.training.evaluation import exit_accuracy
 from pipeline.training.loss import multi_exit_loss
@@ -115,6 +115,7 @@ def run_training(opts: TrainOptions) -> None:
     if steps_per_epoch == 0:
         raise PipelineError(f"{n_train} training images are fewer than one batch of {opts.batch_size * world}")
     autocast_dev = "cuda" if device.startswith("cuda") else "cpu"
+    fill = mean_colour(cfg.preprocess)
 
     while state.epoch < opts.epochs:
         epoch = state.epoch
@@ -130,7 +131,7 @@ def run_training(opts: TrainOptions) -> None:
             bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{opts.epochs}", file=sys.stderr, leave=False)
         for i in range(steps_per_epoch):
             idx = order[(i * world + rank) * opts.batch_size:(i * world + rank + 1) * opts.batch_size]
-            x = augment(data.train_frames[idx], gen).to(device)
+            x = augment(data.train_frames[idx], gen, cutout=opts.cutout, fill=fill).to(device)
             y = data.train_labels[idx].to(device)
             lr = lr_at(opts, epoch + i / steps_per_epoch)
             for g in state.optimizer.param_groups:

@@ -14,7 +14,8 @@ from pipeline.errors import PipelineError
 
 # The value a run made before an option existed had: the option off.
 BEFORE_OPTION_EXISTED: dict[str, Any] = {"nesterov": False, "warmup_epochs": 0.0, "bn_bias_lr_scale": 1.0,
-                                         "label_smoothing": 0.0, "ema_decay": 0.0, "gradient_equilibrium": False}
+                                         "label_smoothing": 0.0, "ema_decay": 0.0, "gradient_equilibrium": False,
+                                         "cutout": 0}
 SCHEDULES = ("cosine", "step", "onecycle")
 COMPILE_MODES = ("off", "on")
 
@@ -40,6 +41,7 @@ class TrainOptions:
     warmup_epochs: float = 0.0
     bn_bias_lr_scale: float = 1.0  # BatchNorm biases learn this much faster than the rest
     label_smoothing: float = 0.0
+    cutout: int = 0  # side of the cutout square in pixels; 0: off
     ema_decay: float = 0.0  # 0: no weight averaging; else the EMA weights are evaluated and saved
     gradient_equilibrium: bool = False
     distill: float = 0.0
@@ -58,7 +60,7 @@ class TrainOptions:
         for name in ("epochs", "batch_size", "lr", "val_size"):
             if getattr(self, name) <= 0:
                 raise PipelineError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        for name in ("momentum", "weight_decay", "warmup_epochs", "limit", "max_steps", "threads"):
+        for name in ("momentum", "weight_decay", "warmup_epochs", "limit", "max_steps", "threads", "cutout"):
             if getattr(self, name) < 0:
                 raise PipelineError(f"--{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
         if not 0.0 <= self.distill < 1.0:
@@ -84,7 +86,7 @@ class TrainOptions:
     # Options that define the run: a resumed run must use the same values. Speed options
     # (threads, bf16, compile, channels-last) may change between sessions.
     RUN_DEFINING = ("epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay", "schedule",
-                    "warmup_epochs", "bn_bias_lr_scale", "label_smoothing", "ema_decay",
+                    "warmup_epochs", "bn_bias_lr_scale", "label_smoothing", "cutout", "ema_decay",
                     "gradient_equilibrium", "distill", "temperature", "seed", "limit", "val_size")
 
     def recorded(self) -> dict[str, str]:

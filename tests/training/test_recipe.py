@@ -18,7 +18,8 @@ from pipeline.training.schedule import lr_at  # noqa: E402
 from tests.training.conftest import run  # noqa: E402
 
 EVERY_RECIPE_OPTION = ["--nesterov", "--schedule", "onecycle", "--warmup-epochs", "0.5", "--bn-bias-lr-scale", "4",
-                       "--label-smoothing", "0.1", "--ema", "0.9", "--gradient-equilibrium", "--weight-decay", "5e-4"]
+                       "--label-smoothing", "0.1", "--ema", "0.9", "--gradient-equilibrium", "--weight-decay", "5e-4",
+                       "--cutout", "8"]
 
 
 def tiny_model(seed: int = 0):
@@ -99,6 +100,7 @@ def test_schedules_start_peak_and_end_where_they_should():
     ({"ema_decay": 1.0}, "--ema must be a decay"), ({"label_smoothing": -0.1}, "--label-smoothing"),
     ({"warmup_epochs": 10}, "leaves no epoch"), ({"schedule": "linear"}, "--schedule must be one of"),
     ({"nesterov": True, "momentum": 0}, "--nesterov needs"), ({"bn_bias_lr_scale": 0}, "--bn-bias-lr-scale"),
+    ({"cutout": -1}, "--cutout must not be negative"),
 ])
 def test_bad_recipe_values_are_refused(kw, message):
     with pytest.raises(PipelineError, match=message):
