@@ -134,8 +134,14 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.training.cli import parse_overrides
 
     res = measure(setups, args.model, args.rounds, args.steps, args.threads, parse_overrides(args.model_opt))
+    import torch
+
+    from pipeline.training.setup import bf16_is_native
+
+    native = bf16_is_native("cpu")
     print(f"training throughput, {args.model}, {args.threads} threads, median of {args.rounds} rounds "
-          f"of {args.steps} steps")
+          f"of {args.steps} steps; CPU {torch.backends.cpu.get_cpu_capability()}, bfloat16 in hardware: "
+          + ("yes" if native else "no (a bf16 setup here is emulated; training itself falls back to float32)"))
     print("| setup | batch | bf16 | compile | channels-last | images/s (min-max) | vs first |")
     print("|---|---|---|---|---|---|---|")
     for s in res["setups"]:

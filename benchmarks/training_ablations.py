@@ -52,10 +52,11 @@ ROWS: dict[str, list[str]] = {
 
 def row_command(name: str, args: argparse.Namespace) -> list[str]:
     out = args.out / f"{name}-s{args.seed}.pt"
-    # A later option overrides an earlier one in argparse, so the row's change follows the base.
+    # A later option overrides an earlier one in argparse: --extra overrides the base and the speed options,
+    # and the row's change comes last.
     return [sys.executable, "-m", "pipeline.training", "--data", args.data, "--out", str(out), "--resume",
             "--epochs", str(args.epochs), "--limit", str(args.limit), "--seed", str(args.seed),
-            *BASE, *shlex.split(args.extra), *ROWS[name], *SPEED]
+            *BASE, *SPEED, *shlex.split(args.extra), *ROWS[name]]
 
 
 def result(path: Path, epochs: int) -> dict[str, Any] | None:

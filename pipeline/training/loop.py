@@ -17,7 +17,7 @@ from pipeline.training.evaluation import exit_accuracy
 from pipeline.training.loss import multi_exit_loss
 from pipeline.training.options import TrainOptions
 from pipeline.training.schedule import lr_at
-from pipeline.training.setup import RunState, build_state, setup_device, training_state
+from pipeline.training.setup import RunState, bf16_is_native, build_state, setup_device, training_state
 
 
 def training_forward(model: Any, opts: TrainOptions) -> Any:
@@ -68,11 +68,13 @@ class CompiledOrEager:
         return self.eager(x)
 
 
-def train_step(net: Any, state: RunState, x: Any, y: Any, opts: TrainOptions, autocast_dev: str) -> tuple[Any, list]:
-    """One optimiser step on batch ``x`` (N, H, W, 3) uint8, ``y`` (N,); returns (loss, logits)."""
+def train_step(net: Any, state: RunState, x: Any, y: Any, opts: TrainOptions, autocast_dev: str,
+               bf16: bool | None = None) -> tuple[Any, list]:
+    """One optimiser step on batch ``x`` (N, H, W, 3) uint8, ``y`` (N,); returns (loss, logits).
+    ``bf16`` overrides ``opts.bf16`` (the run turns it off where the hardware lacks it)."""
     import torch
 
-    with torch.autocast(autocast_dev, dtype=torch.bfloat16, enabled=opts.bf16):
+    with torch.autocast(autocast_dev, dtype=torch.bfloat16, enabled=opts.bf16 if bf16 is None else bf16):
         logits = net(x)
     loss = multi_exit_loss(logits, y, opts.distill, opts.temperature, opts.label_smoothing)
     state.optimizer.zero_grad(set_to_none=True)
@@ -116,6 +118,10 @@ def run_training(opts: TrainOptions) -> None:
         raise PipelineError(f"{n_train} training images are fewer than one batch of {opts.batch_size * world}")
     autocast_dev = "cuda" if device.startswith("cuda") else "cpu"
     fill = mean_colour(cfg.preprocess)
+    bf16 = opts.bf16 and bf16_is_native(device)
+    if opts.bf16 and not bf16:
+        log(f"note: --bf16 asked for, but {device} has no hardware bfloat16 (it would be emulated, several "
+            "times slower); training in float32")
 
     while state.epoch < opts.epochs:
         epoch = state.epoch
@@ -136,7 +142,7 @@ def run_training(opts: TrainOptions) -> None:
             lr = lr_at(opts, epoch + i / steps_per_epoch)
             for g in state.optimizer.param_groups:
                 g["lr"] = lr * g.get("lr_scale", 1.0)
-            loss, logits = train_step(net, state, x, y, opts, autocast_dev)
+            loss, logits = train_step(net, state, x, y, opts, autocast_dev, bf16)
             seen += len(y)
             loss_sum += float(loss.detach()) * len(y)
             correct += torch.stack([(z.argmax(1) == y).sum().cpu() for z in logits])

@@ -51,6 +51,20 @@ def setup_device(opts: TrainOptions) -> tuple[str, int, int]:
     return "cpu", rank, world
 
 
+def bf16_is_native(device: str) -> bool:
+    """Whether bfloat16 autocast runs on hardware support here: a CUDA card that has it, or a CPU that oneDNN
+    runs bfloat16 on (AVX-512 or AMX). Without it (an AVX2 CPU) every bfloat16 operation is converted in
+    software and a step is several times slower than in float32."""
+    import torch
+
+    if device.startswith("cuda"):
+        return bool(torch.cuda.is_bf16_supported())
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without that probe: AVX-512 is what oneDNN needs
+        return torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+
+
 def parameter_groups(model: Any, opts: TrainOptions) -> list[dict[str, Any]]:
     """Two groups: BatchNorm biases (learning rate scaled by ``bn_bias_lr_scale``) and the rest."""
     from torch import nn
