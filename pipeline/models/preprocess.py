@@ -34,6 +34,10 @@ class PreprocessConfig:
     # (aspect kept), then the centre (height, width) is cut out: ImageNet's "resize 256, centre crop 224".
     resize_shorter: int = 0
 
+    def in_frame_order(self, rgb: tuple[float, float, float]) -> tuple[float, float, float]:
+        """Per-channel values given in RGB (``mean``, ``std``) in the uint8 frame's channel order."""
+        return (rgb[2], rgb[1], rgb[0]) if self.colour_order == "BGR" else rgb
+
     def __post_init__(self) -> None:
         if self.resize_shorter and self.resize_shorter < max(self.height, self.width):
             raise PipelineError(f"resize_shorter {self.resize_shorter} is smaller than the {self.height}x{self.width} "
@@ -54,10 +58,9 @@ class Preprocess(nn.Module):
         super().__init__()
         if cfg.colour_order not in ("BGR", "RGB"):
             raise PipelineError(f"colour_order must be 'BGR' or 'RGB', got {cfg.colour_order!r}; fix the model config")
-        mean = torch.tensor(cfg.mean, dtype=torch.float32)
-        std = torch.tensor(cfg.std, dtype=torch.float32)
-        if cfg.colour_order == "BGR":  # normalise in the frame's own order, then reorder to RGB
-            mean, std = mean.flip(0), std.flip(0)
+        # Normalise in the frame's own order, then reorder to RGB.
+        mean = torch.tensor(cfg.in_frame_order(cfg.mean), dtype=torch.float32)
+        std = torch.tensor(cfg.in_frame_order(cfg.std), dtype=torch.float32)
         # Folded into one multiply-add: x * scale + shift, shapes (1, 3, 1, 1).
         self.register_buffer("scale", (1.0 / (255.0 * std)).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("shift", (-mean / std).view(1, 3, 1, 1), persistent=False)

@@ -42,9 +42,6 @@ def augment(frames: Any, gen: Any, pad: int = 4, cutout: int = 0, fill: Sequence
     return torch.where(square[..., None], colour, out)
 
 
-def mean_colour(preprocess: Any) -> tuple[int, int, int]:
-    """The uint8 frame colour that the model's normalisation maps to zero, in the frames' channel order
-    (``preprocess.mean`` is in RGB, the frames are in ``preprocess.colour_order``)."""
-    rgb = [int(round(255 * m)) for m in preprocess.mean]
-    order = str(preprocess.colour_order).upper()
-    return (rgb[2], rgb[1], rgb[0]) if order == "BGR" else (rgb[0], rgb[1], rgb[2])
+def mean_colour(preprocess: Any) -> tuple[int, ...]:
+    """The uint8 frame colour that the model's normalisation maps to zero, in the frames' channel order."""
+    return tuple(int(round(255 * m)) for m in preprocess.in_frame_order(preprocess.mean))

@@ -69,12 +69,12 @@ class CompiledOrEager:
 
 
 def train_step(net: Any, state: RunState, x: Any, y: Any, opts: TrainOptions, autocast_dev: str,
-               bf16: bool | None = None) -> tuple[Any, list]:
-    """One optimiser step on batch ``x`` (N, H, W, 3) uint8, ``y`` (N,); returns (loss, logits).
-    ``bf16`` overrides ``opts.bf16`` (the run turns it off where the hardware lacks it)."""
+               bf16: bool) -> tuple[Any, list]:
+    """One optimiser step on batch ``x`` (N, H, W, 3) uint8, ``y`` (N,); returns (loss, logits). ``bf16``:
+    autocast to bfloat16, as the run resolved ``opts.bf16`` for its hardware."""
     import torch
 
-    with torch.autocast(autocast_dev, dtype=torch.bfloat16, enabled=opts.bf16 if bf16 is None else bf16):
+    with torch.autocast(autocast_dev, dtype=torch.bfloat16, enabled=bf16):
         logits = net(x)
     loss = multi_exit_loss(logits, y, opts.distill, opts.temperature, opts.label_smoothing)
     state.optimizer.zero_grad(set_to_none=True)

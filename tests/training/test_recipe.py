@@ -185,30 +185,16 @@ def test_resume_only_state_lives_beside_the_checkpoint_and_is_checked(tmp_path):
         read_checkpoint(out)
 
 
-def test_bf16_without_hardware_support_trains_in_float32_with_a_note(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_is_used_only_where_the_hardware_has_it(tmp_path, monkeypatch, capsys, native):
+    """Without hardware bfloat16 the run trains in float32 with a note; with it, bf16 is used, no note."""
     import pipeline.training.loop as loop
 
     seen: list[bool] = []
     step = loop.train_step
-
-    def spy(*args, **kwargs):
-        seen.append(args[-1])
-        return step(*args, **kwargs)
-
-    monkeypatch.setattr(loop, "bf16_is_native", lambda device: False)
-    monkeypatch.setattr(loop, "train_step", spy)
-    assert run(tmp_path, tmp_path / "m.pt", "--epochs", "1", "--max-steps", "2", "--bf16") == 0
-    assert seen == [False, False]
-    assert "no hardware bfloat16" in capsys.readouterr().out
-    assert read_checkpoint(tmp_path / "m.pt")["train_state"]["args"]["bf16"] == "True"  # what was asked for
-
-
-def test_bf16_with_hardware_support_is_used(tmp_path, monkeypatch, capsys):
-    import pipeline.training.loop as loop
-
-    seen: list[bool] = []
-    step = loop.train_step
-    monkeypatch.setattr(loop, "bf16_is_native", lambda device: True)
+    monkeypatch.setattr(loop, "bf16_is_native", lambda device: native)
     monkeypatch.setattr(loop, "train_step", lambda *a, **k: (seen.append(a[-1]), step(*a, **k))[1])
-    assert run(tmp_path, tmp_path / "m.pt", "--epochs", "1", "--max-steps", "1", "--bf16") == 0
-    assert seen == [True] and "no hardware bfloat16" not in capsys.readouterr().out
+    assert run(tmp_path, tmp_path / "m.pt", "--epochs", "1", "--max-steps", "2", "--bf16") == 0
+    assert seen == [native, native]
+    assert ("no hardware bfloat16" in capsys.readouterr().out) is not native
+    assert read_checkpoint(tmp_path / "m.pt")["train_state"]["args"]["bf16"] == "True"  # what was asked for
