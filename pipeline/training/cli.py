@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="balance the exits' gradients in the shared blocks (IMTA)")
     g.add_argument("--distill", type=float, default=d.distill, help="weight of distillation from the last exit (0: off)")
     g.add_argument("--temperature", type=float, default=d.temperature)
+    g.add_argument("--teacher", default=d.teacher, metavar="CHECKPOINT",
+                   help="distil every exit from this trained network's output instead (with --distill A)")
     g.add_argument("--val-size", type=int, default=d.val_size)
     g.add_argument("--seed", type=int, default=d.seed)
     g.add_argument("--limit", type=int, default=0, help="use only N training images, a seeded random subset (ablations)")
@@ -83,7 +85,7 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
         schedule=args.schedule, warmup_epochs=args.warmup_epochs, bn_bias_lr_scale=args.bn_bias_lr_scale,
         label_smoothing=args.label_smoothing, cutout=args.cutout, ema_decay=args.ema_decay,
         gradient_equilibrium=args.gradient_equilibrium, distill=args.distill, temperature=args.temperature,
-        val_size=args.val_size, seed=args.seed, limit=args.limit, max_steps=args.max_steps,
+        teacher=args.teacher, val_size=args.val_size, seed=args.seed, limit=args.limit, max_steps=args.max_steps,
         threads=args.threads, channels_last=args.channels_last, bf16=args.bf16, compile=args.compile,
         progress=not args.no_progress)
 

@@ -69,14 +69,16 @@ class CompiledOrEager:
 
 
 def train_step(net: Any, state: RunState, x: Any, y: Any, opts: TrainOptions, autocast_dev: str,
-               bf16: bool) -> tuple[Any, list]:
+               bf16: bool, teacher: Callable[[Any], Any] | None = None) -> tuple[Any, list]:
     """One optimiser step on batch ``x`` (N, H, W, 3) uint8, ``y`` (N,); returns (loss, logits). ``bf16``:
-    autocast to bfloat16, as the run resolved ``opts.bf16`` for its hardware."""
+    autocast to bfloat16, as the run resolved ``opts.bf16`` for its hardware. ``teacher``: the
+    teacher's logits for the batch (``--teacher``), the target every exit distils from."""
     import torch
 
     with torch.autocast(autocast_dev, dtype=torch.bfloat16, enabled=bf16):
         logits = net(x)
-    loss = multi_exit_loss(logits, y, opts.distill, opts.temperature, opts.label_smoothing)
+        taught = teacher(x) if teacher is not None else None
+    loss = multi_exit_loss(logits, y, opts.distill, opts.temperature, opts.label_smoothing, taught)
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     state.optimizer.step()
@@ -123,6 +125,16 @@ def run_training(opts: TrainOptions) -> None:
         log(f"note: --bf16 asked for, but {device} has no hardware bfloat16 (it would be emulated, several "
             "times slower); training in float32")
 
+    teacher = None
+    if opts.teacher:
+        from pathlib import Path
+
+        from pipeline.training.teacher import load_teacher
+
+        teacher = load_teacher(Path(opts.teacher), data.split, len(data.classes),
+                               (cfg.preprocess.height, cfg.preprocess.width), device, opts.channels_last,
+                               opts.compile == "on", log)
+
     while state.epoch < opts.epochs:
         epoch = state.epoch
         gen = torch.Generator().manual_seed(opts.seed * 100_003 + epoch)
@@ -142,7 +154,7 @@ def run_training(opts: TrainOptions) -> None:
             lr = lr_at(opts, epoch + i / steps_per_epoch)
             for g in state.optimizer.param_groups:
                 g["lr"] = lr * g.get("lr_scale", 1.0)
-            loss, logits = train_step(net, state, x, y, opts, autocast_dev, bf16)
+            loss, logits = train_step(net, state, x, y, opts, autocast_dev, bf16, teacher)
             seen += len(y)
             loss_sum += float(loss.detach()) * len(y)
             correct += torch.stack([(z.argmax(1) == y).sum().cpu() for z in logits])

@@ -15,7 +15,7 @@ from pipeline.errors import PipelineError
 # The value a run made before an option existed had: the option off.
 BEFORE_OPTION_EXISTED: dict[str, Any] = {"nesterov": False, "warmup_epochs": 0.0, "bn_bias_lr_scale": 1.0,
                                          "label_smoothing": 0.0, "ema_decay": 0.0, "gradient_equilibrium": False,
-                                         "cutout": 0}
+                                         "cutout": 0, "teacher": ""}
 SCHEDULES = ("cosine", "step", "onecycle")
 COMPILE_MODES = ("off", "on")
 
@@ -46,6 +46,7 @@ class TrainOptions:
     gradient_equilibrium: bool = False
     distill: float = 0.0
     temperature: float = 3.0
+    teacher: str = ""  # a checkpoint whose last exit every exit distils from; "": the student's own last exit
     val_size: int = 5000
     seed: int = 0
     limit: int = 0
@@ -71,6 +72,8 @@ class TrainOptions:
             raise PipelineError(f"--ema must be a decay in [0, 1) (0 turns it off), got {self.ema_decay}")
         if self.bn_bias_lr_scale <= 0:
             raise PipelineError(f"--bn-bias-lr-scale must be positive, got {self.bn_bias_lr_scale}")
+        if self.teacher and self.distill == 0:
+            raise PipelineError("--teacher needs --distill A > 0: the weight of the teacher's targets")
         if self.temperature <= 0:
             raise PipelineError(f"--temperature must be positive, got {self.temperature}")
         if self.schedule not in SCHEDULES:
@@ -87,7 +90,7 @@ class TrainOptions:
     # (threads, bf16, compile, channels-last) may change between sessions.
     RUN_DEFINING = ("epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay", "schedule",
                     "warmup_epochs", "bn_bias_lr_scale", "label_smoothing", "cutout", "ema_decay",
-                    "gradient_equilibrium", "distill", "temperature", "seed", "limit", "val_size")
+                    "gradient_equilibrium", "distill", "temperature", "teacher", "seed", "limit", "val_size")
 
     def recorded(self) -> dict[str, str]:
         """The options as strings, as stored in a checkpoint's training state."""
