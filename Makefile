@@ -19,6 +19,10 @@ TRAIN_OUT   ?= models/msdnet_cifar10_reg.pt
 EPOCHS      ?= 120
 TRAIN_ARGS  ?= --batch-size 128 --lr 0.2 --weight-decay 5e-4 --cutout 16 --schedule cosine --ema 0.999 --bn-bias-lr-scale 4 \
                --bf16 --threads 2 --compile on --channels-last --no-progress
+# The teacher of `--teacher` (README, "Training"): a one-exit network, same data and validation split.
+TEACHER_OUT ?= models/teacher_cifar10.pt
+TEACHER_ARGS ?= --epochs 30 --batch-size 256 --lr 0.4 --nesterov --weight-decay 5e-4 --schedule cosine --warmup-epochs 1 \
+               --ema 0.998 --bn-bias-lr-scale 4 --cutout 16 --bf16 --threads 2 --compile on --channels-last --no-progress
 SPLIT       ?= validation
 EVAL_ARGS   ?=
 TRAIN_BENCH_ARGS ?=
@@ -65,6 +69,11 @@ test: lint
 train: setup
 	$(PY) -m pipeline.training --model $(MODEL) --data "$(DATA)" --epochs $(EPOCHS) \
 	    --out $(TRAIN_OUT) --resume $(TRAIN_ARGS)
+
+.PHONY: teacher
+teacher: setup
+	$(PY) -m pipeline.training --model-factory pipeline.models.teacher:build --data "$(DATA)" \
+	    --out $(TEACHER_OUT) --resume $(TEACHER_ARGS)
 
 evaluate: setup
 	$(PY) -m pipeline.evaluate --checkpoint $(CHECKPOINT) --data "$(DATA)" --split $(SPLIT) $(EVAL_ARGS)

@@ -33,6 +33,7 @@ from pipeline.errors import PipelineError, cli_main  # noqa: E402
 # The base: the previous shipped recipe's optimiser on a short schedule, at the faster batch size.
 BASE = ["--batch-size", "128", "--lr", "0.2", "--weight-decay", "1e-4", "--schedule", "cosine"]
 SPEED = ["--bf16", "--threads", "2", "--compile", "on", "--no-progress"]
+TEACHER = "{teacher}"  # stands for the runner's --teacher in a row's options
 ROWS: dict[str, list[str]] = {
     "base": [],
     "batch64": ["--batch-size", "64", "--lr", "0.1"],
@@ -47,7 +48,15 @@ ROWS: dict[str, list[str]] = {
     "cutout8": ["--cutout", "8"],
     "cutout16": ["--cutout", "16"],
     "wd5e-4+cutout16": ["--weight-decay", "5e-4", "--cutout", "16"],
+    # Distillation from a trained teacher (--teacher of this runner; `make teacher` trains it).
+    "teacher0.5": ["--teacher", TEACHER, "--distill", "0.5"],
+    "teacher0.8": ["--teacher", TEACHER, "--distill", "0.8"],
 }
+
+
+def row_options(name: str, args: argparse.Namespace) -> list[str]:
+    """The row's change, with the teacher placeholder replaced by the runner's ``--teacher``."""
+    return [args.teacher if a == TEACHER else a for a in ROWS[name]]
 
 
 def row_command(name: str, args: argparse.Namespace) -> list[str]:
@@ -56,7 +65,7 @@ def row_command(name: str, args: argparse.Namespace) -> list[str]:
     # and the row's change comes last.
     return [sys.executable, "-m", "pipeline.training", "--data", args.data, "--out", str(out), "--resume",
             "--epochs", str(args.epochs), "--limit", str(args.limit), "--seed", str(args.seed),
-            *BASE, *SPEED, *shlex.split(args.extra), *ROWS[name]]
+            *BASE, *SPEED, *shlex.split(args.extra), *row_options(name, args)]
 
 
 def result(path: Path, epochs: int) -> dict[str, Any] | None:
@@ -117,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help="comma-separated rows (default: all)")
     ap.add_argument("--extra", default="", metavar="OPTIONS",
                     help="training options added to the base of every row, e.g. '--bn-bias-lr-scale 4'")
+    ap.add_argument("--teacher", default="models/teacher_cifar10.pt", help="the teacher checkpoint of the teacher rows")
     ap.add_argument("--report-only", action="store_true", help="print the table of finished rows, run nothing")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -138,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise PipelineError(f"row {name} failed (exit {done.returncode}); see its output above")
         res = result(path, args.epochs)
         if res is not None:
-            rows.append({"row": name, "change": " ".join(ROWS[name]) or "(base)", **res,
+            rows.append({"row": name, "change": " ".join(row_options(name, args)) or "(base)", **res,
                          "exit_rule": exit_rule(path, args.data)})
     print(f"\nablation, {args.epochs} epochs on {args.limit or 'all'} training images, seed {args.seed}; "
           f"base: {' '.join([*BASE, *shlex.split(args.extra)])}")

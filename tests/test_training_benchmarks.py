@@ -74,3 +74,14 @@ def test_the_exit_rule_check_reads_the_confidence():
     doubtful[:, 0] = 1 / 3 + 1e-3 * rng.random((400, 3))  # exit 1 guesses, unsure; exit 2 still knows
     assert exit_rule_check(doubtful, labels, [1.0, 2.0])["exit1_confidence"] < 40.0
     assert exit_rule_check(doubtful, labels, [1.0, 2.0])["cascade_at_exit2_cost"] > 90.0
+
+
+def test_a_teacher_row_names_the_runners_teacher():
+    import argparse
+    from pathlib import Path
+
+    from benchmarks.training_ablations import row_command
+
+    args = argparse.Namespace(out=Path("abl"), data="d", epochs=3, limit=10, seed=1, extra="", teacher="t/x.pt")
+    cmd = row_command("teacher0.5", args)
+    assert cmd[-4:] == ["--teacher", "t/x.pt", "--distill", "0.5"] and "{teacher}" not in cmd

@@ -15,15 +15,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+from pipeline.checkpoint import OWN_FACTORIES
 from pipeline.errors import PipelineError
-
-# Code a teacher checkpoint may name to be rebuilt: this package's own networks. A checkpoint of a
-# user's factory would import and run that user's code, which --teacher does not ask consent for.
-OWN_FACTORIES = ("pipeline.models.teacher:",)
 
 
 def teacher_model_name(path: Path) -> str:
-    """The model a teacher checkpoint names, refused where rebuilding it would run code from outside."""
+    """The model a teacher checkpoint names, refused where rebuilding it would run code from outside this
+    package: a user's factory would import and run that user's code, which --teacher asks no consent for."""
     from pipeline.checkpoint import read_checkpoint
 
     ckpt = read_checkpoint(path)

@@ -55,3 +55,15 @@ def test_the_compiled_bf16_step_gives_finite_gradients_close_to_eager():
     # direction of the whole gradient is what a step follows.
     cosine = torch.nn.functional.cosine_similarity(grads["compiled"], grads["eager"], dim=0)
     assert float(cosine) > 0.95, float(cosine)
+
+
+def test_a_teacher_checkpoint_loads_without_naming_its_factory(tmp_path):
+    """The teacher is this package's own code, so loading it (evaluate, --teacher) needs no --model-factory."""
+    from pipeline.checkpoint import load_model, save_checkpoint
+
+    model = create_model(SPEC, num_classes=2, stem=4, widths=(8,))
+    path = tmp_path / "t.pt"
+    save_checkpoint(path, model, SPEC, ["a", "b"], {"seed": 0, "size": 4, "source": "x"})
+    loaded, ckpt = load_model(path)
+    assert ckpt["model"] == SPEC and loaded.num_exits == 1
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
