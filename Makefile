@@ -13,16 +13,16 @@ OPENCV      ?= headless
 DATA        ?= $(if $(wildcard ../shared/data/cifar10-jpg.tar.gz),../shared/data/cifar10-jpg.tar.gz,)
 MODEL       ?= msdnet_cifar
 CHECKPOINT  ?= models/msdnet_cifar10.pt
-# The recipe in training (README, "Training"): `make train` resumes it from TRAIN_OUT after an interruption;
-# when it has run all its epochs and beats the shipped model, its weights become CHECKPOINT.
-TRAIN_OUT   ?= models/msdnet_cifar10_reg.pt
-EPOCHS      ?= 120
-TRAIN_ARGS  ?= --batch-size 128 --lr 0.2 --weight-decay 5e-4 --cutout 16 --schedule cosine --ema 0.999 --bn-bias-lr-scale 4 \
-               --bf16 --threads 2 --compile on --channels-last --no-progress
 # The teacher of `--teacher` (README, "Training"): a one-exit network, same data and validation split.
 TEACHER_OUT ?= models/teacher_cifar10.pt
 TEACHER_ARGS ?= --epochs 30 --batch-size 256 --lr 0.4 --nesterov --weight-decay 5e-4 --schedule cosine --warmup-epochs 1 \
                --ema 0.998 --bn-bias-lr-scale 4 --cutout 16 --bf16 --threads 2 --compile on --channels-last --no-progress
+# The recipe in training (README, "Training"): `make train` resumes it from TRAIN_OUT after an interruption;
+# when it has run all its epochs and beats the shipped model, its weights become CHECKPOINT.
+TRAIN_OUT   ?= models/msdnet_cifar10_kd.pt
+EPOCHS      ?= 120
+TRAIN_ARGS  ?= --batch-size 128 --lr 0.2 --weight-decay 5e-4 --cutout 16 --schedule cosine --ema 0.999 --bn-bias-lr-scale 4 \
+               --teacher $(TEACHER_OUT) --distill 0.5 --bf16 --threads 2 --compile on --channels-last --no-progress
 SPLIT       ?= validation
 EVAL_ARGS   ?=
 TRAIN_BENCH_ARGS ?=
@@ -66,7 +66,7 @@ lint: setup
 test: lint
 	$(PY) -m pytest
 
-train: setup
+train: teacher
 	$(PY) -m pipeline.training --model $(MODEL) --data "$(DATA)" --epochs $(EPOCHS) \
 	    --out $(TRAIN_OUT) --resume $(TRAIN_ARGS)
 
