@@ -193,7 +193,7 @@ def test_bf16_is_used_only_where_the_hardware_has_it(tmp_path, monkeypatch, caps
     seen: list[bool] = []
     step = loop.train_step
     monkeypatch.setattr(loop, "bf16_is_native", lambda device: native)
-    monkeypatch.setattr(loop, "train_step", lambda *a, **k: (seen.append(a[-1]), step(*a, **k))[1])
+    monkeypatch.setattr(loop, "train_step", lambda *a, **k: (seen.append(a[6]), step(*a, **k))[1])  # a[6]: bf16
     assert run(tmp_path, tmp_path / "m.pt", "--epochs", "1", "--max-steps", "2", "--bf16") == 0
     assert seen == [native, native]
     assert ("no hardware bfloat16" in capsys.readouterr().out) is not native
