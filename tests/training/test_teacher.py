@@ -97,3 +97,17 @@ def test_a_teacher_of_another_class_count_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         run(tmp_path, tmp_path / "s.pt", "--epochs", "1", "--teacher", str(other), "--distill", "0.5")
     assert exc.value.code == 2 and "has 3 classes, the training data 2" in capsys.readouterr().err
+
+
+def test_a_teacher_made_by_a_users_factory_is_refused(tmp_path, capsys):
+    """Rebuilding it would import and run the user's code, which --teacher asks no consent for."""
+    from pipeline.checkpoint import save_checkpoint
+    from pipeline.models import create_model
+
+    spec = "examples/two_exit_cnn.py:build"
+    other = tmp_path / "user.pt"
+    save_checkpoint(other, create_model(spec, num_classes=2), spec, ["a", "b"], {"seed": 0, "size": 16, "source": "x"})
+    with pytest.raises(SystemExit) as exc:
+        run(tmp_path, tmp_path / "s.pt", "--epochs", "1", "--teacher", str(other), "--distill", "0.5")
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and f"made by --model-factory {spec}" in err and "Traceback" not in err
