@@ -45,6 +45,19 @@ def validation_split(labels: np.ndarray, size: int = 5000, seed: int = 0) -> tup
     return train, val
 
 
+def labels_fingerprint(labels: np.ndarray) -> str:
+    """A short hash of a training split's labels in order: the one input of ``validation_split`` besides size
+    and seed.
+
+    Two runs whose data give the same fingerprint draw the same validation images for the same size and
+    seed, wherever their data files lie; a path string cannot say that (a relative and an absolute path
+    to one file differ, and two files may share a name).
+    """
+    import hashlib
+
+    return hashlib.sha256(np.asarray(labels, dtype="<i8").tobytes()).hexdigest()[:16]
+
+
 def _apportion(counts: np.ndarray, size: int, n: int) -> np.ndarray:
     """Largest-remainder rounding of ``size * counts / n``, exact in integers."""
     scaled = counts * size  # (C,) int64; fits: both factors are at most N

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from pipeline.data.imageset import ImageSet
-from pipeline.data.split import validation_split
+from pipeline.data.split import labels_fingerprint, validation_split
 from pipeline.errors import PipelineError
 
 if TYPE_CHECKING:
@@ -61,8 +61,16 @@ def check_split_fits(drawn: dict[str, Any], n: int, what: str) -> None:
 
 
 def redraw_validation(train: ImageSet, drawn: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """(N, H, W, 3) uint8 images and (N,) labels of the validation split recorded as ``{"size", "seed"}``."""
+    """(N, H, W, 3) uint8 images and (N,) labels of the validation split recorded as ``{"size", "seed"}``.
+
+    Where the record holds the training labels' fingerprint (``labels_sha256``), data whose labels differ
+    is refused: the same size and seed would draw other images than the ones the model validated on.
+    """
     check_split_fits(drawn, len(train.labels), "this data")
+    recorded = drawn.get("labels_sha256")
+    if recorded and labels_fingerprint(train.labels) != recorded:
+        raise PipelineError("this data's training labels are not those the model's validation split was drawn "
+                            "from, so the split would hold other images; pass the --data the model was trained on")
     _, idx = validation_split(train.labels, size=int(drawn["size"]), seed=int(drawn["seed"]))
     return train.images[idx], train.labels[idx]
 

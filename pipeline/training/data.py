@@ -18,7 +18,7 @@ class TrainData:
     val_frames: Any
     val_labels: Any
     classes: list[str]
-    split: dict[str, Any]  # how the validation split was drawn: {"seed", "size", "source"}
+    split: dict[str, Any]  # how the validation split was drawn: {"seed", "size", "source", "labels_sha256"}
 
 
 def subset(indices: Any, limit: int, seed: int) -> Any:
@@ -39,6 +39,7 @@ def load_train_data(opts: TrainOptions, cfg: Any) -> TrainData:
     import torch
 
     from pipeline.data import default_cache_dir, load_dataset, validation_split
+    from pipeline.data.split import labels_fingerprint
 
     p = cfg.preprocess
     data = load_dataset(opts.data or None, "train", cache_dir=opts.cache_dir or default_cache_dir(),
@@ -54,5 +55,6 @@ def load_train_data(opts: TrainOptions, cfg: Any) -> TrainData:
     frames = torch.from_numpy(np.ascontiguousarray(data.images))
     labels = torch.from_numpy(data.labels.astype(np.int64))
     tr, va = torch.from_numpy(train_idx), torch.from_numpy(val_idx)
-    split = {"seed": opts.seed, "size": opts.val_size, "source": str(opts.data or "cifar10-official")}
+    split = {"seed": opts.seed, "size": opts.val_size, "source": str(opts.data or "cifar10-official"),
+             "labels_sha256": labels_fingerprint(data.labels)}
     return TrainData(frames[tr], labels[tr], frames[va], labels[va], list(data.classes), split)

@@ -49,3 +49,12 @@ def test_bad_size(size):
     with pytest.raises(PipelineError, match="validation size must be"):
         validation_split(_labels(), size=size)
 
+
+
+def test_labels_fingerprint_names_the_labels_in_order():
+    from pipeline.data.split import labels_fingerprint
+
+    labels = np.array([0, 1, 1, 2, 0])
+    assert labels_fingerprint(labels) == labels_fingerprint(labels.astype(np.int32).tolist())
+    assert labels_fingerprint(labels) != labels_fingerprint(labels[::-1])
+    assert len(labels_fingerprint(labels)) == 16

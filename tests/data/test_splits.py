@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from pipeline.data.splits import split_images
@@ -38,3 +39,19 @@ def test_split_images_errors(built, tmp_path):
     with pytest.raises(PipelineError, match="differ from the model's"):
         split_images(manifest, str(built.data), "test", built.cache)
     assert json.loads((built.folder / "manifest.json").read_text())["model"]["split"]["size"] == 20  # untouched
+
+
+def test_data_with_other_training_labels_is_refused_for_the_validation_split():
+    from pipeline.data.imageset import ImageSet
+    from pipeline.data.split import labels_fingerprint
+    from pipeline.data.splits import redraw_validation
+
+    labels = np.array([0, 1] * 10, dtype=np.int64)
+    images = np.zeros((20, 4, 4, 3), np.uint8)
+    train = ImageSet(images, labels, ("a", "b"))
+    drawn = {"seed": 0, "size": 4, "labels_sha256": labels_fingerprint(labels)}
+    assert len(redraw_validation(train, drawn)[1]) == 4
+    with pytest.raises(PipelineError, match="training labels are not those the model's validation split"):
+        redraw_validation(ImageSet(images, labels[::-1].copy(), ("a", "b")), drawn)
+    del drawn["labels_sha256"]  # a model saved before fingerprints: size and seed alone
+    assert len(redraw_validation(ImageSet(images, labels[::-1].copy(), ("a", "b")), drawn)[1]) == 4

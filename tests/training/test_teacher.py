@@ -9,9 +9,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from pipeline.checkpoint import read_checkpoint  # noqa: E402
+from pipeline.errors import PipelineError  # noqa: E402
 from pipeline.training import cli as train  # noqa: E402
 from pipeline.training.loss import multi_exit_loss  # noqa: E402
-from tests.training.conftest import make_imagefolder, run  # noqa: E402
+from tests.training.conftest import TINY_OPTS, make_imagefolder, run  # noqa: E402
 
 TEACHER = ["--model-factory", "pipeline.models.teacher:build", "--model-opt", "num_classes=2",
            "--model-opt", "stem=4", "--model-opt", "widths=8,8"]
@@ -111,3 +112,26 @@ def test_a_teacher_made_by_a_users_factory_is_refused(tmp_path, capsys):
         run(tmp_path, tmp_path / "s.pt", "--epochs", "1", "--teacher", str(other), "--distill", "0.5")
     err = capsys.readouterr().err
     assert exc.value.code == 2 and f"made by --model-factory {spec}" in err and "Traceback" not in err
+
+
+def test_the_teachers_split_is_compared_by_its_labels_not_by_the_data_path(tmp_path, capsys):
+    from pipeline.training.teacher import check_teacher_split
+
+    teacher = tmp_path / "teacher.pt"
+    assert train_teacher(tmp_path, teacher) == 0
+    split = read_checkpoint(teacher)["split"]
+    assert len(split["labels_sha256"]) == 16
+    # The same data by another path: the student's run is accepted.
+    link = tmp_path / "same-data"
+    link.symlink_to(tmp_path / "data")
+    assert train.main(["--data", str(link), "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "s.pt"),
+                       "--batch-size", "16", "--val-size", "16", "--lr", "0.05", "--threads", "1", "--no-progress",
+                       "--epochs", "1", "--max-steps", "1", "--teacher", str(teacher), "--distill", "0.5", *TINY_OPTS]) == 0
+    # Other labels under the same path string are refused; a record without fingerprints falls back to the path.
+    other = dict(split, labels_sha256="0" * 16)
+    with pytest.raises(PipelineError, match="has seen images this run validates on"):
+        check_teacher_split(teacher, other, split)
+    legacy = {k: v for k, v in split.items() if k != "labels_sha256"}
+    check_teacher_split(teacher, legacy, split)
+    with pytest.raises(PipelineError, match=r"source elsewhere"):
+        check_teacher_split(teacher, dict(legacy, source="elsewhere"), split)
