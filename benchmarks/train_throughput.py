@@ -58,35 +58,33 @@ class Setup:
 
 
 def make_step(setup: Setup, model_name: str, threads: int, overrides: dict[str, Any]) -> Any:
-    """A closure running one training step of ``setup`` on a fresh model; returns images done."""
+    """A closure running one training step of ``setup`` on a fresh model; returns images done.
+
+    The step is the training loop's own (``build_state``, ``train_step``), so what is timed is what a run does.
+    """
     import torch
 
-    from pipeline.models import create_model
+    from pipeline.models import model_config
     from pipeline.training.augment import augment
-    from pipeline.training.loop import CompiledOrEager
-    from pipeline.training.loss import multi_exit_loss
+    from pipeline.training.loop import CompiledOrEager, train_step
+    from pipeline.training.options import TrainOptions
+    from pipeline.training.setup import build_state
 
     torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    model = create_model(model_name, **overrides).train()
-    if setup.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=setup.nesterov, weight_decay=5e-4)
-    net = CompiledOrEager(model, lambda msg: print(msg, file=sys.stderr)) if setup.compile else model
-    p = model.cfg.preprocess
+    opts = TrainOptions(out=Path("unused.pt"), model=model_name, model_overrides=overrides, batch_size=setup.batch,
+                        lr=0.05, nesterov=setup.nesterov, weight_decay=5e-4, channels_last=setup.channels_last,
+                        bf16=setup.bf16, compile="on" if setup.compile else "off")
+    cfg = model_config(model_name, **overrides)
+    state = build_state(opts, cfg, "cpu")
+    net = CompiledOrEager(state.model, lambda msg: print(msg, file=sys.stderr)) if setup.compile else state.model
+    p = cfg.preprocess
     gen = torch.Generator().manual_seed(0)
     pool = torch.randint(0, 256, (1024, p.height, p.width, 3), dtype=torch.uint8, generator=gen)
-    labels = torch.randint(0, model.cfg.num_classes, (1024,), generator=gen)
+    labels = torch.randint(0, cfg.num_classes, (1024,), generator=gen)
 
     def step() -> int:
         idx = torch.randint(0, len(pool), (setup.batch,), generator=gen)
-        x = augment(pool[idx], gen)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=setup.bf16):
-            logits = net(x)
-        loss = multi_exit_loss(logits, labels[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        train_step(net, state, augment(pool[idx], gen), labels[idx], opts, "cpu", setup.bf16)
         return setup.batch
 
     return step
