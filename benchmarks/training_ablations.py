@@ -12,7 +12,9 @@ exceeds about twice the standard error of each, and a repeat with another ``--se
 Two more columns say what the exit rule makes of each row's model (label smoothing, for one,
 changes the confidence it reads): the cascade's held-out validation accuracy at exit 2's cost
 (``pipeline.training.evaluation.exit_rule_check``) and exit 1's mean confidence; they are kept
-in ``OUT/<row>-s<seed>.exitrule.json`` beside the checkpoint.
+in ``OUT/<row>-s<seed>.exitrule.json`` beside the checkpoint, with the last column: exit 1's and the last
+exit's accuracy on corrupted copies of the validation split, the mean over the five corruptions of
+``pipeline.data.corruptions`` at severity 2 (what ``--camera-augment`` is for).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ ROWS: dict[str, list[str]] = {
     "cutout8": ["--cutout", "8"],
     "cutout16": ["--cutout", "16"],
     "wd5e-4+cutout16": ["--weight-decay", "5e-4", "--cutout", "16"],
+    "camera0.5": ["--camera-augment", "0.5"],
     # Distillation from a trained teacher (--teacher of this runner; `make teacher` trains it).
     "teacher0.5": ["--teacher", TEACHER, "--distill", "0.5"],
     "teacher0.8": ["--teacher", TEACHER, "--distill", "0.8"],
@@ -94,7 +97,7 @@ def exit_rule(path: Path, data: str) -> dict[str, float]:
     if cache.exists():
         try:
             kept = json.loads(cache.read_text())
-            if kept.get("stamp") == stamp:
+            if kept.get("stamp") == stamp and "corrupted_exit1" in kept["figures"]:
                 return dict(kept["figures"])
         except (ValueError, KeyError, TypeError):
             pass  # unreadable: computed again below
@@ -111,8 +114,21 @@ def exit_rule(path: Path, data: str) -> dict[str, float]:
                                        ckpt["split"], resize_shorter=p.resize_shorter)
     costs = [c["flops"] for c in exit_costs(model)]
     figures = exit_rule_check(exit_probs(model, frames), labels, costs)
+    figures.update(corrupted_accuracy(model, frames, labels))
     atomic_write_text(cache, json.dumps({"stamp": stamp, "figures": figures}, indent=2) + "\n")
     return figures
+
+
+def corrupted_accuracy(model: Any, frames: Any, labels: Any, severity: int = 2) -> dict[str, float]:
+    """Exit 1's and the last exit's accuracy (%), mean over every corruption at ``severity``."""
+    import numpy as np
+
+    from pipeline.data.corruptions import CORRUPTIONS, corrupt
+    from pipeline.robustness import exit_probs, row
+
+    acc = np.mean([row(name, severity, exit_probs(model, corrupt(frames, name, severity, seed=0)), labels, None)
+                   ["accuracy"] for name in CORRUPTIONS], axis=0)  # (K,)
+    return {"corrupted_exit1": float(acc[0]), "corrupted_last": float(acc[-1])}
 
 
 @cli_main
@@ -154,13 +170,14 @@ def main(argv: list[str] | None = None) -> int:
           f"base: {' '.join([*BASE, *shlex.split(args.extra)])}")
     k = max((len(r["val_acc"]) for r in rows), default=0)
     print("| change | " + " | ".join(f"exit {i + 1}" for i in range(k))
-          + " | cascade at exit 2's cost | exit 1 mean confidence | minutes |")
-    print("|---|" + "---|" * (k + 3))
+          + " | cascade at exit 2's cost | exit 1 mean confidence | corrupted, exit 1 / last | minutes |")
+    print("|---|" + "---|" * (k + 4))
     for r in rows:
         cells = [f"{a:.2f} ± {s:.2f}" for a, s in zip(r["val_acc"], r["stderr"])]
         e = r["exit_rule"]
         print(f"| {r['change']} | " + " | ".join(cells)
-              + f" | {e['cascade_at_exit2_cost']:.2f} | {e['exit1_confidence']:.1f} | {r['minutes']:.1f} |")
+              + f" | {e['cascade_at_exit2_cost']:.2f} | {e['exit1_confidence']:.1f} | "
+              f"{e['corrupted_exit1']:.2f} / {e['corrupted_last']:.2f} | {r['minutes']:.1f} |")
     if args.json is not None:
         from pipeline.files import atomic_write_text
 

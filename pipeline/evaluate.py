@@ -72,8 +72,8 @@ def format_report(report: dict) -> str:
 
 # The training options a model card names (those left at "off" are not shown).
 RECIPE_SHOWN = ("epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay", "schedule", "warmup_epochs",
-                "bn_bias_lr_scale", "label_smoothing", "ema_decay", "gradient_equilibrium", "distill", "temperature",
-                "bf16", "compile")
+                "bn_bias_lr_scale", "label_smoothing", "cutout", "camera_augment", "ema_decay", "gradient_equilibrium",
+                "distill", "temperature", "teacher", "bf16", "compile")
 
 
 def model_card(checkpoint: Path, report: dict, command: str) -> str:

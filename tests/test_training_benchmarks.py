@@ -50,12 +50,20 @@ def test_the_ablation_table_reads_finished_rows_only(tmp_path, capsys, monkeypat
     assert " ± " in text
     assert "cascade at exit 2's cost" in text
     kept = json.loads((out / "base-s0.exitrule.json").read_text())
-    assert set(kept["figures"]) == {"cascade_at_exit2_cost", "cost_share", "exit1_confidence"}
+    assert set(kept["figures"]) == {"cascade_at_exit2_cost", "cost_share", "exit1_confidence", "corrupted_exit1",
+                                    "corrupted_last"}
+    assert "corrupted, exit 1 / last" in text and 0 <= kept["figures"]["corrupted_last"] <= 100
     kept["figures"]["exit1_confidence"] = 12.345  # a kept figure is read back, not computed again
     (out / "base-s0.exitrule.json").write_text(json.dumps(kept))
     assert ablation_main(["--data", str(tmp_path / "data"), "--out", str(out), "--epochs", "2",
                           "--only", "base", "--report-only"]) == 0
     assert "| 12.3 |" in capsys.readouterr().out
+    del kept["figures"]["corrupted_exit1"]  # kept before the corruption column existed: computed again
+    (out / "base-s0.exitrule.json").write_text(json.dumps(kept))
+    assert ablation_main(["--data", str(tmp_path / "data"), "--out", str(out), "--epochs", "2",
+                          "--only", "base", "--report-only"]) == 0
+    assert "| 12.3 |" not in capsys.readouterr().out
+    assert "corrupted_exit1" in json.loads((out / "base-s0.exitrule.json").read_text())["figures"]
 
 
 def test_the_exit_rule_check_reads_the_confidence():

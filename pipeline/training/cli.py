@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
     g.add_argument("--cutout", type=int, default=d.cutout, metavar="PIXELS",
                    help="cutout: one square of this side per training image set to the mean colour (0: off)")
+    g.add_argument("--camera-augment", type=float, default=d.camera_augment, metavar="P",
+                   help="share of training images given camera-like noise, blur or low contrast (0: off)")
     g.add_argument("--ema", dest="ema_decay", type=float, default=d.ema_decay, metavar="DECAY",
                    help="average the weights with this decay per step (e.g. 0.999) and ship the average; 0: off")
     g.add_argument("--gradient-equilibrium", action="store_true",
@@ -83,7 +85,8 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
         cache_dir=args.cache_dir, resume=args.resume, epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay,
         schedule=args.schedule, warmup_epochs=args.warmup_epochs, bn_bias_lr_scale=args.bn_bias_lr_scale,
-        label_smoothing=args.label_smoothing, cutout=args.cutout, ema_decay=args.ema_decay,
+        label_smoothing=args.label_smoothing, cutout=args.cutout, camera_augment=args.camera_augment,
+        ema_decay=args.ema_decay,
         gradient_equilibrium=args.gradient_equilibrium, distill=args.distill, temperature=args.temperature,
         teacher=args.teacher, val_size=args.val_size, seed=args.seed, limit=args.limit, max_steps=args.max_steps,
         threads=args.threads, channels_last=args.channels_last, bf16=args.bf16, compile=args.compile,

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from pipeline.errors import PipelineError
 from pipeline.training.augment import augment, mean_colour
+from pipeline.training.camera import camera_augment
 from pipeline.training.data import TrainData, load_train_data
 from pipeline.training.evaluation import exit_accuracy
 from pipeline.training.loss import multi_exit_loss
@@ -149,7 +150,8 @@ def run_training(opts: TrainOptions) -> None:
             bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{opts.epochs}", file=sys.stderr, leave=False)
         for i in range(steps_per_epoch):
             idx = order[(i * world + rank) * opts.batch_size:(i * world + rank + 1) * opts.batch_size]
-            x = augment(data.train_frames[idx], gen, cutout=opts.cutout, fill=fill).to(device)
+            x = camera_augment(augment(data.train_frames[idx], gen, cutout=opts.cutout, fill=fill), gen,
+                               opts.camera_augment).to(device)
             y = data.train_labels[idx].to(device)
             lr = lr_at(opts, epoch + i / steps_per_epoch)
             for g in state.optimizer.param_groups:

@@ -15,7 +15,7 @@ from pipeline.errors import PipelineError
 # The value a run made before an option existed had: the option off.
 BEFORE_OPTION_EXISTED: dict[str, Any] = {"nesterov": False, "warmup_epochs": 0.0, "bn_bias_lr_scale": 1.0,
                                          "label_smoothing": 0.0, "ema_decay": 0.0, "gradient_equilibrium": False,
-                                         "cutout": 0, "teacher": ""}
+                                         "cutout": 0, "teacher": "", "camera_augment": 0.0}
 SCHEDULES = ("cosine", "step", "onecycle")
 COMPILE_MODES = ("off", "on")
 
@@ -42,6 +42,7 @@ class TrainOptions:
     bn_bias_lr_scale: float = 1.0  # BatchNorm biases learn this much faster than the rest
     label_smoothing: float = 0.0
     cutout: int = 0  # side of the cutout square in pixels; 0: off
+    camera_augment: float = 0.0  # share of images given camera-like noise, blur or low contrast; 0: off
     ema_decay: float = 0.0  # 0: no weight averaging; else the EMA weights are evaluated and saved
     gradient_equilibrium: bool = False
     distill: float = 0.0
@@ -66,6 +67,8 @@ class TrainOptions:
                 raise PipelineError(f"--{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
         if not 0.0 <= self.distill < 1.0:
             raise PipelineError(f"--distill must be in [0, 1), got {self.distill}")
+        if not 0.0 <= self.camera_augment <= 1.0:
+            raise PipelineError(f"--camera-augment must be a share in [0, 1], got {self.camera_augment}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise PipelineError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0.0 <= self.ema_decay < 1.0:
@@ -89,7 +92,7 @@ class TrainOptions:
     # Options that define the run: a resumed run must use the same values. Speed options
     # (threads, bf16, compile, channels-last) may change between sessions.
     RUN_DEFINING = ("epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay", "schedule",
-                    "warmup_epochs", "bn_bias_lr_scale", "label_smoothing", "cutout", "ema_decay",
+                    "warmup_epochs", "bn_bias_lr_scale", "label_smoothing", "cutout", "camera_augment", "ema_decay",
                     "gradient_equilibrium", "distill", "temperature", "teacher", "seed", "limit", "val_size")
 
     def recorded(self) -> dict[str, str]:

@@ -22,7 +22,11 @@ def test_loss_falls_and_checkpoint_loads(tmp_path):
     assert [h["epoch"] for h in hist] == [1, 2, 3]
     assert hist[-1]["loss"] < hist[0]["loss"]
     assert ckpt["classes"] == ["blue", "red"]
-    assert ckpt["split"] == {"seed": 0, "size": 16, "source": str(tmp_path / "data")}
+    from pipeline.data.split import labels_fingerprint
+
+    labels = [0] * 40 + [1] * 40  # make_imagefolder: 40 images of each class, sorted by class
+    assert ckpt["split"] == {"seed": 0, "size": 16, "source": str(tmp_path / "data"),
+                             "labels_sha256": labels_fingerprint(labels)}
     assert ckpt["preprocess"]["colour_order"] == "BGR"
     model, _ = load_model(out)
     assert model.num_exits == 3
