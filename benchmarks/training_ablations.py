@@ -50,6 +50,7 @@ ROWS: dict[str, list[str]] = {
     "cutout8": ["--cutout", "8"],
     "cutout16": ["--cutout", "16"],
     "wd5e-4+cutout16": ["--weight-decay", "5e-4", "--cutout", "16"],
+    "camera0.2": ["--camera-augment", "0.2"],
     "camera0.5": ["--camera-augment", "0.5"],
     # Distillation from a trained teacher (--teacher of this runner; `make teacher` trains it).
     "teacher0.5": ["--teacher", TEACHER, "--distill", "0.5"],
