@@ -76,19 +76,45 @@ RECIPE_SHOWN = ("epochs", "batch_size", "lr", "momentum", "nesterov", "weight_de
                 "distill", "temperature", "teacher", "bf16", "compile")
 
 
+def time_by_machine(history: list[dict[str, Any]]) -> str:
+    """Training wall time per machine, in the order the machines first ran an epoch; epochs saved before
+    checkpoints recorded their machine are counted as "machine not recorded"."""
+    hours: dict[str, list[float]] = {}
+    for h in history:
+        spent = hours.setdefault(h.get("machine") or "machine not recorded", [0, 0.0])
+        spent[0] += 1
+        spent[1] += h.get("seconds", 0.0) / 3600
+    return "; ".join(f"{name}: {int(n)} epochs, {t:.2f} h" for name, (n, t) in hours.items())
+
+
+def training_time_lines(history: list[dict[str, Any]], teacher: Path | None) -> list[str]:
+    """The card's lines on how long training took and on what, the teacher's run (``--teacher``) included."""
+    hours = sum(h.get("seconds", 0.0) for h in history) / 3600
+    lines = [f"- training wall time: {hours:.2f} h over {len(history)} epochs ({time_by_machine(history)}; "
+             "the wall time includes other work sharing the machine)"]
+    if teacher is not None:
+        from pipeline.checkpoint import read_checkpoint
+
+        try:
+            taught = read_checkpoint(teacher).get("train_state", {}).get("history", [])
+        except PipelineError as exc:
+            return lines + [f"- teacher `{teacher}`: its training time is unknown here ({exc})"]
+        t_hours = sum(h.get("seconds", 0.0) for h in taught) / 3600
+        lines.append(f"- teacher `{teacher}`: {t_hours:.2f} h over {len(taught)} epochs ({time_by_machine(taught)}); "
+                     f"{hours + t_hours:.2f} h in all with the student's")
+    return lines
+
+
 def model_card(checkpoint: Path, report: dict, command: str) -> str:
     """The model card: config, how it was trained, on what machine, and the per-exit table of ``report``."""
-    import platform
-
     from pipeline.checkpoint import read_checkpoint
-    from pipeline.device import cpu_name
     from pipeline.training.options import BEFORE_OPTION_EXISTED
 
     ckpt = read_checkpoint(checkpoint)
     state = ckpt.get("train_state", {})
     history = state.get("history", [])
     train_args = state.get("args", {})
-    hours = sum(h["seconds"] for h in history) / 3600
+    teacher = Path(train_args["teacher"]) if train_args.get("teacher") not in (None, "", "None") else None
     flag = {"ema_decay": "ema"}
     opts = " ".join(f"--{flag.get(k, k).replace('_', '-')} {v}" for k, v in train_args.items()
                     if k in RECIPE_SHOWN and not (k in BEFORE_OPTION_EXISTED and v == str(BEFORE_OPTION_EXISTED[k])))
@@ -101,8 +127,8 @@ def model_card(checkpoint: Path, report: dict, command: str) -> str:
         f"- preprocessing (inside stage 1): {ckpt['preprocess']}",
         f"- validation split: {ckpt['split']}",
         f"- trained with `make train` ({opts}): {state.get('epoch', '?')} of {state.get('epochs', '?')} epochs done, "
-        f"{state.get('step', '?')} steps, {hours:.2f} h of training wall time",
-        f"- machine: {cpu_name()}, {platform.machine()} (training wall time includes other work sharing the CPU)",
+        f"{state.get('step', '?')} steps",
+        *training_time_lines(history, teacher),
         "- last epoch's validation accuracy per exit (%): "
         + " ".join(f"{a:.2f}" for a in last.get("val_acc", [])),
         "", f"Reproduce the table: `{command}`", "", format_report(report), "",

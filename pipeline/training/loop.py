@@ -18,7 +18,8 @@ from pipeline.training.evaluation import exit_accuracy
 from pipeline.training.loss import multi_exit_loss
 from pipeline.training.options import TrainOptions
 from pipeline.training.schedule import lr_at
-from pipeline.training.setup import RunState, bf16_is_native, build_state, setup_device, training_state
+from pipeline.training.setup import (RunState, bf16_is_native, build_state, setup_device, training_machine,
+                                     training_state)
 
 
 def training_forward(model: Any, opts: TrainOptions) -> Any:
@@ -125,6 +126,7 @@ def run_training(opts: TrainOptions) -> None:
     if opts.bf16 and not bf16:
         log(f"note: --bf16 asked for, but {device} has no hardware bfloat16 (it would be emulated, several "
             "times slower); training in float32")
+    machine = training_machine(device, world, bf16)
 
     teacher = None
     if opts.teacher:
@@ -175,7 +177,7 @@ def run_training(opts: TrainOptions) -> None:
         record = {"epoch": state.epoch, "step": state.step, "loss": loss_sum / max(seen, 1),
                   "train_acc": [100 * float(c) / max(seen, 1) for c in correct], "val_acc": val_acc,
                   "seconds": time.time() - t0, "images_per_second": seen / max(train_seconds, 1e-9),
-                  "lr": lr_at(opts, state.epoch)}
+                  "lr": lr_at(opts, state.epoch), "machine": machine}
         state.history.append(record)
         log(f"epoch {state.epoch}/{opts.epochs} loss {record['loss']:.4f} val acc per exit "
             + " ".join(f"{a:.2f}" for a in val_acc) + f" ({record['seconds']:.0f} s, "

@@ -51,6 +51,21 @@ def setup_device(opts: TrainOptions) -> tuple[str, int, int]:
     return "cpu", rank, world
 
 
+def training_machine(device: str, world: int, bf16: bool) -> str:
+    """What an epoch ran on, recorded with it so that a model card can say how long a run took on what
+    (a long run resumes across machines): the CUDA card, or the CPU with its thread count, and whether
+    the steps ran in bfloat16."""
+    import torch
+
+    if device.startswith("cuda"):
+        name = torch.cuda.get_device_name(torch.device(device))
+    else:
+        from pipeline.device import cpu_name
+
+        name = f"{cpu_name()}, {torch.get_num_threads()} threads"
+    return f"{name}{f' x{world}' if world > 1 else ''}, {'bfloat16' if bf16 else 'float32'} steps"
+
+
 def bf16_is_native(device: str) -> bool:
     """Whether bfloat16 autocast runs on hardware support here: a CUDA card that has it, or a CPU that oneDNN
     runs bfloat16 on (AVX-512 or AMX). Without it (an AVX2 CPU) every bfloat16 operation is converted in

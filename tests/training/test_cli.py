@@ -155,6 +155,9 @@ def test_evaluate_adds_the_corruption_table_to_the_card(tmp_path, capsys):
                           "--cache-dir", str(tmp_path / "cache"), "--corruptions", "blur,fog", "--severities", "2",
                           "--card", str(card)]) == 0
     text = card.read_text()
+    machine = read_checkpoint(out)["train_state"]["history"][0]["machine"]
+    assert machine.endswith(("float32 steps", "bfloat16 steps")) and "threads" in machine
+    assert f"over 1 epochs ({machine}: 1 epochs, " in text
     assert "corrupted copies of the validation split" in text
     assert "| blur | 2 |" in text and "| fog | 2 |" in text and "| clean | - |" in text
 
