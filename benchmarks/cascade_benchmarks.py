@@ -2,7 +2,7 @@
 
     python benchmarks/cascade_benchmarks.py --engines engines/msdnet_cifar --data DATA \
         --checkpoint models/msdnet_cifar10.pt [--backend onnxruntime] [--precision fp32] [--threads 1] \
-        [--frames 0] [--calib-frames 0] [--runs 1000] [--warmup 100] [--aggregate mean] \
+        [--frames 0] [--calib-frames 0] [--runs 1000] [--warmup 100] [--aggregate auto] \
         [--json reports/benchmarks.json]
 
 1. the cascade against the full network at matched accuracy (``cascade_vs_full``); 2. ONNX Runtime

@@ -106,7 +106,7 @@ def cascade_vs_full(bench: Bench, clock: Callable[[], float] = time.perf_counter
         chosen, default = default_policy(table)
         thresholds = chosen.tolist()
         size = m.input.size
-        cascade = Cascade(chain, m.classes, thresholds, LatencyPredictor(k_last), aggregate=a.aggregate,
+        cascade = Cascade(chain, m.classes, thresholds, LatencyPredictor(k_last), aggregate=table["aggregate"],
                           frame_size=size)  # no budget
 
         def anytime(frame: np.ndarray) -> tuple[int, int]:
@@ -140,7 +140,7 @@ def cascade_vs_full(bench: Bench, clock: Callable[[], float] = time.perf_counter
         fp32_last = 100.0 * float((pred[2] == labels).mean())
     casc_acc = 100.0 * float((casc_pred == labels).mean())
     return {
-        "variant": f"{a.backend}/{a.precision}", "frames": n, "threads": a.threads, "aggregate": a.aggregate,
+        "variant": f"{a.backend}/{a.precision}", "frames": n, "threads": a.threads, "aggregate": table["aggregate"],
         "ratio_mean": float(full_ms.mean() / casc_ms.mean()),
         "cascade_mean_ms": float(casc_ms.mean()), "full_mean_ms": float(full_ms.mean()),
         "cascade_p50_ms": float(np.median(casc_ms)), "full_p50_ms": float(np.median(full_ms)),
@@ -219,7 +219,7 @@ def deadline_adherence(bench: Bench, first: dict[str, Any], clock: Callable[[], 
     wall, preds, exits = np.empty(n), np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
     met = np.empty(n, dtype=bool)
     cascade = Cascade(bench.chain(a.backend, a.precision), m.classes, first["_thresholds"], predictor,
-                      aggregate=a.aggregate, frame_size=m.input.size)
+                      aggregate=first["aggregate"], frame_size=m.input.size)
     with cascade:
         for i in range(min(a.warmup, n)):
             cascade.classify(images[i:i + 1], budget_ms=budget)

@@ -83,3 +83,6 @@ class ThresholdTable(JsonTable):
     policies: dict[str, dict[str, Any]]  # name -> {"thresholds", "expected_accuracy", "expected_cost_ms", ...}
     curve: list[dict[str, Any]]  # {"q", "accuracy", "cost_ms", "thresholds", "exit_fractions"}
     providers: list[str] = field(default_factory=list)
+    # How `--aggregate auto` chose: each candidate's default policy {"expected_cost_ms", "expected_accuracy"}
+    # on the calibration images; empty where the aggregate was given.
+    aggregate_chosen_from: dict[str, dict[str, float]] = field(default_factory=dict)

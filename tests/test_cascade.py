@@ -194,7 +194,7 @@ def calibrated_table(criterion="confidence"):
     logits = random_logits(400, seed=3)
     labels = logits[:, -1].argmax(-1)  # the last exit is right by construction
     return thresholds_table(softmax(logits).astype(np.float32), labels, [1.0, 3.0, 6.0], criterion,
-                            max_accuracy_at_ms=[3.0])
+                            max_accuracy_at_ms=[3.0], aggregate="mean")
 
 
 def test_from_folder_reads_policy_and_latencies(tmp_path, fake_backends):

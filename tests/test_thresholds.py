@@ -275,7 +275,7 @@ def test_mean_answers_are_judged_against_the_last_exit_alone():
     probs, labels = probs_from(conf, pred), np.zeros(100, dtype=np.int64)
     answers = aggregate_exits(probs, "mean")
     assert (answers.argmax(-1)[:, 1] == 0).all() and (probs.argmax(-1)[:, 1] == 0).mean() == 0.6
-    table = thresholds_table(probs, labels, [1.0, 3.0])
+    table = thresholds_table(probs, labels, [1.0, 3.0], aggregate="mean")
     assert table["policies"]["last-exit"]["expected_accuracy"] == pytest.approx(100.0)
     default = table["policies"]["default"]
     assert default["expected_accuracy"] <= 80.0 and default["expected_cost_ms"] < 1.5
@@ -284,3 +284,37 @@ def test_mean_answers_are_judged_against_the_last_exit_alone():
     assert loss_bound(answers, labels, t, confidence=0.5, reference=network_right) == pytest.approx(-20.0)
     assert loss_bound(answers, labels, t, reference=network_right) <= 0.3
     assert loss_bound(answers, labels, t) >= 10.0  # against the mean's own last exit it would not qualify
+
+
+def test_auto_aggregate_takes_the_mean_where_it_is_cheaper():
+    """Exits that err independently (noise drawn afresh per exit): the mean of exits 1..k is surer and more
+    often right than exit k alone, so its default thresholds cost less for the same guarded loss."""
+    from pipeline.thresholds import softmax
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(400, 3, 10))
+    logits[:, :, 0] += [1.5, 2.0, 2.5]
+    probs, labels = softmax(logits).astype(np.float32), np.zeros(400, dtype=np.int64)
+    table = thresholds_table(probs, labels, [1.0, 2.0, 3.0], aggregate="auto")
+    candidates = table["aggregate_chosen_from"]
+    assert table["aggregate"] == "mean" and set(candidates) == {"mean", "last"}
+    assert candidates["mean"]["expected_cost_ms"] < candidates["last"]["expected_cost_ms"]
+    assert table["policies"] == thresholds_table(probs, labels, [1.0, 2.0, 3.0], aggregate="mean")["policies"]
+
+
+def test_auto_aggregate_takes_exit_k_alone_where_the_mean_errs():
+    """Exits that err alike: on 30 images exit 1 is wrong and surer than exit 2 is right, so the mean at
+    exit 2 is wrong there, 30 points below the last exit alone, and its default can only be the last
+    exit (cost 3). Exit k alone lets the 70 sure images out at exit 1 (cost 1.6)."""
+    hard = np.arange(100) >= 70
+    conf = np.where(hard[:, None], [[0.6, 0.55]], [[0.95, 0.9]])
+    pred = np.where(hard[:, None], [[1, 0]], [[0, 0]])
+    probs, labels = probs_from(conf, pred), np.zeros(100, dtype=np.int64)
+    assert (aggregate_exits(probs, "mean").argmax(-1)[hard, 1] == 1).all()
+    table = thresholds_table(probs, labels, [1.0, 3.0], aggregate="auto")
+    candidates = table["aggregate_chosen_from"]
+    assert table["aggregate"] == "last"
+    assert candidates["mean"]["expected_cost_ms"] == pytest.approx(3.0)
+    assert candidates["last"]["expected_cost_ms"] == pytest.approx(0.7 * 1.0 + 0.3 * 3.0)
+    assert table["policies"]["default"]["expected_accuracy"] == pytest.approx(100.0)
+    assert "aggregate_chosen_from" not in thresholds_table(probs, labels, [1.0, 3.0], aggregate="last")

@@ -50,18 +50,21 @@ def variant_report(profile: LatencyProfile, val: tuple[np.ndarray, np.ndarray],
 
     ``val``: (N, K, C) validation probs and labels; ``evaluated``: the same on the test split, or
     None when the curves are evaluated on validation itself. "accuracy" is each exit's own
-    classifier; "answer_accuracy" and the curves are the cascade's answers under ``aggregate``.
+    classifier; "answer_accuracy" and the curves are the cascade's answers under ``aggregate`` (as
+    the table resolved "auto").
     ``tolerance`` and ``confidence``: the default policy's guard (``thresholds_table``).
     """
     costs = profile.cumulative_p50()
     table = thresholds_table(val[0], val[1], costs, aggregate=aggregate, tolerance=tolerance,
                              confidence=confidence)  # calibrated on validation only
+    aggregate = table["aggregate"]  # "auto" resolved
     probs, labels = evaluated if evaluated is not None else val
     answers = aggregate_exits(probs, aggregate)  # (N, K, C)
     answer_accuracy = accuracy_per_exit(answers, labels)
     thresholds, stored = default_policy(table)
     default = simulate(answers, labels, thresholds, costs)
-    entry = {**profile.to_json(), "aggregate": aggregate, "accuracy": accuracy_per_exit(probs, labels),
+    entry = {**profile.to_json(), "aggregate": aggregate, "aggregate_chosen_from": table.get("aggregate_chosen_from"),
+             "accuracy": accuracy_per_exit(probs, labels),
              "answer_accuracy": answer_accuracy, "anytime": anytime_curve(answer_accuracy, costs),
              "budgeted": budgeted_points(aggregate_exits(val[0], aggregate), val[1], costs,
                                          *((answers, labels) if evaluated is not None else (None, None))),

@@ -32,6 +32,12 @@ def format_markdown(report: dict[str, Any]) -> str:
                          f"| {s['max_ms']:.3f} | {cum:.3f} | {acc:.2f} | {ans:.2f} |")
         if v.get("aggregate") == "mean":
             lines += ["", "The cascade's answer at exit k is the mean softmax of exits 1..k."]
+        choice = v.get("aggregate_chosen_from")
+        if choice:
+            lines += ["", "Chosen on validation (`--aggregate auto`), the default thresholds' mean cost and accuracy: "
+                      + "; ".join(f"{'the mean of exits 1..k' if a == 'mean' else 'exit k alone'} "
+                                  f"{c['expected_cost_ms']:.3f} ms, {c['expected_accuracy']:.2f}%"
+                                  for a, c in choice.items()) + "."]
         default = v.get("default_policy")
         if default:
             lines += ["", f"Cascade, default thresholds (from validation): {default['accuracy']:.2f}% at a mean "

@@ -9,8 +9,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from pipeline.errors import PipelineError
-from pipeline.thresholds.scores import (AGGREGATES, DEFAULT_AGGREGATE, Costs, aggregate_exits, check_criterion,
-                                        check_inputs, thresholds_from_json, thresholds_to_json)
+from pipeline.thresholds.scores import (AGGREGATES, AUTO_AGGREGATE, DEFAULT_AGGREGATE, Costs, aggregate_exits,
+                                        check_criterion, check_inputs, thresholds_from_json, thresholds_to_json)
 from pipeline.thresholds.sweep import (DEFAULT_CONFIDENCE, DEFAULT_QS, CurvePoint, budgeted_curve, cheapest_within_loss,
                                        last_exit_point, max_accuracy_for_cost, min_cost_for_accuracy)
 
@@ -47,7 +47,9 @@ def thresholds_table(probs: np.ndarray, labels: np.ndarray, costs_ms: Costs, cri
 
     ``probs``: each exit's own softmax; the curve and policies are those of ``aggregate`` ("last":
     exit k answers alone; "mean": with the mean softmax of exits 1..k, which is more accurate where
-    the classifiers err on partly different images). ``costs_ms``: cumulative latency to each exit
+    the classifiers err on partly different images; "auto": whichever of the two gives the cheaper
+    default policy here, recorded with both candidates' defaults, as a model whose exits learnt from
+    one teacher err alike and its mean can fall below its last exit). ``costs_ms``: cumulative latency to each exit
     on that backend and precision. Policies: "default", "last-exit", and one per requested target
     (a target that no point meets is an error).
 
@@ -58,6 +60,18 @@ def thresholds_table(probs: np.ndarray, labels: np.ndarray, costs_ms: Costs, cri
     last-exit point when none is. The bound is per point: taking the cheapest of those that pass
     leans a little towards a point whose validation loss was luckier than its true one.
     """
+    if aggregate == AUTO_AGGREGATE:
+        tables = {a: thresholds_table(probs, labels, costs_ms, criterion, max_accuracy_at_ms, min_latency_at_accuracy,
+                                      qs, tolerance, confidence, a) for a in ("mean", "last")}
+
+        def rank(a: str) -> tuple[float, float]:  # cheaper default first, then the more accurate one
+            d = tables[a]["policies"][DEFAULT_POLICY]
+            return d["expected_cost_ms"], -d["expected_accuracy"]
+
+        chosen = min(tables, key=rank)
+        candidates = {a: {k: t["policies"][DEFAULT_POLICY][k] for k in ("expected_cost_ms", "expected_accuracy")}
+                      for a, t in tables.items()}
+        return {**tables[chosen], "aggregate_chosen_from": candidates}
     probs, labels, _ = check_inputs(probs, labels, costs_ms)
     answers = aggregate_exits(probs, aggregate)
     curve = budgeted_curve(answers, labels, costs_ms, criterion, qs)
@@ -78,8 +92,9 @@ def thresholds_table(probs: np.ndarray, labels: np.ndarray, costs_ms: Costs, cri
 
 def add_calibration_options(ap: argparse.ArgumentParser) -> None:
     """The command-line options that shape the calibrated table: --aggregate, --tolerance, --confidence."""
-    ap.add_argument("--aggregate", default=DEFAULT_AGGREGATE, choices=list(AGGREGATES),
-                    help="what exit k answers with: the mean softmax of exits 1..k, or its own (last)")
+    ap.add_argument("--aggregate", default=DEFAULT_AGGREGATE, choices=[AUTO_AGGREGATE, *AGGREGATES],
+                    help="what exit k answers with: the mean softmax of exits 1..k, or its own (last); auto: "
+                         "whichever gives the cheaper default thresholds on the calibration images")
     ap.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
                     help="accuracy points below the last exit that the default thresholds may give up")
     ap.add_argument("--confidence", type=float, default=DEFAULT_CONFIDENCE,

@@ -16,7 +16,8 @@ from pipeline.errors import PipelineError
 
 CRITERIA = ("confidence", "entropy")
 AGGREGATES = ("last", "mean")  # exit k answers with its own softmax, or the mean of exits 1..k
-DEFAULT_AGGREGATE = "mean"
+AUTO_AGGREGATE = "auto"  # calibration picks whichever of AGGREGATES gives the cheaper default policy
+DEFAULT_AGGREGATE = AUTO_AGGREGATE
 
 Costs = Sequence[float] | np.ndarray  # (K,) cumulative cost to each exit
 Thresholds = Sequence[float] | np.ndarray  # (K,) in criterion units
@@ -56,7 +57,7 @@ def check_aggregate(aggregate: str) -> str:
     return aggregate
 
 
-def aggregate_exits(probs: np.ndarray, aggregate: str = DEFAULT_AGGREGATE) -> np.ndarray:
+def aggregate_exits(probs: np.ndarray, aggregate: str = "mean") -> np.ndarray:
     """(N, K, C) per-exit softmax -> (N, K, C) what each exit answers with: itself, or the running mean."""
     p = np.asarray(probs)
     if check_aggregate(aggregate) == "last":

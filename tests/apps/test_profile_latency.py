@@ -53,7 +53,11 @@ def test_profile_writes_reports_and_updates_the_manifest(built, tmp_path, capsys
     v = report["variants"]["onnxruntime/int8"]
     assert len(v["stages"]) == 3 and set(v["stages"][0]) == STAT_KEYS and v["runs"] == 20
     assert len(v["anytime"]) == 3 and v["budgeted"] and len(v["accuracy"]) == 3
-    assert v["aggregate"] == "mean" and [p["accuracy"] for p in v["anytime"]] == v["answer_accuracy"]
+    assert [p["accuracy"] for p in v["anytime"]] == v["answer_accuracy"]
+    # --aggregate auto (the default): the cheaper default policy of the two, both recorded
+    chosen = v["aggregate_chosen_from"]
+    assert set(chosen) == {"mean", "last"}
+    assert v["aggregate"] == min(chosen, key=lambda a: (chosen[a]["expected_cost_ms"], -chosen[a]["expected_accuracy"]))
     assert v["answer_accuracy"][0] == v["accuracy"][0]  # exit 1's mean is exit 1 itself
     assert report["device"]["threads"] == 1 and report["device"]["cpu"]
     md = (out / "latency.md").read_text()
@@ -70,7 +74,10 @@ def test_profile_writes_reports_and_updates_the_manifest(built, tmp_path, capsys
     assert lat.cumulative_p50_ms == sorted(lat.cumulative_p50_ms) and lat.measured_at and lat.device["cpu"]
     table = manifest.thresholds["onnxruntime/fp32"]
     assert table.samples == 20  # calibrated on the validation split, although the curves are on test
-    assert {"default", "last-exit"} <= set(table.policies) and table.curve and table.aggregate == "mean"
+    assert {"default", "last-exit"} <= set(table.policies) and table.curve
+    fp32 = report["variants"]["onnxruntime/fp32"]
+    assert table.aggregate == fp32["aggregate"] and table.aggregate_chosen_from == fp32["aggregate_chosen_from"]
+    assert "Chosen on validation (`--aggregate auto`)" in md
     assert lat.providers == table.providers == manifest.device.backends["onnxruntime"]["providers"]
 
 
@@ -78,9 +85,10 @@ def test_the_cascade_reads_what_the_profiler_wrote(built, tmp_path):
     from pipeline.cascade import Cascade
 
     folder = built.copy(tmp_path)
-    assert main(args(built, folder, tmp_path / "r", "--precisions", "fp32")) == 0
+    assert main(args(built, folder, tmp_path / "r", "--precisions", "fp32", "--aggregate", "mean")) == 0
     manifest = load_manifest(folder)
     assert list(manifest.latency) == ["onnxruntime/fp32"]
+    assert manifest.thresholds["onnxruntime/fp32"].aggregate_chosen_from == {}  # given, not chosen
     with Cascade.from_folder(folder, backend="onnxruntime", precision="fp32") as cascade:
         assert cascade.predictor.measured and cascade.notes == [] and cascade.aggregate == "mean"
         assert cascade.thresholds[-1] == -float("inf")
