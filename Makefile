@@ -17,7 +17,7 @@ CHECKPOINT  ?= models/msdnet_cifar10.pt
 TEACHER_OUT ?= models/teacher_cifar10.pt
 TEACHER_ARGS ?= --epochs 30 --batch-size 256 --lr 0.4 --nesterov --weight-decay 5e-4 --schedule cosine --warmup-epochs 1 \
                --ema 0.998 --bn-bias-lr-scale 4 --cutout 16 --bf16 --threads 2 --compile on --channels-last --no-progress
-# The recipe in training (README, "Training"): `make train` resumes it from TRAIN_OUT after an interruption;
+# The shipped recipe (README, "Training"): `make train` resumes it from TRAIN_OUT after an interruption;
 # when it has run all its epochs and beats the shipped model, its weights become CHECKPOINT.
 TRAIN_OUT   ?= models/msdnet_cifar10_kd.pt
 EPOCHS      ?= 120
