@@ -48,9 +48,9 @@ def thresholds_table(probs: np.ndarray, labels: np.ndarray, costs_ms: Costs, cri
     ``probs``: each exit's own softmax; the curve and policies are those of ``aggregate`` ("last":
     exit k answers alone; "mean": with the mean softmax of exits 1..k, which is more accurate where
     the classifiers err on partly different images; "auto": whichever of the two gives the cheaper
-    default policy here, recorded with both candidates' defaults, as a model whose exits learnt from
-    one teacher err alike and its mean can fall below its last exit). ``costs_ms``: cumulative latency to each exit
-    on that backend and precision. Policies: "default", "last-exit", and one per requested target
+    default policy here, the mean on a tie, recorded with both candidates' defaults, as a model whose
+    exits learnt from one teacher err alike and its mean can fall below its last exit). ``costs_ms``:
+    cumulative latency to each exit on that backend and precision. Policies: "default", "last-exit", and one per requested target
     (a target that no point meets is an error).
 
     "default" must keep its accuracy on images it was not chosen on, and a point chosen on one
