@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks.cascade_runs import DEADLINE_SLACK_MS, MATCH_POINTS
+from pipeline.thresholds import AGGREGATE_NAMES
 
 
 def _pct(x: float | None) -> str:
@@ -15,7 +16,7 @@ def format_table(results: dict[str, Any]) -> str:
     """The four figures as one Markdown table, then benchmark 3 per stage."""
     b1, b2, b3, b4 = (results[k] for k in ("cascade_vs_full", "ort_vs_torch", "int8_vs_fp32", "deadline"))
     rows = [f"| 1 | cascade vs full network, {b1['variant']}, thresholds from validation, answers: "
-            f"{'mean of exits 1..k' if b1['aggregate'] == 'mean' else 'exit k alone'} | "
+            f"{AGGREGATE_NAMES[b1['aggregate']]} | "
             f"**{b1['ratio_mean']:.2f}x** lower mean latency per frame | cascade {b1['cascade_mean_ms']:.3f} ms, "
             f"{_pct(b1['cascade_accuracy'])}; full network {b1['full_mean_ms']:.3f} ms, {_pct(b1['full_accuracy'])}; "
             + (f"FP32 full network {b1['fp32_full_mean_ms']:.3f} ms ({b1['ratio_mean_vs_fp32_full']:.2f}x the "

@@ -76,6 +76,11 @@ RECIPE_SHOWN = ("epochs", "batch_size", "lr", "momentum", "nesterov", "weight_de
                 "distill", "temperature", "teacher", "bf16", "compile")
 
 
+def _hours(history: list[dict[str, Any]]) -> float:
+    """Training wall time of a run's epoch records, in hours."""
+    return sum(h.get("seconds", 0.0) for h in history) / 3600
+
+
 def time_by_machine(history: list[dict[str, Any]]) -> str:
     """Training wall time per machine, in the order the machines first ran an epoch; epochs saved before
     checkpoints recorded their machine are counted as "machine not recorded"."""
@@ -89,7 +94,7 @@ def time_by_machine(history: list[dict[str, Any]]) -> str:
 
 def training_time_lines(history: list[dict[str, Any]], teacher: Path | None) -> list[str]:
     """The card's lines on how long training took and on what, the teacher's run (``--teacher``) included."""
-    hours = sum(h.get("seconds", 0.0) for h in history) / 3600
+    hours = _hours(history)
     lines = [f"- training wall time: {hours:.2f} h over {len(history)} epochs ({time_by_machine(history)}; "
              "the wall time includes other work sharing the machine)"]
     if teacher is not None:
@@ -99,7 +104,7 @@ def training_time_lines(history: list[dict[str, Any]], teacher: Path | None) -> 
             taught = read_checkpoint(teacher).get("train_state", {}).get("history", [])
         except PipelineError as exc:
             return lines + [f"- teacher `{teacher}`: its training time is unknown here ({exc})"]
-        t_hours = sum(h.get("seconds", 0.0) for h in taught) / 3600
+        t_hours = _hours(taught)
         lines.append(f"- teacher `{teacher}`: {t_hours:.2f} h over {len(taught)} epochs ({time_by_machine(taught)}); "
                      f"{hours + t_hours:.2f} h in all with the student's")
     return lines
@@ -114,7 +119,7 @@ def model_card(checkpoint: Path, report: dict, command: str) -> str:
     state = ckpt.get("train_state", {})
     history = state.get("history", [])
     train_args = state.get("args", {})
-    teacher = Path(train_args["teacher"]) if train_args.get("teacher") not in (None, "", "None") else None
+    teacher = Path(train_args["teacher"]) if train_args.get("teacher") else None  # "": no teacher
     flag = {"ema_decay": "ema"}
     opts = " ".join(f"--{flag.get(k, k).replace('_', '-')} {v}" for k, v in train_args.items()
                     if k in RECIPE_SHOWN and not (k in BEFORE_OPTION_EXISTED and v == str(BEFORE_OPTION_EXISTED[k])))

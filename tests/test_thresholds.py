@@ -318,3 +318,17 @@ def test_auto_aggregate_takes_exit_k_alone_where_the_mean_errs():
     assert candidates["last"]["expected_cost_ms"] == pytest.approx(0.7 * 1.0 + 0.3 * 3.0)
     assert table["policies"]["default"]["expected_accuracy"] == pytest.approx(100.0)
     assert "aggregate_chosen_from" not in thresholds_table(probs, labels, [1.0, 3.0], aggregate="last")
+
+
+def test_auto_aggregate_meets_named_targets_on_the_chosen_curve_only():
+    """A target the rejected aggregate cannot meet (the mean never reaches 100% on exits that err alike)
+    does not stop the choice: it is met on the curve of exit k alone."""
+    hard = np.arange(100) >= 70
+    conf = np.where(hard[:, None], [[0.6, 0.55]], [[0.95, 0.9]])
+    pred = np.where(hard[:, None], [[1, 0]], [[0, 0]])
+    probs, labels = probs_from(conf, pred), np.zeros(100, dtype=np.int64)
+    with pytest.raises(PipelineError):
+        thresholds_table(probs, labels, [1.0, 3.0], min_latency_at_accuracy=[100.0], aggregate="mean")
+    table = thresholds_table(probs, labels, [1.0, 3.0], min_latency_at_accuracy=[100.0], aggregate="auto")
+    assert table["aggregate"] == "last"
+    assert table["policies"]["min-latency@100%"]["expected_accuracy"] == pytest.approx(100.0)

@@ -9,6 +9,7 @@ from typing import Any
 from pipeline.device import describe_device
 from pipeline.files import atomic_write_text
 from pipeline.profiling.torch_baseline import TORCH_EAGER
+from pipeline.thresholds import AGGREGATE_NAMES
 
 
 def format_markdown(report: dict[str, Any]) -> str:
@@ -35,7 +36,7 @@ def format_markdown(report: dict[str, Any]) -> str:
         choice = v.get("aggregate_chosen_from")
         if choice:
             lines += ["", "Chosen on validation (`--aggregate auto`), the default thresholds' mean cost and accuracy: "
-                      + "; ".join(f"{'the mean of exits 1..k' if a == 'mean' else 'exit k alone'} "
+                      + "; ".join(f"{AGGREGATE_NAMES[a]} "
                                   f"{c['expected_cost_ms']:.3f} ms, {c['expected_accuracy']:.2f}%"
                                   for a, c in choice.items()) + "."]
         default = v.get("default_policy")

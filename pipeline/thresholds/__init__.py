@@ -14,18 +14,19 @@ from __future__ import annotations
 from pipeline.thresholds.policies import (DEFAULT_POLICY, DEFAULT_TOLERANCE, LAST_EXIT_POLICY, add_calibration_options,
                                           check_calibration_options, curve_from_table, default_policy,
                                           max_accuracy_name, min_latency_name, policy_thresholds, thresholds_table)
-from pipeline.thresholds.scores import (AGGREGATES, AUTO_AGGREGATE, CRITERIA, DEFAULT_AGGREGATE, Costs, Simulation,
-                                        Thresholds, aggregate_exits, check_aggregate, check_criterion, exit_index,
-                                        exit_scores, from_scores, simulate, softmax, thresholds_from_json,
+from pipeline.thresholds.scores import (AGGREGATE_NAMES, AGGREGATES, AUTO_AGGREGATE, CRITERIA, DEFAULT_AGGREGATE, Costs,
+                                        Simulation, Thresholds, aggregate_exits, check_aggregate, check_criterion,
+                                        exit_index, exit_scores, from_scores, simulate, softmax, thresholds_from_json,
                                         thresholds_to_json, to_scores)
 from pipeline.thresholds.sweep import (DEFAULT_CONFIDENCE, DEFAULT_QS, CurvePoint, budgeted_curve,
                                        geometric_distribution, last_exit_point, loss_bound, max_accuracy_for_cost,
                                        min_cost_for_accuracy, min_cost_within_loss)
 
-__all__ = ["AGGREGATES", "AUTO_AGGREGATE", "CRITERIA", "DEFAULT_AGGREGATE", "DEFAULT_CONFIDENCE", "DEFAULT_POLICY",
-           "DEFAULT_QS", "DEFAULT_TOLERANCE", "LAST_EXIT_POLICY", "Costs", "CurvePoint", "Simulation", "Thresholds",
-           "add_calibration_options", "aggregate_exits", "budgeted_curve", "check_aggregate", "check_calibration_options",
-           "check_criterion", "curve_from_table", "default_policy", "exit_index", "exit_scores", "from_scores",
-           "geometric_distribution", "last_exit_point", "loss_bound", "max_accuracy_for_cost", "max_accuracy_name",
-           "min_cost_for_accuracy", "min_cost_within_loss", "min_latency_name", "policy_thresholds", "simulate",
-           "softmax", "thresholds_from_json", "thresholds_table", "thresholds_to_json", "to_scores"]
+__all__ = ["AGGREGATE_NAMES", "AGGREGATES", "AUTO_AGGREGATE", "CRITERIA", "DEFAULT_AGGREGATE", "DEFAULT_CONFIDENCE",
+           "DEFAULT_POLICY", "DEFAULT_QS", "DEFAULT_TOLERANCE", "LAST_EXIT_POLICY", "Costs", "CurvePoint",
+           "Simulation", "Thresholds", "add_calibration_options", "aggregate_exits", "budgeted_curve",
+           "check_aggregate", "check_calibration_options", "check_criterion", "curve_from_table", "default_policy",
+           "exit_index", "exit_scores", "from_scores", "geometric_distribution", "last_exit_point", "loss_bound",
+           "max_accuracy_for_cost", "max_accuracy_name", "min_cost_for_accuracy", "min_cost_within_loss",
+           "min_latency_name", "policy_thresholds", "simulate", "softmax", "thresholds_from_json", "thresholds_table",
+           "thresholds_to_json", "to_scores"]

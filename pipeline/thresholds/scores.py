@@ -16,6 +16,7 @@ from pipeline.errors import PipelineError
 
 CRITERIA = ("confidence", "entropy")
 AGGREGATES = ("last", "mean")  # exit k answers with its own softmax, or the mean of exits 1..k
+AGGREGATE_NAMES = {"last": "exit k alone", "mean": "mean of exits 1..k"}  # as reports print them
 AUTO_AGGREGATE = "auto"  # calibration picks whichever of AGGREGATES gives the cheaper default policy
 DEFAULT_AGGREGATE = AUTO_AGGREGATE
 
