@@ -77,7 +77,10 @@ def _split_off_resume_state(path: Path, train_state: dict) -> dict:
 
 
 def _join_resume_state(path: Path, train_state: dict) -> dict:
-    """``train_state`` with the resume-only part read back from beside ``path``, checked by its sha256."""
+    """``train_state`` with the resume-only part read back from beside ``path``, checked by its sha256.
+
+    A finished run needs no resume state: its checkpoint stands alone when the side file is gone.
+    """
     import torch
 
     from pipeline.files import sha256_file
@@ -85,7 +88,10 @@ def _join_resume_state(path: Path, train_state: dict) -> dict:
     ref = train_state.get("resume_file")
     if not isinstance(ref, dict):
         return train_state
+    finished = isinstance(train_state.get("epoch"), int) and train_state["epoch"] >= int(train_state.get("epochs") or 0)
     state_path = path.with_name(str(ref.get("name")))
+    if finished and not state_path.exists():
+        return {k: v for k, v in train_state.items() if k != "resume_file"}
     if not state_path.is_file() or sha256_file(state_path) != ref.get("sha256"):
         raise PipelineError(f"checkpoint {path} resumes from {state_path}, which is missing or is not the file it "
                             "was saved with; restore both files together (or train from scratch)")
@@ -96,8 +102,12 @@ def _join_resume_state(path: Path, train_state: dict) -> dict:
     return {**{k: v for k, v in train_state.items() if k != "resume_file"}, **side}
 
 
-def read_checkpoint(path: str | Path) -> dict:
-    """Load and check a checkpoint's structure; a missing, corrupt or foreign file raises PipelineError."""
+def read_checkpoint(path: str | Path, resume: bool = False) -> dict:
+    """Load and check a checkpoint's structure; a missing, corrupt or foreign file raises PipelineError.
+
+    ``resume``: also read the resume-only state kept beside it (raw weights, optimiser), which only a
+    resumed run needs; without it a checkpoint is read alone, so a copy of a deployable one works anywhere.
+    """
     import torch
 
     path = Path(path)
@@ -118,7 +128,9 @@ def read_checkpoint(path: str | Path) -> dict:
             raise PipelineError(f"checkpoint {path} should record {what} under {key!r} ({found}); it is incomplete "
                                 "or damaged: retrain it or restore it")
     if isinstance(ckpt.get("train_state"), dict):
-        ckpt["train_state"] = _join_resume_state(path, ckpt["train_state"])
+        state = ckpt["train_state"]
+        ckpt["train_state"] = _join_resume_state(path, state) if resume else \
+            {k: v for k, v in state.items() if k != "resume_file"}
     return ckpt
 
 
@@ -136,18 +148,19 @@ def check_shapes(path: str | Path, wanted: dict, stored: dict) -> None:
 
 
 # Factories inside this package (the teacher network): rebuilding them runs no code from outside it.
-OWN_FACTORIES = ("pipeline.models.teacher:",)
+OWN_FACTORIES = ("pipeline.models.teacher:", "pipeline.models.ranet:")
 
 
-def load_model(path: str | Path, expect_model: str | None = None, expect_config: dict | None = None
-               ) -> tuple["MSDNet", dict]:
+def load_model(path: str | Path, expect_model: str | None = None, expect_config: dict | None = None,
+               resume: bool = False) -> tuple["MSDNet", dict]:
     """Rebuild the model from a checkpoint and load its weights; returns ``(model in eval mode, checkpoint)``.
 
-    ``expect_model`` / ``expect_config`` reject a checkpoint of another model or configuration.
+    ``expect_model`` / ``expect_config`` reject a checkpoint of another model or configuration; ``resume``
+    as in :func:`read_checkpoint`.
     """
     from pipeline.models import model_from_config
 
-    ckpt = read_checkpoint(path)
+    ckpt = read_checkpoint(path, resume=resume)
     if expect_model is not None and ckpt["model"] != expect_model:
         raise PipelineError(f"checkpoint {path} holds model {ckpt['model']!r}, but {expect_model!r} was requested; "
                             "pass the matching --model or another checkpoint")

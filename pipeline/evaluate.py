@@ -110,6 +110,31 @@ def training_time_lines(history: list[dict[str, Any]], teacher: Path | None) -> 
     return lines
 
 
+FILES_HEADING = "## Files in this folder"
+
+
+def files_section(folder: Path) -> str:
+    """The card's list of the checkpoints beside it, with size and sha256, so a clone can check what it got."""
+    from pipeline.checkpoint import read_checkpoint
+    from pipeline.files import sha256_file
+
+    lines = [FILES_HEADING, "", "| file | model | epochs | size (MB) | sha256 |", "|---|---|---|---|---|"]
+    for path in sorted(folder.glob("*.pt")):
+        try:
+            ckpt = read_checkpoint(path)
+            model, epochs = f"`{ckpt['model']}`", str(ckpt.get("train_state", {}).get("epoch", "-"))
+        except PipelineError:
+            model, epochs = "not a checkpoint of this project", "-"
+        lines.append(f"| {path.name} | {model} | {epochs} | {path.stat().st_size / 1e6:.2f} | {sha256_file(path)} |")
+    return "\n".join(lines) + "\n"
+
+
+def with_files_section(card: str, folder: Path) -> str:
+    """``card`` with its files section replaced by (or, where it has none, followed by) the current one."""
+    head = card.split(FILES_HEADING)[0].rstrip("\n")
+    return f"{head}\n\n{files_section(folder)}"
+
+
 def model_card(checkpoint: Path, report: dict, command: str) -> str:
     """The model card: config, how it was trained, on what machine, and the per-exit table of ``report``."""
     from pipeline.checkpoint import read_checkpoint
@@ -138,7 +163,7 @@ def model_card(checkpoint: Path, report: dict, command: str) -> str:
         + " ".join(f"{a:.2f}" for a in last.get("val_acc", [])),
         "", f"Reproduce the table: `{command}`", "", format_report(report), "",
     ]
-    return "\n".join(lines)
+    return with_files_section("\n".join(lines), checkpoint.parent)
 
 
 @cli_main

@@ -100,7 +100,7 @@ def build_state(opts: TrainOptions, cfg: Any, device: str) -> RunState:
 
     saved: dict[str, Any] = {}
     if opts.resume and opts.out.exists():
-        shipped, ckpt = load_model(opts.out, expect_model=opts.model, expect_config=cfg.to_dict())
+        shipped, ckpt = load_model(opts.out, expect_model=opts.model, expect_config=cfg.to_dict(), resume=True)
         if "train_state" not in ckpt:
             raise PipelineError(f"{opts.out} holds final weights without a training state; it cannot be resumed")
         saved = ckpt["train_state"]

@@ -179,10 +179,32 @@ def test_resume_only_state_lives_beside_the_checkpoint_and_is_checked(tmp_path):
     side = tmp_path / "m.state.pt"
     bare = torch.load(out, weights_only=True)["train_state"]
     assert side.is_file() and "raw_state_dict" not in bare and "optimizer" not in bare
-    assert set(read_checkpoint(out)["train_state"]) >= {"raw_state_dict", "optimizer", "ema_updates"}
+    assert set(read_checkpoint(out, resume=True)["train_state"]) >= {"raw_state_dict", "optimizer", "ema_updates"}
+    assert "raw_state_dict" not in read_checkpoint(out)["train_state"]  # deploying reads the checkpoint alone
     side.write_bytes(side.read_bytes() + b"\0")
     with pytest.raises(PipelineError, match="not the file it was saved with"):
-        read_checkpoint(out)
+        read_checkpoint(out, resume=True)
+
+
+def test_a_deployable_checkpoint_stands_alone_and_an_unfinished_one_needs_its_state(tmp_path):
+    import shutil
+
+    from pipeline.checkpoint import load_model
+
+    done, partial = tmp_path / "done.pt", tmp_path / "partial.pt"
+    run(tmp_path, done, "--epochs", "1", "--ema", "0.9")
+    copy = tmp_path / "copy" / "shipped.pt"
+    copy.parent.mkdir()
+    shutil.copy(done, copy)  # no resume state beside the copy
+    model, ckpt = load_model(copy)
+    assert ckpt["train_state"]["epoch"] == 1 and "resume_file" not in ckpt["train_state"]
+    assert read_checkpoint(copy, resume=True)["train_state"]["epoch"] == 1  # finished: nothing left to resume
+    run(tmp_path, partial, "--epochs", "2", "--max-steps", "4", "--ema", "0.9")  # 4 steps: epoch 1 of 2
+    before = partial.read_bytes()
+    (tmp_path / "partial.state.pt").unlink()
+    with pytest.raises(PipelineError, match="missing or is not the file"):
+        read_checkpoint(partial, resume=True)
+    assert read_checkpoint(partial)["train_state"]["epoch"] == 1 and partial.read_bytes() == before
 
 
 @pytest.mark.parametrize("native", [False, True])

@@ -1,0 +1,42 @@
+"""The checkpoints shipped in models/ are the ones its model card lists, byte for byte."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from pipeline.files import sha256_file
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+ROW = re.compile(r"^\| (\S+\.pt) \|.*\| ([0-9a-f]{64}) \|$")
+
+
+def card_rows() -> dict[str, str]:
+    return {m.group(1): m.group(2) for line in (MODELS / "README.md").read_text().splitlines()
+            if (m := ROW.match(line))}
+
+
+def test_the_card_lists_every_shipped_checkpoint_with_its_sha256():
+    rows = card_rows()
+    shipped = sorted(p.name for p in MODELS.glob("*.pt"))
+    assert shipped, "models/ ships no checkpoint"
+    assert sorted(rows) == shipped
+    for name, digest in rows.items():
+        assert sha256_file(MODELS / name) == digest, f"{name} is not the file the card lists"
+
+
+def test_no_resume_state_or_copy_is_shipped():
+    assert not list(MODELS.glob("*.state.pt"))
+    digests = [sha256_file(p) for p in MODELS.glob("*.pt")]
+    assert len(digests) == len(set(digests)), "two files in models/ are copies of each other"
+
+
+def test_the_files_section_is_rewritten_not_appended(tmp_path):
+    pytest.importorskip("torch")
+    from pipeline.evaluate import FILES_HEADING, with_files_section
+
+    (tmp_path / "a.pt").write_bytes(b"not a checkpoint")
+    card = with_files_section(with_files_section("# Model card\n", tmp_path), tmp_path)
+    assert card.count(FILES_HEADING) == 1 and "| a.pt | not a checkpoint of this project | - | 0.00 |" in card
