@@ -67,71 +67,71 @@ test: lint
 	$(PY) -m pytest
 
 train: teacher
-	$(PY) -m pipeline.training --model $(MODEL) --data "$(DATA)" --epochs $(EPOCHS) \
+	$(PY) -m pipeline.cli train --model $(MODEL) --data "$(DATA)" --epochs $(EPOCHS) \
 	    --out $(TRAIN_OUT) --resume $(TRAIN_ARGS)
 
 .PHONY: teacher
 teacher: setup
-	$(PY) -m pipeline.training --model-factory pipeline.models.teacher:build --data "$(DATA)" \
+	$(PY) -m pipeline.cli train --model-factory pipeline.models.teacher:build --data "$(DATA)" \
 	    --out $(TEACHER_OUT) --resume $(TEACHER_ARGS)
 
 evaluate: setup
-	$(PY) -m pipeline.evaluate --checkpoint $(CHECKPOINT) --data "$(DATA)" --split $(SPLIT) $(EVAL_ARGS)
+	$(PY) -m pipeline.cli evaluate --checkpoint $(CHECKPOINT) --data "$(DATA)" --split $(SPLIT) $(EVAL_ARGS)
 
 # Training throughput, today's setup against the faster one, side by side (images per second).
 .PHONY: train-bench ablations
 train-bench: setup
-	$(PY) benchmarks/train_throughput.py $(TRAIN_BENCH_ARGS)
+	$(PY) -m pipeline.cli bench train-throughput $(TRAIN_BENCH_ARGS)
 
 # The recipe's ablation table (short runs, one change each; resumable): runs/ablation/.
 ablations: setup
-	$(PY) benchmarks/training_ablations.py --data "$(DATA)" --out runs/ablation $(ABLATION_ARGS)
+	$(PY) -m pipeline.cli bench ablations --data "$(DATA)" --out runs/ablation $(ABLATION_ARGS)
 
 # Per-stage ONNX (FP32, FP16, INT8), engines for this machine, manifest: $(ENGINES)/<model>/manifest.json
 engines: setup
-	$(PY) -m pipeline.build --checkpoint $(CHECKPOINT) --data "$(DATA)" --out $(ENGINES) $(ENGINE_ARGS)
+	$(PY) -m pipeline.cli engines --checkpoint $(CHECKPOINT) --data "$(DATA)" --out $(ENGINES) $(ENGINE_ARGS)
 
 # Per-stage latency percentiles and accuracy-vs-latency curves ($(REPORTS)/latency.json, .md, .png);
 # writes the measured latencies and validation-calibrated exit thresholds into the manifest.
 .PHONY: profile bench
 profile: engines
-	$(PY) apps/profile_latency.py --engines $(ENGINES)/$(MODEL) --data "$(DATA)" --split $(SPLIT) \
+	$(PY) -m pipeline.cli profile --engines $(ENGINES)/$(MODEL) --data "$(DATA)" --split $(SPLIT) \
 	    $(if $(wildcard $(CHECKPOINT)),--checkpoint $(CHECKPOINT)) --out $(REPORTS) $(PROFILE_ARGS)
 
 # The README's four benchmarks, side by side in one run ($(REPORTS)/benchmarks.json); --frames N to shorten.
 # Then benchmark 5, the temporal cascade against frame by frame on generated video ($(REPORTS)/video_benchmark.json).
 bench: engines
-	$(PY) benchmarks/cascade_benchmarks.py --engines $(ENGINES)/$(MODEL) --data "$(DATA)" \
+	$(PY) -m pipeline.cli bench cascade --engines $(ENGINES)/$(MODEL) --data "$(DATA)" \
 	    $(if $(wildcard $(CHECKPOINT)),--checkpoint $(CHECKPOINT)) --json $(REPORTS)/benchmarks.json $(BENCH_ARGS)
-	$(PY) benchmarks/video_benchmark.py --engines $(ENGINES)/$(MODEL) --data "$(DATA)" \
+	$(PY) -m pipeline.cli bench video --engines $(ENGINES)/$(MODEL) --data "$(DATA)" \
 	    --json $(REPORTS)/video_benchmark.json $(VIDEO_BENCH_ARGS)
 
 # Frame reuse, cuts, the temporal prior and smoothing, calibrated on validation clips into the manifest
 # (after `make profile`, whose exit thresholds they build on).
 .PHONY: temporal
 temporal: engines
-	$(PY) -m pipeline.temporal.calibrate --engines $(ENGINES)/$(MODEL) --data "$(DATA)" $(TEMPORAL_ARGS)
+	$(PY) -m pipeline.cli temporal --engines $(ENGINES)/$(MODEL) --data "$(DATA)" $(TEMPORAL_ARGS)
 
 # Every built engine against the reference (the PyTorch model where torch is installed, else ONNX Runtime
 # FP32) on 256 validation images: per-exit logit differences and top-1 agreement, exit 1 past a tolerance.
 .PHONY: verify
 verify: engines
-	$(PY) -m pipeline.verify --engines $(ENGINES)/$(MODEL) --data "$(DATA)" \
+	$(PY) -m pipeline.cli verify --engines $(ENGINES)/$(MODEL) --data "$(DATA)" \
 	    $(if $(wildcard $(CHECKPOINT)),--checkpoint $(CHECKPOINT)) $(VERIFY_ARGS)
 
 # The README's main command: engines for this machine, exit thresholds, then the camera app.
 .PHONY: demo
 demo: engines
-	$(PY) apps/profile_latency.py --engines $(ENGINES)/$(MODEL) --data "$(DATA)" --precisions $(PRECISION) \
+	$(PY) -m pipeline.cli profile --engines $(ENGINES)/$(MODEL) --data "$(DATA)" --precisions $(PRECISION) \
 	    --runs 300 --warmup 30 --out $(DEMO)/profile
-	$(PY) -m pipeline.temporal.calibrate --engines $(ENGINES)/$(MODEL) --data "$(DATA)" --precisions $(PRECISION) \
+	$(PY) -m pipeline.cli temporal --engines $(ENGINES)/$(MODEL) --data "$(DATA)" --precisions $(PRECISION) \
 	    --scenes 40 $(TEMPORAL_ARGS)
 ifeq ($(SOURCE),)
-	$(PY) -m pipeline.video.clip --data "$(DATA)" --split test --scenes 8 --out $(DEMO)
-	$(PY) apps/camera.py --engines $(ENGINES)/$(MODEL) --source $(DEMO)/clip.avi --labels $(DEMO)/labels.json --crop \
+	$(PY) -m pipeline.cli clip --data "$(DATA)" --split test --scenes 8 --out $(DEMO)
+	$(PY) -m pipeline.cli camera --engines $(ENGINES)/$(MODEL) --source $(DEMO)/clip.avi --labels $(DEMO)/labels.json --crop \
 	    --headless --output $(DEMO)/annotated.avi --log $(DEMO)/frames.jsonl --precision $(PRECISION) $(DEMO_ARGS)
 else
-	$(PY) apps/camera.py --engines $(ENGINES)/$(MODEL) --source '$(subst ','\'',$(value SOURCE))' --precision $(PRECISION) \
+	$(PY) -m pipeline.cli camera --engines $(ENGINES)/$(MODEL) --source '$(subst ','\'',$(value SOURCE))' --precision $(PRECISION) \
 	    --log $(DEMO)/frames.jsonl $(DEMO_ARGS)
 endif
 
@@ -139,10 +139,10 @@ endif
 # per-stage latency in runs/imagenet224/reports/latency.md.
 .PHONY: imagenet-size
 imagenet-size: setup
-	$(PY) benchmarks/imagenet_size.py --out runs/imagenet224
+	$(PY) -m pipeline.cli bench imagenet-size --out runs/imagenet224
 
 flops: setup
-	$(PY) -m pipeline.models.flops --model $(MODEL)
+	$(PY) -m pipeline.cli flops --model $(MODEL)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from benchmarks.cascade_benchmarks import main
+from pipeline.benchmarks.cascade_benchmarks import main
 from tests.helpers import tiny_build
 
 

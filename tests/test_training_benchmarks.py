@@ -8,8 +8,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from benchmarks.train_throughput import Setup  # noqa: E402
-from benchmarks.train_throughput import main as throughput_main  # noqa: E402
+from pipeline.benchmarks.train_throughput import Setup  # noqa: E402
+from pipeline.benchmarks.train_throughput import main as throughput_main  # noqa: E402
 from pipeline.errors import PipelineError  # noqa: E402
 
 TINY = ["--model-opt", "n_blocks=2", "--model-opt", "step=1", "--model-opt", "base=1",
@@ -34,7 +34,7 @@ def test_two_setups_are_timed_side_by_side(tmp_path, capsys):
 
 
 def test_the_ablation_table_reads_finished_rows_only(tmp_path, capsys, monkeypatch):
-    from benchmarks.training_ablations import main as ablation_main
+    from pipeline.benchmarks.training_ablations import main as ablation_main
     from tests.training.conftest import run
 
     monkeypatch.setenv("ANYTIME_CACHE", str(tmp_path / "cache"))
@@ -88,7 +88,7 @@ def test_a_teacher_row_names_the_runners_teacher():
     import argparse
     from pathlib import Path
 
-    from benchmarks.training_ablations import row_command
+    from pipeline.benchmarks.training_ablations import row_command
 
     args = argparse.Namespace(out=Path("abl"), data="d", epochs=3, limit=10, seed=1, extra="", teacher="t/x.pt")
     cmd = row_command("teacher0.5", args)

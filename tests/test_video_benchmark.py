@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks.video_benchmark import main, run_clip
+from pipeline.benchmarks.video_benchmark import main, run_clip
 from pipeline.temporal.cascade import TemporalCascade
 from pipeline.temporal.rule import TemporalSettings
 from tests.temporal.doubles import colour_cascade

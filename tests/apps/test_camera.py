@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from apps.camera import main
+from pipeline.apps.camera import main
 from pipeline.deadline import BudgetSplit
 from pipeline.errors import PipelineError
 from pipeline.video.labels import load_labels

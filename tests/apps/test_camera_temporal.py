@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from apps.camera import build_parser, main, options_from_args
+from pipeline.apps.camera import build_parser, main, options_from_args
 from pipeline.temporal.cascade import TemporalCascade
 from pipeline.temporal.rule import TemporalOptions, TemporalSettings
 from pipeline.video.clip import write_clip

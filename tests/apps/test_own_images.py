@@ -68,8 +68,8 @@ def test_the_build_makes_every_precision_for_the_example(walk):
 
 
 def test_the_profiler_and_the_camera_run_on_it(walk, capsys):
-    from apps.camera import main as camera
-    from apps.profile_latency import main as profile
+    from pipeline.apps.camera import main as camera
+    from pipeline.apps.profile_latency import main as profile
     from pipeline.manifest import load_manifest
 
     folder = walk / "engines" / "two_exit_cnn"

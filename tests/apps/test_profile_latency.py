@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from apps.profile_latency import main
+from pipeline.apps.profile_latency import main
 from pipeline.manifest import load_manifest, sha256_file
 from tests.helpers import PNG, tiny_build
 

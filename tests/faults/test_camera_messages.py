@@ -176,7 +176,7 @@ def test_make_demo_passes_a_source_with_quotes_intact(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     calls = [call.strip("\n").split("\n") for call in record.read_text().split("---\n") if call.strip()]
-    camera = next(call for call in calls if call[0] == "apps/camera.py")
+    camera = next(call for call in calls if call[:3] == ["-m", "pipeline.cli", "camera"])
     assert camera[camera.index("--source") + 1] == source
     assert not os.path.exists(tmp_path / "demo" / "frames.jsonl")
 

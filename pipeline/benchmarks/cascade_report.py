@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.cascade_runs import DEADLINE_SLACK_MS, MATCH_POINTS
+from pipeline.benchmarks.cascade_runs import DEADLINE_SLACK_MS, MATCH_POINTS
 from pipeline.thresholds import AGGREGATE_NAMES
 
 

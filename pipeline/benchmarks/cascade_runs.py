@@ -1,7 +1,7 @@
 """The four cascade benchmarks, each measured from built engines on this machine.
 
 :class:`Bench` loads the data and profiles each (backend, precision) once; the four functions
-compute one benchmark each from it (see ``benchmarks/cascade_benchmarks.py`` for the command).
+compute one benchmark each from it (see ``cascade_benchmarks`` for the command).
 """
 
 from __future__ import annotations
