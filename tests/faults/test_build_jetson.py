@@ -1,4 +1,4 @@
-"""The README's Jetson steps, exactly: copy a host build's ``onnx/`` and ``manifest.json`` to the device,
+"""The Jetson steps of docs/jetson.md, exactly: copy a host build's ``onnx/`` and ``manifest.json`` to the device,
 then ``make engines EXTRAS=jetson,plot VENV_ARGS=--system-site-packages ENGINE_ARGS=--compile-only``.
 The portable artifacts and the manifest are all it needs: the host's engines stay behind."""
 
@@ -14,7 +14,7 @@ import pytest
 from pipeline.manifest import load_manifest, variant_key
 from tests.faults.conftest import ROOT, temporaries
 
-README = (ROOT / "README.md").read_text()
+README = (ROOT / "docs" / "jetson.md").read_text()  # the Jetson steps moved from the README to docs/
 STEP_2 = "make engines EXTRAS=jetson,plot VENV_ARGS=--system-site-packages ENGINE_ARGS=--compile-only"
 
 
