@@ -6,7 +6,8 @@
 Exit rule: exit k answers when its softmax score passes threshold k (``pipeline.thresholds``: max
 softmax >= t, or entropy <= t); with the "mean" aggregate, exit k's answer and score are those of
 the mean softmax of exits 1..k. Deadline rule: ``pipeline.deadline``. The per-frame path is numpy
-and the backend's chain only: no torch, no per-frame buffers besides the result.
+and the backend's chain only: no torch, no per-frame buffers besides the result. A Cascade is an
+:class:`~pipeline.runtime.AnytimeRuntime`, as the video-aware cascade that wraps it is.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pipeline.backends.base import StageChain
 from pipeline.deadline import LatencyPredictor, check_budget
 from pipeline.errors import PipelineError
 from pipeline.manifest import Manifest
+from pipeline.runtime import AnytimeRuntime
 from pipeline.thresholds import (DEFAULT_POLICY, LAST_EXIT_POLICY, check_aggregate, check_criterion, policy_thresholds,
                                  to_scores)
 
@@ -44,7 +46,7 @@ class CascadeResult:
     stopped_by: StoppedBy
 
 
-class Cascade:
+class Cascade(AnytimeRuntime[CascadeResult]):
     """A loaded StageChain, exit thresholds and a latency predictor: one frame in, one answer out.
 
     Safe to share between threads: ``classify`` calls take turns under a lock (the chain's buffers,
@@ -52,6 +54,17 @@ class Cascade:
     the one a lone call would give; the budget counts from when a call gets its turn. For frames
     classified in parallel, load one Cascade per thread.
     """
+
+    # AnytimeRuntime's facts, plain attributes here (set in __init__; from_folder names the variant's)
+    backend: str = ""
+    precision: str = ""
+    policy: str = ""
+    classes: Sequence[str] = ()
+    num_exits: int = 0
+    frame_size: tuple[int, int] | None = None
+    colour_order: str = ""
+    resize_shorter: int = 0  # the manifest's: 0 resizes other frames, n > 0 resizes and centre-crops them
+    notes: Sequence[str] = ()
 
     def __init__(self, chain: StageChain, classes: Sequence[str], thresholds: Sequence[float] | None,
                  predictor: LatencyPredictor, criterion: str = "confidence", *, aggregate: str = "last",
@@ -78,9 +91,9 @@ class Cascade:
         self.thresholds = tuple(float(t) for t in thresholds)
         self._score_thr = to_scores(self.thresholds, criterion).tolist()  # rule: score >= s_k; s_K = -inf
         self.predictor = predictor
-        self.frame_size = tuple(frame_size) if frame_size else None
+        self.frame_size = (int(frame_size[0]), int(frame_size[1])) if frame_size else None
         self.colour_order = colour_order
-        self.resize_shorter = 0  # the manifest's: 0 resizes other frames, n > 0 resizes and centre-crops them
+        self.resize_shorter = 0  # from_folder sets the manifest's
         self.notes = list(notes)
         self._clock = clock
         c = len(self.classes)
@@ -250,12 +263,6 @@ class Cascade:
     def close(self) -> None:
         with self._turn:
             self.chain.deactivate()
-
-    def __enter__(self) -> "Cascade":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _check_providers(manifest: Manifest, key: str, chain: StageChain) -> None:

@@ -34,7 +34,7 @@ def host_facts() -> dict[str, Any]:
 
 
 def package_version(*dists: str) -> str | None:
-    """The installed version of the first of ``dists`` present (e.g. "onnxruntime", "onnxruntime-gpu")."""
+    """The installed version of the first of ``dists`` present (one package may install under several names)."""
     for dist in dists:
         try:
             return importlib.metadata.version(dist)
@@ -121,17 +121,22 @@ def jetson_facts(root: str | Path = "/", run: Callable[..., Any] = subprocess.ru
     return facts
 
 
-def device_facts(backends: Sequence[str] = ("onnxruntime",), threads: int = 1, root: str | Path = "/",
+def device_facts(backends: Sequence[str] | None = None, threads: int = 1, root: str | Path = "/",
                  run: Callable[..., Any] = subprocess.run) -> dict[str, Any]:
-    """What latencies were measured on; ``warnings`` lists what makes them less trustworthy."""
-    from pipeline.backends import backend_module
+    """What latencies were measured on; ``warnings`` lists what makes them less trustworthy.
+
+    Every registered backend's runtime version is recorded (under its name, None where it is not
+    installed); ``backends`` (default: the reference backend) add their own device facts.
+    """
+    from pipeline.backends import REFERENCE_BACKEND, backend_module, backend_versions
 
     facts: dict[str, Any] = {
         **host_facts(),
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "threads": threads, "python": platform.python_version(),
-        "onnxruntime": package_version("onnxruntime", "onnxruntime-gpu"), "tensorrt": package_version("tensorrt"),
+        "threads": threads, "python": platform.python_version(), **backend_versions(),
     }
+    if backends is None:
+        backends = (REFERENCE_BACKEND,)
     for name in backends:
         facts.update(backend_module(name).device_facts(threads))
     warnings: list[str] = []
@@ -145,6 +150,8 @@ def device_facts(backends: Sequence[str] = ("onnxruntime",), threads: int = 1, r
 
 def describe_device(facts: dict[str, Any]) -> str:
     """One line: "CPU AMD EPYC ... (2 usable cores), 1 thread; GPU ...; ONNX Runtime 1.x; TensorRT 10.x"."""
+    from pipeline.backends import BACKENDS, backend_module
+
     parts = [f"CPU {facts.get('cpu')} ({facts.get('cpus_usable')} usable cores), {facts.get('threads')} thread(s)"]
     if facts.get("gpu"):
         parts.append(f"GPU {facts['gpu']} (compute {facts.get('compute_capability')})")
@@ -152,6 +159,5 @@ def describe_device(facts: dict[str, Any]) -> str:
     if jetson:
         parts.append(f"{jetson.get('board') or 'Jetson'}, {jetson.get('l4t')}, power mode "
                      f"{jetson.get('power_mode', '?')}")
-    parts.append(f"ONNX Runtime {facts.get('onnxruntime') or 'not installed'}")
-    parts.append(f"TensorRT {facts.get('tensorrt') or 'not installed'}")
+    parts += [f"{backend_module(name).TITLE} {facts.get(name) or 'not installed'}" for name in BACKENDS]
     return "; ".join(parts)

@@ -120,6 +120,11 @@ def files_section(folder: Path) -> str:
 
     lines = [FILES_HEADING, "", "| file | model | epochs | size (MB) | sha256 |", "|---|---|---|---|---|"]
     for path in sorted(folder.glob("*.pt")):
+        if path.name.endswith(".state.pt"):
+            whose = path.name.removesuffix(".state.pt") + ".pt"
+            lines.append(f"| {path.name} | resume state of {whose} | - | {path.stat().st_size / 1e6:.2f} | "
+                         f"{sha256_file(path)} |")
+            continue
         try:
             ckpt = read_checkpoint(path)
             model, epochs = f"`{ckpt['model']}`", str(ckpt.get("train_state", {}).get("epoch", "-"))

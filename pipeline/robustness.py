@@ -29,9 +29,12 @@ class ExitRule:
 
     @classmethod
     def from_manifest(cls, folder: str | Path, precision: str = "fp32", policy: str = "default",
-                      backend: str = "onnxruntime") -> "ExitRule":
+                      backend: str | None = None) -> "ExitRule":
+        from pipeline.backends import REFERENCE_BACKEND
         from pipeline.manifest import load_manifest, variant_key
         from pipeline.thresholds import policy_thresholds
+
+        backend = backend or REFERENCE_BACKEND
 
         manifest = load_manifest(folder)
         key = variant_key(backend, precision)

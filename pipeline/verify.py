@@ -26,12 +26,13 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.backends import REFERENCE_BACKEND, backend_module, package_versions
 from pipeline.data.options import DataOptions, add_data_options
 from pipeline.errors import PipelineError, cli_main
 from pipeline.manifest import Manifest, load_manifest, sha256_file, variant_key
 from pipeline.names import PRECISIONS
 
-REFERENCE_FALLBACK = ("onnxruntime", "fp32")
+REFERENCE_FALLBACK = (REFERENCE_BACKEND, "fp32")  # the reference without a PyTorch model: the registry's
 
 
 @dataclass(frozen=True)
@@ -131,12 +132,17 @@ def variants_here(manifest: Manifest, folder: Path) -> tuple[list[tuple[str, str
 
 
 def versions() -> dict[str, str | None]:
+    """This package's, Python's, numpy's, every backend's packages' and torch's versions (None: not installed)."""
     from pipeline.device import package_version
 
     return {"anytime-pipeline": package_version("anytime-pipeline"), "python": platform.python_version(),
-            "numpy": np.__version__, "onnxruntime": package_version("onnxruntime", "onnxruntime-gpu"),
-            "tensorrt": package_version("tensorrt", "tensorrt-cu12", "tensorrt-cu13"),
-            "pycuda": package_version("pycuda"), "torch": package_version("torch")}
+            "numpy": np.__version__, **package_versions(), "torch": package_version("torch")}
+
+
+def fallback_title() -> str:
+    """The reference without a PyTorch model, in words (e.g. "ONNX Runtime FP32")."""
+    backend, precision = REFERENCE_FALLBACK
+    return f"{backend_module(backend).TITLE} {precision.upper()}"
 
 
 def render(report: dict[str, Any]) -> str:
@@ -168,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         raise PipelineError(f"--images and --threads must be at least 1, got {args.images} and {args.threads}")
     if args.checkpoint is not None and not args.checkpoint.is_file():
         raise PipelineError(f"--checkpoint {args.checkpoint} does not exist; pass the checkpoint the engines were "
-                            "built from, or drop --checkpoint to compare with ONNX Runtime FP32")
+                            f"built from, or drop --checkpoint to compare with {fallback_title()}")
     if args.json is not None and args.json.is_dir():
         raise PipelineError(f"--json {args.json} is a folder; pass a file name")
     from pipeline.backends import exit_logits, load_chain
@@ -184,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                             "pass that one to --checkpoint, or drop --checkpoint")
     use_torch = args.checkpoint is not None and torch_available()
     if args.checkpoint is not None and not use_torch:
-        notes.append("torch is not installed here: the reference is ONNX Runtime FP32, not the PyTorch model")
+        notes.append(f"torch is not installed here: the reference is {fallback_title()}, not the PyTorch model")
     if not use_torch and REFERENCE_FALLBACK not in runnable:
         raise PipelineError(f"{folder} has no {variant_key(*REFERENCE_FALLBACK)} engines to compare with; rebuild "
                             "with `make engines`, or pass --checkpoint where torch is installed")

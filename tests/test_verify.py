@@ -100,3 +100,14 @@ def test_compare_and_exceeded():
     assert verify.parse_tolerances(["fp32:agreement=50"])["fp32"].agreement == 50.0
     with pytest.raises(PipelineError):
         verify.parse_tolerances(["fp32:agreement=nan"])
+
+
+def test_versions_and_the_fallback_reference_come_from_the_registry():
+    from pipeline.backends import REFERENCE_BACKEND, backend_module, package_versions
+
+    v = verify.versions()
+    assert list(v)[:3] == ["anytime-pipeline", "python", "numpy"] and list(v)[-1] == "torch"
+    assert {k: v[k] for k in package_versions()} == package_versions()
+    assert verify.REFERENCE_FALLBACK == (REFERENCE_BACKEND, "fp32")
+    assert verify.fallback_title() == f"{backend_module(REFERENCE_BACKEND).TITLE} FP32"
+

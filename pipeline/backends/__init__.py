@@ -2,27 +2,33 @@
 
 Each backend is a package ``pipeline/backends/<name>/`` whose ``__init__`` exposes the functions
 of :class:`pipeline.backends.base.Backend` (availability and its reason, buildable precisions,
-engine from artifact, chain from engines, device facts). Build, profiler and benchmarks loop over
-:data:`BACKENDS` through :func:`backend_module` and name no backend; adding one is adding its
-folder and its name here. Nothing here imports tensorrt or pycuda except when probing for them.
+its own build options' checks, the packages it runs on, engine from artifact, chain from engines,
+device facts). Build, profiler, verification and benchmarks loop over :data:`BACKENDS` through
+:func:`backend_module` and the functions here, and name no backend; a command line offers
+:data:`BACKENDS` (with "auto" where it picks one). Adding a backend is adding its folder and its
+name here. Nothing here imports tensorrt or pycuda except when probing for them.
 """
 
 from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Sequence, cast
 
 from pipeline.backends.base import Backend, EngineOptions, StageChain, exit_logits
+from pipeline.device import package_version
 from pipeline.errors import PipelineError
 from pipeline.manifest import Manifest, variant_key
 from pipeline.names import PRECISIONS
 
 BACKENDS = ("onnxruntime", "tensorrt")  # in order of preference where several can run a model: the last wins
+# Runs wherever its package installs (any CPU): its FP32 engines are the reference others are checked against
+# where there is no PyTorch model, and the default of a command that works on one backend.
+REFERENCE_BACKEND = "onnxruntime"
 
-__all__ = ["BACKENDS", "Backend", "EngineOptions", "StageChain", "available_backends", "backend_device_facts",
-           "backend_module", "exit_logits", "load_chain", "passed_over", "pick_backend", "unavailable_reason",
-           "why_unusable"]
+__all__ = ["BACKENDS", "REFERENCE_BACKEND", "Backend", "EngineOptions", "StageChain", "available_backends",
+           "backend_device_facts", "backend_module", "backend_versions", "check_engine_options", "exit_logits",
+           "load_chain", "package_versions", "passed_over", "pick_backend", "unavailable_reason", "why_unusable"]
 
 
 def backend_module(name: str) -> Backend:
@@ -40,6 +46,24 @@ def unavailable_reason(name: str) -> str | None:
 def available_backends() -> list[str]:
     """The backends that can build and run engines on this machine, in registry order."""
     return [b for b in BACKENDS if unavailable_reason(b) is None]
+
+
+def check_engine_options(options: EngineOptions, precisions: Sequence[str], backends: Sequence[str]) -> None:
+    """Every registered backend checks its own options, before any work: ``backends`` are those the build
+    targets (an option of a backend outside them is refused by that backend)."""
+    for name in BACKENDS:
+        backend_module(name).check_options(options, precisions, name in backends)
+
+
+def package_versions() -> dict[str, str | None]:
+    """Every backend's packages (its ``PACKAGES``), registry order: the installed version, None where absent."""
+    return {package: package_version(*dists) for name in BACKENDS
+            for package, dists in backend_module(name).PACKAGES.items()}
+
+
+def backend_versions() -> dict[str, str | None]:
+    """Per backend, the installed version of the runtime it is (None where it is not installed)."""
+    return {name: package_version(*backend_module(name).PACKAGES[name]) for name in BACKENDS}
 
 
 def backend_device_facts(backends: list[str], threads: int) -> dict[str, dict[str, Any]]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from abc import ABC
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -141,7 +141,11 @@ DEFAULT_WORKSPACE_MB = 1024  # TensorRT builder workspace
 
 @dataclass(frozen=True)
 class EngineOptions:
-    """How engines are compiled: the options every backend's ``engine_from_artifact`` receives."""
+    """How engines are compiled: the options every backend's ``engine_from_artifact`` receives.
+
+    A backend's own options are checked by its module's ``check_options`` (every registered
+    backend's, before any work), so a value only one backend reads is refused there, by that backend.
+    """
 
     threads: int = 1  # ONNX Runtime intra-op threads
     workspace_mb: int = DEFAULT_WORKSPACE_MB  # TensorRT builder workspace
@@ -156,12 +160,20 @@ class Backend(Protocol):
     TITLE: str  # the name in messages, e.g. "ONNX Runtime"
     ENGINE_SUFFIX: str  # of the engine files it writes
     STOP_ON_BUILD_FAILURE: bool  # a failed compile stops the build (else the variant is marked unsupported)
+    # The packages it runs on, whose versions builds and reports record: a name -> its distributions, the first
+    # installed being the one in use (e.g. onnxruntime or onnxruntime-gpu); the one named NAME is the runtime itself.
+    PACKAGES: Mapping[str, tuple[str, ...]]
 
     def unavailable_reason(self) -> str | None:
         """Why it cannot build or run here, or None where it can."""
 
     def buildable_precisions(self) -> set[str]:
         """The precisions it can build on this device."""
+
+    def check_options(self, options: EngineOptions, precisions: Sequence[str], targeted: bool) -> None:
+        """Refuse, with a PipelineError naming the option, options of its own that are out of range or that
+        the build cannot honour; ``targeted``: whether the build makes its engines (an option of its own is
+        an error where it does not)."""
 
     def artifact_flavour(self, precision: str) -> str:
         """Which flavour of the precision's ONNX artifacts its engines are compiled from ("" or e.g. "u8")."""

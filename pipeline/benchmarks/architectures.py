@@ -72,7 +72,7 @@ def build_engines(name: str, args: argparse.Namespace) -> Path:
 
 def judge(folders: dict[str, Path], args: argparse.Namespace) -> list[dict[str, Any]]:
     """Each row's latencies, accuracies and budgeted curve on validation, profiled together."""
-    from pipeline.backends import load_chain
+    from pipeline.backends import REFERENCE_BACKEND, load_chain
     from pipeline.data.options import DataOptions
     from pipeline.data.splits import split_images
     from pipeline.manifest import load_manifest
@@ -86,7 +86,7 @@ def judge(folders: dict[str, Path], args: argparse.Namespace) -> list[dict[str, 
     frames, labels = split_images(first, data.source, "validation", data.cache_dir, limit=args.calib_frames or None)
     rows = []
     with contextlib.ExitStack() as stack:
-        chains = {n: stack.enter_context(load_chain(m, folders[n], "onnxruntime", "fp32", args.threads))
+        chains = {n: stack.enter_context(load_chain(m, folders[n], REFERENCE_BACKEND, "fp32", args.threads))
                   for n, m in manifests.items()}
         profiles = profile_chains(list(chains.values()), frames, args.runs, args.warmup, args.threads)
         for (name, chain), profile in zip(chains.items(), profiles):

@@ -177,7 +177,7 @@ def ort_vs_torch(bench: Bench) -> dict[str, Any]:
     model, _ = load_model(a.checkpoint)
     torch_profile = profile_torch(model, bench.test[0], a.runs, a.warmup, a.threads)
     ort, tch = ort_profile.cumulative()[-1], torch_profile.cumulative()[-1]
-    return {"threads": a.threads, "runs": a.runs, "onnxruntime": ort, "pytorch_eager": tch,
+    return {"threads": a.threads, "runs": a.runs, PORTABLE: ort, "pytorch_eager": tch,
             "ratio_p50": tch["p50_ms"] / ort["p50_ms"], "ratio_mean": tch["mean_ms"] / ort["mean_ms"]}
 
 

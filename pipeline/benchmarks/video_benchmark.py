@@ -33,6 +33,8 @@ from pipeline.backends import BACKENDS
 from pipeline.data.options import add_data_options
 from pipeline.errors import PipelineError, cli_main
 from pipeline.files import atomic_write_text
+from pipeline.cascade import Cascade
+from pipeline.temporal.cascade import TemporalCascade
 from pipeline.temporal.rule import TemporalSettings
 
 
@@ -74,7 +76,7 @@ def _costs(bench: dict[str, Any], key: str) -> np.ndarray:
     return np.cumsum([r["p50_ms"] for r in rows]) if rows else np.asarray([s.flops for s in m.stages], float)
 
 
-def run_clip(cascade: Any, temporal: Any, frames: np.ndarray, labels: np.ndarray, cuts: list[int],
+def run_clip(cascade: Cascade, temporal: TemporalCascade, frames: np.ndarray, labels: np.ndarray, cuts: list[int],
              clock: Callable[[], float] = time.perf_counter, warmup: int = 20) -> dict[str, Any]:
     """Both cascades on every frame, interleaved; the figures of one clip."""
     for i in range(min(warmup, len(frames))):
@@ -90,13 +92,16 @@ def run_clip(cascade: Any, temporal: Any, frames: np.ndarray, labels: np.ndarray
         frame = frames[i]
         for j in ((0, 1) if i % 2 == 0 else (1, 0)):  # alternate the order: shared noise hits both
             t0 = clock()
-            r = cascade.classify(frame) if j == 0 else temporal.classify(frame)
-            ms[j, i] = (clock() - t0) * 1e3
-            pred[j, i] = r.label
-            if j == 1:
-                reused[i], shown[i], measure[i] = r.reused, r.shown_label, r.measure_ms
-                src = src if r.reused else i
-                source[i] = src
+            if j == 0:
+                pred[0, i] = cascade.classify(frame).label
+                ms[0, i] = (clock() - t0) * 1e3
+                continue
+            r = temporal.classify(frame)
+            ms[1, i] = (clock() - t0) * 1e3
+            pred[1, i] = r.answer.label
+            reused[i], shown[i], measure[i] = r.reused, r.shown_label, r.measure_ms
+            src = src if r.reused else i
+            source[i] = src
     followed = [c for c in cuts if source[min(c + 1, n - 1)] >= c]
     edges = [0, *cuts, n]  # scene by scene: the accuracy difference's standard error, scenes independent
     hits = pred == labels[None, :]

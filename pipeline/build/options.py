@@ -108,6 +108,7 @@ def check_folders(opts: BuildOptions, targets: BuildTargets) -> None:
 
 def check_options(opts: BuildOptions) -> BuildTargets:
     """Reject bad values and impossible combinations before anything is loaded or written."""
+    from pipeline.backends import check_engine_options
     from pipeline.export.int8 import METHODS
 
     precisions = list(dict.fromkeys(p.strip() for p in opts.precisions.split(",") if p.strip()))
@@ -121,17 +122,10 @@ def check_options(opts: BuildOptions) -> BuildTargets:
     if opts.calib_seed < 0:
         raise PipelineError(f"--calib-seed must be 0 or more, got {opts.calib_seed}")
     check_name(opts.name)
-    for opt, value in (("threads", opts.engine.threads), ("workspace-mb", opts.engine.workspace_mb)):
-        if value < 1:
-            raise PipelineError(f"--{opt} must be at least 1, got {value}")
+    if opts.engine.threads < 1:
+        raise PipelineError(f"--threads must be at least 1, got {opts.engine.threads}")
     backends = _backends(opts)
-    dla = opts.engine.dla_core
-    if dla is not None and (dla < 0 or "tensorrt" not in backends):
-        raise PipelineError("--dla-core needs a non-negative core number and the TensorRT backend")
-    if dla is not None and set(precisions) != {"fp16"}:
-        raise PipelineError(f"--dla-core builds FP16 plans only (DLA runs FP16, and INT8 only through implicit "
-                            f"quantization, which these Q/DQ artifacts are not); got --precisions "
-                            f"{','.join(precisions)}: pass --precisions fp16")
+    check_engine_options(opts.engine, precisions, backends)  # each registered backend checks its own
     if opts.onnx_spec is not None:
         if opts.checkpoint is not None or opts.compile_only or opts.model:
             raise PipelineError("--onnx-spec builds from stage graphs: it goes without --checkpoint, --compile-only, "

@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import __version__
+from pipeline.backends import package_versions
 from pipeline.build.options import BuildOptions, BuildTargets, needs_data
 from pipeline.device import package_version
 from pipeline.errors import PipelineError
 from pipeline.manifest import MANIFEST_NAME, DeviceInfo, Manifest, load_manifest, sha256_file
 
 BUILD_FORMAT = 2  # raised when a step makes other files from the same inputs (2: shallow convs float in u8 INT8)
-TOOLS = ("torch", "onnx", "onnxsim", "onnxruntime", "onnxconverter-common", "numpy", "tensorrt", "pycuda")
+TOOLS = ("torch", "onnx", "onnxsim", "onnxconverter-common", "numpy")  # export's; each backend lists its own packages
 
 
 @dataclass(frozen=True)
@@ -35,12 +36,9 @@ class Source:
 
 
 def tool_versions() -> dict[str, str]:
-    versions = {}
-    for tool in TOOLS:
-        version = package_version(*((tool, tool + "-gpu") if tool == "onnxruntime" else (tool,)))
-        if version is not None:
-            versions[tool] = version
-    return versions
+    """The installed versions of what makes the engines: export's tools and every backend's packages."""
+    versions = {tool: package_version(tool) for tool in TOOLS} | package_versions()
+    return {tool: version for tool, version in versions.items() if version is not None}
 
 
 def data_identity(data: str) -> dict[str, Any]:

@@ -172,8 +172,7 @@ def exits_of(chain: Any, clips: list[tuple[Any, np.ndarray]], aggregate: str, cr
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
-    from pipeline.backends import load_chain
-    from pipeline.backends import BACKENDS
+    from pipeline.backends import BACKENDS, REFERENCE_BACKEND, load_chain
     from pipeline.data.options import DataOptions, add_data_options
     from pipeline.manifest import load_manifest, variant_key, write_manifest
     from pipeline.temporal.change import DEFAULT_THUMB
@@ -182,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pipeline.temporal.calibrate", description=__doc__.split("\n")[0])
     ap.add_argument("--engines", type=Path, required=True, help="a built model folder, e.g. engines/msdnet_cifar")
     add_data_options(ap)
-    ap.add_argument("--backend", default="onnxruntime", choices=list(BACKENDS))
+    ap.add_argument("--backend", default=REFERENCE_BACKEND, choices=list(BACKENDS))
     ap.add_argument("--precisions", default="all",
                     help="all (every one with calibrated exit thresholds) or a comma list: fp32,fp16,int8")
     ap.add_argument("--policy", default="default", help="the exit policy the frame-by-frame cascade uses")

@@ -3,7 +3,7 @@
     cascade = TemporalCascade.from_folder("engines/msdnet_cifar", precision="int8")
     for frame in frames:                       # consecutive (H, W, 3) uint8 frames of one stream
         r = cascade.classify(frame, budget_ms=20.0)
-        r.class_name, r.reused, r.why, r.stages, r.shown_class
+        r.answer.class_name, r.reused, r.why, r.stages, r.shown_class
 
 Per frame: the change measure (:mod:`pipeline.temporal.change`) against the previous frame and
 the reference (the last frame the cascade ran on), the rule (:mod:`pipeline.temporal.rule`), then
@@ -20,12 +20,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence, TypeAlias
 
 import numpy as np
 
-from pipeline.cascade import Cascade
+from pipeline.cascade import Cascade, CascadeResult
 from pipeline.errors import PipelineError
+from pipeline.runtime import AnytimeRuntime
 from pipeline.temporal.change import ChangeMeter
 from pipeline.temporal.rule import TemporalOptions, TemporalSettings, decide
 from pipeline.temporal.smoothing import SoftmaxSmoother
@@ -34,19 +35,20 @@ from pipeline.thresholds import to_scores
 
 @dataclass(frozen=True)
 class TemporalResult:
-    """A cascade answer (the fields of CascadeResult) and what the temporal rule did on this frame."""
+    """One frame of the stream: the cascade's answer (a CascadeResult, held whole), what this frame cost
+    and what the temporal rule did.
 
-    label: int
-    class_name: str
-    confidence: float
-    exit: int  # the exit that gave the answer (the reference's when reused)
-    num_exits: int
-    stage_ms: list[float]  # stages run on this frame; empty when reused
+    ``answer`` is the CascadeResult the frame's answer comes from: this frame's own run, or, when
+    the answer was reused, the reference frame's run (its ``stage_ms``, ``total_ms`` and
+    ``stopped_by`` are that frame's). What this frame cost is on this object: ``stage_ms``,
+    ``total_ms``, ``deadline_met`` and ``stopped_by``.
+    """
+
+    answer: CascadeResult
+    cascade: CascadeResult | None  # the cascade's run on this frame; None when the answer was reused
     total_ms: float  # the change measure plus any stages
     budget_ms: float | None
     deadline_met: bool | None
-    stopped_by: str  # the cascade's reason, or "reused"
-    reused: bool
     why: str  # "first frame", "cut", "unchanged", "age", "doubtful", "changed"
     change: float | None  # distance to the reference, grey levels
     change_prev: float | None  # distance to the previous frame
@@ -57,19 +59,46 @@ class TemporalResult:
     shown_confidence: float
 
     @property
+    def reused(self) -> bool:
+        """Whether no stage ran on this frame (the reference's answer again)."""
+        return self.cascade is None
+
+    @property
+    def stage_ms(self) -> list[float]:
+        """The stages run on this frame, ms each; empty when reused."""
+        return [] if self.cascade is None else list(self.cascade.stage_ms)
+
+    @property
     def stages(self) -> int:
         """How many stages ran on this frame."""
-        return len(self.stage_ms)
+        return 0 if self.cascade is None else len(self.cascade.stage_ms)
+
+    @property
+    def stopped_by(self) -> str:
+        """Why the cascade stopped on this frame (``CascadeResult.stopped_by``), or "reused"."""
+        return "reused" if self.cascade is None else self.cascade.stopped_by
 
 
-class TemporalCascade:
-    """A Cascade followed over consecutive frames; everything not temporal is the wrapped cascade's."""
+FrameResult: TypeAlias = CascadeResult | TemporalResult  # what a runtime the camera loop runs answers
+
+
+def answer_of(result: FrameResult) -> CascadeResult:
+    """The CascadeResult whose answer (label, class, confidence, exit) a frame's result gives."""
+    return result.answer if isinstance(result, TemporalResult) else result
+
+
+class TemporalCascade(AnytimeRuntime[TemporalResult]):
+    """A Cascade followed over consecutive frames; the model's facts are the wrapped cascade's.
+
+    ``notes``: the wrapped cascade's, then what loading the temporal settings found.
+    """
 
     def __init__(self, cascade: Cascade, settings: TemporalSettings,
-                 clock: Callable[[], float] = time.perf_counter):
-        if not hasattr(cascade, "answer_probs"):
+                 clock: Callable[[], float] = time.perf_counter, notes: Sequence[str] = ()):
+        if not isinstance(cascade, Cascade):
             raise PipelineError("the temporal cascade wraps a pipeline.cascade.Cascade (it reads answer_probs)")
         self.cascade, self.settings, self._clock = cascade, settings, clock
+        self._notes = list(notes)
         self.meter = ChangeMeter(settings.thumb)
         self.smoother = SoftmaxSmoother(settings.smoothing)
         self._prior_scores: list[float] | None = None
@@ -88,21 +117,60 @@ class TemporalCascade:
         try:
             key = variant_key(cascade.backend, cascade.precision)
             table = load_manifest(folder, verify=False).temporal.get(key)
+            notes: list[str] = []
             if table:
                 base = TemporalSettings.from_table(table)
                 if table.get("policy", cascade.policy) != cascade.policy:
-                    cascade.notes.append(f"the temporal settings of {key} were calibrated with the "
-                                         f"{table['policy']!r} exit policy, not {cascade.policy!r}: recalibrate with "
-                                         f"`make temporal TEMPORAL_ARGS='--policy {cascade.policy}'`")
+                    notes.append(f"the temporal settings of {key} were calibrated with the "
+                                 f"{table['policy']!r} exit policy, not {cascade.policy!r}: recalibrate with "
+                                 f"`make temporal TEMPORAL_ARGS='--policy {cascade.policy}'`")
             else:
                 base = TemporalSettings()
                 if temporal is None or temporal.reuse is not False:
-                    cascade.notes.append(f"no temporal calibration for {key} in the manifest: every frame runs the "
-                                         "cascade (calibrate frame reuse and the temporal prior with `make temporal`)")
-            return cls(cascade, (temporal or TemporalOptions()).apply(base))
+                    notes.append(f"no temporal calibration for {key} in the manifest: every frame runs the "
+                                 "cascade (calibrate frame reuse and the temporal prior with `make temporal`)")
+            return cls(cascade, (temporal or TemporalOptions()).apply(base), notes=notes)
         except BaseException:
             cascade.close()
             raise
+
+    # -- AnytimeRuntime's facts: the wrapped cascade's -------------------------------------------
+
+    @property
+    def backend(self) -> str:
+        return self.cascade.backend
+
+    @property
+    def precision(self) -> str:
+        return self.cascade.precision
+
+    @property
+    def policy(self) -> str:
+        return self.cascade.policy
+
+    @property
+    def classes(self) -> Sequence[str]:
+        return self.cascade.classes
+
+    @property
+    def num_exits(self) -> int:
+        return self.cascade.num_exits
+
+    @property
+    def frame_size(self) -> tuple[int, int] | None:
+        return self.cascade.frame_size
+
+    @property
+    def colour_order(self) -> str:
+        return self.cascade.colour_order
+
+    @property
+    def resize_shorter(self) -> int:
+        return self.cascade.resize_shorter
+
+    @property
+    def notes(self) -> list[str]:
+        return [*self.cascade.notes, *self._notes]
 
     def reset(self) -> None:
         """Forget the stream: the next frame is a first frame."""
@@ -110,14 +178,9 @@ class TemporalCascade:
         self._ref: np.ndarray | None = None  # ... of the reference frame
         self._ref_time = 0.0
         self._age = 0
-        self._answer: tuple[int, float, int] | None = None  # label, confidence, exit of the reference
+        self._answer: CascadeResult | None = None  # the reference frame's run
         self._probs: np.ndarray | None = None  # (C,) its softmax
         self.smoother.reset()
-
-    def __getattr__(self, name: str) -> Any:  # classes, num_exits, backend, frame_size, notes, ...
-        if name == "cascade":
-            raise AttributeError(name)
-        return getattr(self.cascade, name)
 
     def classify(self, frame: np.ndarray, budget_ms: float | None = None) -> TemporalResult:
         """Answer the next frame of the stream (see the module's docstring)."""
@@ -129,41 +192,31 @@ class TemporalCascade:
         self._prev = thumb
         age = self._age + 1
         decision = decide(s, d_prev, d_ref, age, (t0 - self._ref_time) * 1e3,
-                          1.0 if self._answer is None else self._answer[1])
+                          1.0 if self._answer is None else self._answer.confidence)
         measure_ms = (clock() - t0) * 1e3
         if decision.reuse and self._answer is not None and self._probs is not None:
             self._age = age
-            label, conf, exit_ = self._answer
             shown = self.smoother.update(self._probs)
-            total = (clock() - t0) * 1e3
-            return self._result(label, conf, exit_, [], total, budget_ms, "reused", True, decision.why, d_ref,
-                                d_prev, age, measure_ms, shown)
+            return self._result(self._answer, None, clock() - t0, budget_ms, decision.why, d_ref, d_prev, age,
+                                measure_ms, shown)
         rest = None if budget_ms is None else max(1e-3, budget_ms - measure_ms)
         prior = None
         if decision.prior and self._answer is not None and self._prior_scores is not None:
-            prior = (self._answer[0], self._prior_scores)
+            prior = (self._answer.label, self._prior_scores)
         r = self.cascade.classify(frame, budget_ms=rest, prior=prior)
         self._probs = self.cascade.answer_probs()
-        self._answer = (r.label, r.confidence, r.exit)
+        self._answer = r
         self._ref, self._ref_time, self._age = thumb, t0, 0
         shown = self.smoother.update(self._probs, reset=decision.cut)
-        total = (clock() - t0) * 1e3
-        return self._result(r.label, r.confidence, r.exit, list(r.stage_ms), total, budget_ms, r.stopped_by, False,
-                            decision.why, d_ref, d_prev, 0, measure_ms, shown)
+        return self._result(r, r, clock() - t0, budget_ms, decision.why, d_ref, d_prev, 0, measure_ms, shown)
 
-    def _result(self, label: int, conf: float, exit_: int, stage_ms: list[float], total: float,
-                budget_ms: float | None, stopped_by: str, reused: bool, why: str, d_ref: float | None,
-                d_prev: float | None, age: int, measure_ms: float, shown: tuple[int, float]) -> TemporalResult:
-        classes = self.cascade.classes
-        return TemporalResult(label, classes[label], conf, exit_, self.cascade.num_exits, stage_ms, float(total),
-                              budget_ms, None if budget_ms is None else bool(total <= budget_ms), stopped_by, reused,
-                              why, d_ref, d_prev, age, float(measure_ms), shown[0], classes[shown[0]], shown[1])
+    def _result(self, answer: CascadeResult, ran: CascadeResult | None, seconds: float, budget_ms: float | None,
+                why: str, d_ref: float | None, d_prev: float | None, age: int, measure_ms: float,
+                shown: tuple[int, float]) -> TemporalResult:
+        total = float(seconds * 1e3)
+        met = None if budget_ms is None else bool(total <= budget_ms)
+        return TemporalResult(answer, ran, total, budget_ms, met, why, d_ref, d_prev, age, float(measure_ms), shown[0],
+                              self.cascade.classes[shown[0]], shown[1])
 
     def close(self) -> None:
         self.cascade.close()
-
-    def __enter__(self) -> "TemporalCascade":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

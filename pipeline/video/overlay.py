@@ -8,10 +8,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
+from pipeline.temporal.cascade import FrameResult, TemporalResult, answer_of
 from pipeline.video.frames import to_bgr
 from pipeline.video.sources import redact
 
@@ -33,28 +32,30 @@ def display_frame(image: np.ndarray, min_height: int = 360) -> np.ndarray:
     return cv2.resize(bgr, (bgr.shape[1] * scale, h * scale), interpolation=cv2.INTER_NEAREST)
 
 
-def overlay_lines(result: Any, frame_ms: float, budget_ms: float | None, fps: float | None,
+def overlay_lines(result: FrameResult, frame_ms: float, budget_ms: float | None, fps: float | None,
                   dropped: int) -> list[tuple[str, tuple[int, int, int]]]:
-    """The text lines and their colours, for a result with ``class_name, confidence, exit, num_exits``."""
+    """The text lines and their colours, for the plain or the temporal cascade's result."""
     timing = f"frame {frame_ms:.1f} ms"
     colour = WHITE
     if budget_ms is not None:
         timing = f"frame {frame_ms:.1f} / {budget_ms:.1f} ms"
         colour = GREEN if frame_ms <= budget_ms else RED
     rate = f"{fps:.1f} FPS" if fps else "-- FPS"
-    name, conf = result.class_name, result.confidence
-    if getattr(result, "shown_class", None) is not None:
+    answer = answer_of(result)
+    name, conf = answer.class_name, answer.confidence
+    reused = ""
+    if isinstance(result, TemporalResult):  # the smoothed answer is the one shown
         name, conf = result.shown_class, result.shown_confidence
-    reused = " reused" if getattr(result, "reused", False) else ""
+        reused = " reused" if result.reused else ""
     return [
         (f"{name} {100 * conf:.0f}%", WHITE),
-        (f"exit {result.exit}/{result.num_exits}{reused}", WHITE),
+        (f"exit {answer.exit}/{answer.num_exits}{reused}", WHITE),
         (timing, colour),
         (f"{rate}  drops {dropped}", WHITE),
     ]
 
 
-def draw_overlay(image: np.ndarray, result: Any, *, frame_ms: float, budget_ms: float | None = None,
+def draw_overlay(image: np.ndarray, result: FrameResult, *, frame_ms: float, budget_ms: float | None = None,
                  fps: float | None = None, dropped: int = 0, title: str | None = None) -> np.ndarray:
     """Draw the result's lines on ``image`` ((H, W, 3) uint8 BGR) in place, top left; returns it.
 

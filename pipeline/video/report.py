@@ -30,13 +30,15 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from pipeline.errors import PipelineError, write_failure
+from pipeline.temporal.cascade import FrameResult, TemporalResult, answer_of
 from pipeline.video.outputs import check_output
 
 
-def frame_record(index: int, result: Any, *, frame_ms: float, budget_ms: float | None = None,
+def frame_record(index: int, result: FrameResult, *, frame_ms: float, budget_ms: float | None = None,
                  cascade_budget_ms: float | None = None, dropped: int = 0, true_label: int | None = None,
                  name: str | None = None, now: float | None = None) -> dict[str, Any]:
-    """One frame's log record, from a cascade result (``label, class_name, confidence, exit, ...``)."""
+    """One frame's log record, from the plain or the temporal cascade's result."""
+    answer = answer_of(result)
     rec: dict[str, Any] = {
         "time": round(time.time() if now is None else now, 3),
         "frame": index,
@@ -44,11 +46,11 @@ def frame_record(index: int, result: Any, *, frame_ms: float, budget_ms: float |
     if name is not None:
         rec["file"] = name
     rec.update({
-        "class": result.class_name,
-        "label": int(result.label),
-        "confidence": round(float(result.confidence), 4),
-        "exit": int(result.exit),
-        "num_exits": int(result.num_exits),
+        "class": answer.class_name,
+        "label": int(answer.label),
+        "confidence": round(float(answer.confidence), 4),
+        "exit": int(answer.exit),
+        "num_exits": int(answer.num_exits),
         "stage_ms": [round(float(ms), 3) for ms in result.stage_ms],
         "cascade_ms": round(float(result.total_ms), 3),
         "frame_ms": round(frame_ms, 3),
@@ -58,11 +60,11 @@ def frame_record(index: int, result: Any, *, frame_ms: float, budget_ms: float |
         "stopped_by": result.stopped_by,
         "dropped": int(dropped),
         "true_label": true_label,
-        "correct": None if true_label is None else bool(int(result.label) == true_label),
+        "correct": None if true_label is None else bool(int(answer.label) == true_label),
     })
-    if getattr(result, "reused", None) is not None:  # the temporal cascade's account of the frame
+    if isinstance(result, TemporalResult):  # the temporal cascade's account of the frame
         change = result.change
-        rec.update({"reused": bool(result.reused), "why": result.why, "stages": len(result.stage_ms),
+        rec.update({"reused": result.reused, "why": result.why, "stages": result.stages,
                     "change": None if change is None else round(float(change), 3), "age": int(result.age),
                     "shown": result.shown_class, "shown_confidence": round(float(result.shown_confidence), 4)})
     return rec

@@ -16,10 +16,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeAlias
+
+import numpy as np
 
 from pipeline.deadline import BudgetSplit
 from pipeline.errors import PipelineError, write_failure
+from pipeline.runtime import AnytimeRuntime
+from pipeline.temporal.cascade import FrameResult, TemporalCascade
 from pipeline.temporal.rule import TemporalOptions
 from pipeline.video.capture import Frame, FrameStream, open_stream
 from pipeline.video.frames import to_model_input
@@ -34,9 +38,10 @@ from pipeline.video.window import Window, display_available
 from pipeline.video.writer import VideoOutput
 
 
-def _default_cascade_factory(folder: Path, temporal: TemporalOptions | None = None, **kw: Any) -> Any:
-    from pipeline.temporal.cascade import TemporalCascade
+CameraRuntime: TypeAlias = AnytimeRuntime[FrameResult]  # the plain or the temporal cascade
 
+
+def _default_cascade_factory(folder: Path, temporal: TemporalOptions | None = None, **kw: Any) -> CameraRuntime:
     return TemporalCascade.from_folder(folder, temporal=temporal, **kw)
 
 
@@ -48,20 +53,20 @@ class CameraHooks:
     replacement gets the same keywords but those (its cascade is what the test made it).
     """
 
-    cascade_factory: Callable[..., Any] = _default_cascade_factory
+    cascade_factory: Callable[..., CameraRuntime] = _default_cascade_factory
     opener: Callable[..., Any] | None = None  # opener(spec, read_timeout_s=...) for video sources
     window_factory: Callable[[], Any] | None = None
     clock: Callable[[], float] = time.perf_counter
     open_log: Callable[[Path], BinaryIO] | None = None
 
 
-def model_input(cascade: Any) -> tuple[tuple[int, int], str]:
-    """The (H, W) and colour order the cascade's stage 1 takes (``input_size`` or ``frame_size``)."""
-    size = getattr(cascade, "input_size", None) or getattr(cascade, "frame_size", None)
+def model_input(cascade: AnytimeRuntime[object]) -> tuple[tuple[int, int], str]:
+    """The (H, W) and colour order the cascade's stage 1 takes (its ``frame_size`` and ``colour_order``)."""
+    size = cascade.frame_size
     if not size or len(size) != 2:
         raise PipelineError("the model's input size is not fixed in its manifest (stage 1's input shape should "
                             "be [N, H, W, 3]); rebuild the engines with `make engines`")
-    return (int(size[0]), int(size[1])), getattr(cascade, "colour_order", "") or "BGR"
+    return (int(size[0]), int(size[1])), cascade.colour_order or "BGR"
 
 
 def run_camera(options: CameraOptions, hooks: CameraHooks | None = None) -> int:
@@ -82,7 +87,7 @@ class CameraRun:
         self.budget_ms = options.frame_budget_ms
         self.stop = StopFlag()
         self.summary = RunSummary(0, self.budget_ms, inputs.spec.name)
-        self.cascade: Any = None
+        self.cascade: CameraRuntime | None = None
         self.stream: FrameStream | None = None
         self.labels: LabelTable | None = None
         self.video: VideoOutput | None = None
@@ -121,14 +126,14 @@ class CameraRun:
             _note("--pace applies to files and images; a live source runs at its own rate")
         factory = self.hooks.cascade_factory
         extra = {"temporal": o.temporal} if factory is _default_cascade_factory else {}
-        self.cascade = factory(self.inputs.folder, backend=o.backend, precision=o.precision, policy=o.policy,
-                               threads=o.threads, **extra)
-        for note in getattr(self.cascade, "notes", []):
+        cascade = self.cascade = factory(self.inputs.folder, backend=o.backend, precision=o.precision,
+                                         policy=o.policy, threads=o.threads, **extra)
+        for note in cascade.notes:
             _note(note)
-        self.size, self.colour_order = model_input(self.cascade)
-        self.resize_shorter = int(getattr(self.cascade, "resize_shorter", 0) or 0)
-        self.labels = self.inputs.labels.resolve(self.cascade.classes) if self.inputs.labels else None
-        self.summary = RunSummary(self.cascade.num_exits, self.budget_ms, self.inputs.spec.name)
+        self.size, self.colour_order = model_input(cascade)
+        self.resize_shorter = cascade.resize_shorter
+        self.labels = self.inputs.labels.resolve(cascade.classes) if self.inputs.labels else None
+        self.summary = RunSummary(cascade.num_exits, self.budget_ms, self.inputs.spec.name)
         if self.stop.reason is not None:  # a signal while the model loaded
             self._print_summary()
             return
@@ -143,8 +148,8 @@ class CameraRun:
             self._print_summary()
             return
         assert self.stream is not None
-        print(f"{spec.name} -> {self.inputs.folder.name} ({self.cascade.backend}/{self.cascade.precision}, "
-              f"{self.cascade.num_exits} exits), budget "
+        print(f"{spec.name} -> {self.inputs.folder.name} ({cascade.backend}/{cascade.precision}, "
+              f"{cascade.num_exits} exits), budget "
               f"{'none' if self.budget_ms is None else f'{self.budget_ms:.1f} ms'}", file=sys.stderr)
         self.show = show
 
@@ -181,7 +186,7 @@ class CameraRun:
         self._finish(failed=False)
 
     def _frames(self) -> None:
-        o, clock, cascade, stream = self.options, self.hooks.clock, self.cascade, self.stream
+        o, clock, stream = self.options, self.hooks.clock, self.stream
         assert stream is not None
         split, tail, interval = BudgetSplit(self.budget_ms), _Ewma(0.2), _Ewma(0.1)
         while self.stop.reason is None:
@@ -226,21 +231,23 @@ class CameraRun:
             self.t_first = t_read if self.t_first is None else self.t_first
             self.t_last = t_end
 
-    def _model_input(self, frame: Frame) -> Any:
+    def _model_input(self, frame: Frame) -> np.ndarray:
         try:
             return to_model_input(frame.image, self.size, self.colour_order, self.options.crop, self.resize_shorter)
         except PipelineError as exc:
             where = frame.name or f"frame {frame.index} of {self.inputs.spec.name}"
             raise PipelineError(f"{where}: {exc}") from None
 
-    def _classify(self, image: Any, budget_ms: float | None, frame: Frame) -> Any:
+    def _classify(self, image: np.ndarray, budget_ms: float | None, frame: Frame) -> FrameResult:
+        cascade = self.cascade
+        assert cascade is not None  # loaded in _start, before any frame
         try:
-            return self.cascade.classify(image, budget_ms=budget_ms)
+            return cascade.classify(image, budget_ms=budget_ms)
         except PipelineError:
             raise
         except Exception as exc:  # the runtime's own error (ONNX Runtime, TensorRT): one line, the cause kept
             first = (str(exc).strip().splitlines() or [""])[0]
-            raise PipelineError(f"the {self.cascade.backend}/{self.cascade.precision} cascade failed on frame "
+            raise PipelineError(f"the {cascade.backend}/{cascade.precision} cascade failed on frame "
                                 f"{frame.index}: {type(exc).__name__}: {first}; check the engines with "
                                 "`make profile`, or rebuild them with `make engines`") from exc
 
@@ -281,7 +288,7 @@ class CameraRun:
         print(redact(format_summary(self.summary.finish(wall, dropped=dropped, stopped=stopped))), flush=True)
 
     def _close_cascade(self) -> None:
-        if self.cascade is not None and hasattr(self.cascade, "close"):
+        if self.cascade is not None:
             self.cascade.close()
 
 

@@ -182,6 +182,13 @@ def test_option_errors_are_rejected_before_any_work(project, tmp_path, capsys, m
           "tensorrt cannot build fp16 on this device")
     fails(project.args("--backend", "tensorrt", "--dla-core", "0", "--precisions", "fp32,int8", out=out), capsys,
           "--dla-core builds FP16 plans only")
+    # TensorRT's own options, checked by its backend module whichever backends the build targets
+    fails(project.args("--backend", "onnxruntime", "--dla-core", "0", "--precisions", "fp16", out=out), capsys,
+          "--dla-core needs a non-negative core number and the TensorRT backend")
+    fails(project.args("--backend", "tensorrt", "--dla-core", "-1", "--precisions", "fp16", out=out), capsys,
+          "--dla-core needs a non-negative core number and the TensorRT backend")
+    fails(project.args("--backend", "onnxruntime", "--workspace-mb", "0", out=out), capsys,
+          "--workspace-mb must be at least 1, got 0")
     assert not out.exists()
 
 

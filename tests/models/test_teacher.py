@@ -40,7 +40,9 @@ def test_bad_options_are_refused(kw):
 
 def test_the_compiled_bf16_step_gives_finite_gradients_close_to_eager():
     """The compiled bfloat16 backward of a global max taken with Tensor.amax was NaN; the pool module's is not."""
-    frames = torch.randint(0, 256, (8, 32, 32, 3), dtype=torch.uint8)
+    # A seeded batch of 64: with 8 frames, which of two near-equal inputs a max-pool picks in bfloat16 moved
+    # the cosine below the bound on some compiles; 64 frames average that out.
+    frames = torch.randint(0, 256, (64, 32, 32, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     grads = {}
     for mode in ("eager", "compiled"):
         torch.manual_seed(0)

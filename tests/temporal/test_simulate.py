@@ -40,8 +40,8 @@ def test_replay_matches_the_cascade(aggregate, doubt):
     clip = ClipExits.from_probs(frames, chain_exit_probs(chain, frames), labels, cuts, aggregate, "confidence", 16)
     r = replay(clip, settings, to_scores(live.cascade.thresholds, "confidence"), np.array([1.0, 2.0, 3.0]))
     assert np.array_equal(r.ran, [not x.reused for x in results])
-    assert np.array_equal(r.answers, [x.label for x in results])
-    assert np.array_equal(r.exits, [x.exit for x in results])
+    assert np.array_equal(r.answers, [x.answer.label for x in results])
+    assert np.array_equal(r.exits, [x.answer.exit for x in results])
     assert np.array_equal(r.shown, [x.shown_label for x in results])
     assert ("doubtful" in {x.why for x in results}) == (doubt[0] > 0)
     assert 0 < r.reuse_rate < 1 and {x.stopped_by for x in results} >= {"reused", "prior"}

@@ -115,7 +115,12 @@ def test_evaluate_reports_every_exit(tmp_path, capsys):
                    "--card", str(card)])
     text = card.read_text()
     assert "1 of 1 epochs done" in text and "Reproduce the table: `python -m pipeline.evaluate --checkpoint" in text
-    assert text.count("\n| ") == 4
+    table, files = text.split(evaluate.FILES_HEADING)
+    assert table.count("\n| ") == 4
+    from pipeline.files import sha256_file
+
+    assert "| m.pt | `msdnet_cifar` | 1 |" in files and sha256_file(out) in files
+    assert "| m.state.pt | resume state of m.pt | - |" in files
 
 
 def test_torchrun_two_processes_share_the_epoch(tmp_path):

@@ -43,7 +43,7 @@ def test_average_follows_its_formula():
 def test_the_average_is_what_a_run_saves_and_evaluates(tmp_path):
     out = tmp_path / "m.pt"
     assert run(tmp_path, out, "--epochs", "2", "--ema", "0.9") == 0
-    ckpt = read_checkpoint(out)
+    ckpt = read_checkpoint(out, resume=True)
     raw = ckpt["train_state"]["raw_state_dict"]
     shipped = ckpt["state_dict"]
     floats = [k for k, v in shipped.items() if v.dtype.is_floating_point]
@@ -60,7 +60,7 @@ def test_resume_with_every_recipe_option_continues_from_the_same_step(tmp_path):
     run(tmp_path, resumed, "--epochs", "2", "--max-steps", str(per_epoch), *EVERY_RECIPE_OPTION)
     assert read_checkpoint(resumed)["train_state"]["epoch"] == 1
     run(tmp_path, resumed, "--epochs", "2", "--resume", *EVERY_RECIPE_OPTION)
-    a, b = read_checkpoint(straight), read_checkpoint(resumed)
+    a, b = read_checkpoint(straight, resume=True), read_checkpoint(resumed, resume=True)
     assert b["train_state"]["step"] == a["train_state"]["step"] == 2 * per_epoch
     assert b["train_state"]["ema_updates"] == a["train_state"]["ema_updates"]
     for part in ("state_dict",):

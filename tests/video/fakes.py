@@ -4,31 +4,20 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import cv2
 import numpy as np
+
+from pipeline.cascade import CascadeResult
+from pipeline.runtime import AnytimeRuntime
 
 CLASSES = ["blue", "green", "red"]  # the dominant channel of a frame, in BGR order
 # (label, wanted exit) of the camera tests' clip: 12 frames, every class and every exit
 PLAN = [(0, 1), (1, 1), (2, 1), (0, 2), (1, 2), (2, 2), (0, 3), (1, 3), (2, 3), (2, 1), (1, 1), (0, 1)]
 # (dominant, others) channel values per wanted exit: purer colours are "easier" and exit earlier
 LEVELS = {1: (230, 20), 2: (180, 80), 3: (140, 110)}
-
-
-@dataclass(frozen=True)
-class FakeResult:
-    label: int
-    class_name: str
-    confidence: float
-    exit: int
-    num_exits: int
-    stage_ms: list[float]
-    total_ms: float
-    budget_ms: float | None
-    deadline_met: bool | None
-    stopped_by: str
 
 
 class FakeClock:
@@ -47,26 +36,36 @@ class FakeClock:
         self.now += seconds
 
 
-class FakeCascade:
+class FakeCascade(AnytimeRuntime[CascadeResult]):
     """Labels a frame by its dominant colour; exits later the less pure the colour is.
 
     Each stage "takes" ``stage_ms`` on ``clock``; with a budget, a stage that would not fit is not
     run (stage 1 always runs), as the real cascade does.
     """
 
-    classes = CLASSES
+    classes: Sequence[str] = CLASSES
     num_exits = 3
     backend = "fake"
     precision = "fp32"
+    policy = "default"
+    frame_size: tuple[int, int] | None = None
+    colour_order = "BGR"
+    resize_shorter = 0
+    notes: Sequence[str] = ()
 
     def __init__(self, clock: FakeClock | None = None, stage_ms: float = 1.0,
                  input_size: tuple[int, int] = (16, 16), colour_order: str = "BGR", on_classify=None):
         self.clock, self.stage_ms = clock, stage_ms
         self.input_size, self.colour_order = input_size, colour_order
+        self.frame_size = input_size
         self.on_classify = on_classify
         self.calls: list[tuple[tuple[int, ...], float | None]] = []
+        self.closed = 0
 
-    def classify(self, frame: np.ndarray, budget_ms: float | None = None) -> FakeResult:
+    def close(self) -> None:
+        self.closed += 1
+
+    def classify(self, frame: np.ndarray, budget_ms: float | None = None) -> CascadeResult:
         assert frame.dtype == np.uint8 and frame.shape == (*self.input_size, 3) and frame.flags.c_contiguous
         self.calls.append((frame.shape, budget_ms))
         means = frame.reshape(-1, 3).mean(0)  # (3,) B, G, R
@@ -85,7 +84,7 @@ class FakeCascade:
         total = sum(stage_ms)
         if self.on_classify is not None:
             self.on_classify(len(self.calls))
-        return FakeResult(int(order[0]), CLASSES[order[0]], float(min(1.0, purity / 255 + 0.1)), len(stage_ms),
+        return CascadeResult(int(order[0]), CLASSES[order[0]], float(min(1.0, purity / 255 + 0.1)), len(stage_ms),
                           self.num_exits, stage_ms, total, budget_ms,
                           None if budget_ms is None else total <= budget_ms, stopped_by)
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline.cascade import CascadeResult
+from pipeline.temporal.cascade import TemporalResult
 from pipeline.video.overlay import GREEN, RED, display_frame, draw_overlay, overlay_lines
-from tests.video.fakes import FakeResult
 
 
 def result(exit=2):
-    return FakeResult(1, "green", 0.934, exit, 3, [1.0] * exit, float(exit), 10.0, True, "confidence")
+    return CascadeResult(1, "green", 0.934, exit, 3, [1.0] * exit, float(exit), 10.0, True, "confidence")
 
 
 def red_pixels(image):
@@ -23,6 +24,15 @@ def test_lines_say_class_exit_time_fps_drops():
     assert lines[2][1] == GREEN
     assert overlay_lines(result(), 40.0, 33.3, None, 0)[2] == ("frame 40.0 / 33.3 ms", RED)
     assert overlay_lines(result(), 4.0, None, None, 0)[2][0] == "frame 4.0 ms"
+
+
+def test_the_temporal_cascade_shows_the_smoothed_answer_and_says_reused():
+    answer = result(exit=2)
+    reused = TemporalResult(answer, None, 0.3, 10.0, True, "unchanged", 1.0, 1.0, 1, 0.3, 2, "red", 0.71)
+    lines = overlay_lines(reused, frame_ms=5.0, budget_ms=33.3, fps=None, dropped=0)
+    assert [t for t, _ in lines[:2]] == ["red 71%", "exit 2/3 reused"]  # shown answer; the exit that gave it
+    ran = TemporalResult(answer, answer, 2.0, 10.0, True, "changed", 9.0, 9.0, 0, 0.3, 1, "green", 0.9)
+    assert [t for t, _ in overlay_lines(ran, 5.0, None, None, 0)[:2]] == ["green 90%", "exit 2/3"]
 
 
 def test_small_frames_are_enlarged_for_display():

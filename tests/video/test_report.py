@@ -6,17 +6,18 @@ import json
 
 import pytest
 
+from pipeline.cascade import CascadeResult
 from pipeline.errors import PipelineError
+from pipeline.temporal.cascade import TemporalResult
 from pipeline.video.report import FrameLog, RunSummary, format_summary, frame_record
-from tests.video.fakes import FakeResult
 
 FIELDS = ["time", "frame", "class", "label", "confidence", "exit", "num_exits", "stage_ms", "cascade_ms",
           "frame_ms", "budget_ms", "cascade_budget_ms", "met", "stopped_by", "dropped", "true_label", "correct"]
 
 
 def res(label=0, exit=1, stage_ms=1.0):
-    return FakeResult(label, ["blue", "green", "red"][label], 0.9, exit, 3, [stage_ms] * exit, stage_ms * exit,
-                      None, None, "confidence")
+    return CascadeResult(label, ["blue", "green", "red"][label], 0.9, exit, 3, [stage_ms] * exit, stage_ms * exit,
+                         None, None, "confidence")
 
 
 def test_record_fields():
@@ -29,6 +30,22 @@ def test_record_fields():
     assert rec["time"] == 1700000000.123
     free = frame_record(0, res(), frame_ms=1.0, name="a/b.png")
     assert free["file"] == "a/b.png" and free["met"] is None and free["true_label"] is None and free["correct"] is None
+
+
+def test_temporal_record_reads_the_answer_from_the_cascade_result_it_holds():
+    answer = res(2, exit=2)
+    ran = TemporalResult(answer, answer, 2.5, 3.0, True, "cut", 30.0, 29.0, 0, 0.5, 2, "red", 0.9)
+    reused = TemporalResult(answer, None, 0.4, 3.0, True, "unchanged", 1.234567, 0.5, 3, 0.4, 1, "green", 0.61237)
+    rec = frame_record(5, reused, frame_ms=1.0, budget_ms=3.0, true_label=2)
+    assert list(rec)[:len(FIELDS)] == FIELDS
+    assert (rec["class"], rec["label"], rec["exit"], rec["num_exits"], rec["correct"]) == ("red", 2, 2, 3, True)
+    assert (rec["stage_ms"], rec["cascade_ms"], rec["stopped_by"]) == ([], 0.4, "reused")  # this frame's cost
+    assert rec["reused"] is True and rec["why"] == "unchanged" and rec["stages"] == 0 and rec["age"] == 3
+    assert rec["change"] == 1.235 and rec["shown"] == "green" and rec["shown_confidence"] == 0.6124
+    ran_rec = frame_record(4, ran, frame_ms=3.0)
+    assert (ran_rec["stage_ms"], ran_rec["stages"], ran_rec["stopped_by"]) == ([1.0, 1.0], 2, "confidence")
+    assert ran_rec["reused"] is False and ran_rec["cascade_ms"] == 2.5
+    assert "reused" not in frame_record(0, answer, frame_ms=1.0)  # the plain cascade's record has no temporal fields
 
 
 def test_log_is_flushed_line_by_line(tmp_path):

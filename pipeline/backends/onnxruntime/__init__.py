@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from pipeline.backends.base import EngineOptions
 from pipeline.backends.onnxruntime.builder import (GPU_PROVIDERS, available_providers, computes_in_float32,
@@ -25,11 +25,12 @@ NAME = "onnxruntime"
 TITLE = "ONNX Runtime"
 ENGINE_SUFFIX = ".onnx"
 STOP_ON_BUILD_FAILURE = False  # a variant ONNX Runtime cannot load is recorded as unsupported
+PACKAGES = {"onnxruntime": ("onnxruntime", "onnxruntime-gpu")}
 
-__all__ = ["ENGINE_SUFFIX", "GPU_PROVIDERS", "NAME", "OnnxRuntimeChain", "STOP_ON_BUILD_FAILURE", "TITLE",
+__all__ = ["ENGINE_SUFFIX", "GPU_PROVIDERS", "NAME", "OnnxRuntimeChain", "PACKAGES", "STOP_ON_BUILD_FAILURE", "TITLE",
            "artifact_flavour", "available_providers", "build_notes", "buildable_precisions", "chain_from_engines",
-           "check_device", "computes_in_float32", "create_session", "device_facts", "engine_from_artifact",
-           "engine_from_onnx", "recorded_providers", "session_options", "unavailable_reason"]
+           "check_device", "check_options", "computes_in_float32", "create_session", "device_facts",
+           "engine_from_artifact", "engine_from_onnx", "recorded_providers", "session_options", "unavailable_reason"]
 
 
 def unavailable_reason() -> str | None:
@@ -38,6 +39,10 @@ def unavailable_reason() -> str | None:
 
 def buildable_precisions() -> set[str]:
     return set(PRECISIONS)
+
+
+def check_options(options: EngineOptions, precisions: Sequence[str], targeted: bool) -> None:
+    """Nothing of its own: ``threads``, its one option, serves every backend's chains and is checked with the rest."""
 
 
 def artifact_flavour(precision: str) -> str:

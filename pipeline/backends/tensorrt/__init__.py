@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from pipeline.backends.base import EngineOptions
 from pipeline.backends.tensorrt.builder import (buildable_precisions, check_cuda_starts, check_plan_device,
@@ -24,9 +24,11 @@ NAME = "tensorrt"
 TITLE = "TensorRT"
 ENGINE_SUFFIX = ".plan"
 STOP_ON_BUILD_FAILURE = True  # a parse or build failure is the user's to fix
+PACKAGES = {"tensorrt": ("tensorrt", "tensorrt-cu12", "tensorrt-cu13"), "pycuda": ("pycuda",)}
 
-__all__ = ["ENGINE_SUFFIX", "NAME", "STOP_ON_BUILD_FAILURE", "TITLE", "TensorRTChain", "artifact_flavour",
+__all__ = ["ENGINE_SUFFIX", "NAME", "PACKAGES", "STOP_ON_BUILD_FAILURE", "TITLE", "TensorRTChain", "artifact_flavour",
            "build_notes", "buildable_precisions", "chain_from_engines", "check_cuda_starts", "check_device",
+           "check_options",
            "check_plan_device", "device_facts", "engine_from_artifact", "engine_from_onnx", "gpu_info",
            "unavailable_reason"]
 
@@ -44,6 +46,20 @@ def unavailable_reason() -> str | None:
     except PipelineError as exc:
         return str(exc)
     return None
+
+
+def check_options(options: EngineOptions, precisions: Sequence[str], targeted: bool) -> None:
+    """Its own build options: the builder's workspace, and a DLA core (FP16 plans only, and only where
+    the build makes TensorRT plans)."""
+    if options.workspace_mb < 1:
+        raise PipelineError(f"--workspace-mb must be at least 1, got {options.workspace_mb}")
+    dla = options.dla_core
+    if dla is not None and (dla < 0 or not targeted):
+        raise PipelineError("--dla-core needs a non-negative core number and the TensorRT backend")
+    if dla is not None and set(precisions) != {"fp16"}:
+        raise PipelineError(f"--dla-core builds FP16 plans only (DLA runs FP16, and INT8 only through implicit "
+                            f"quantization, which these Q/DQ artifacts are not); got --precisions "
+                            f"{','.join(precisions)}: pass --precisions fp16")
 
 
 def artifact_flavour(precision: str) -> str:
