@@ -7,13 +7,11 @@ reads it and nothing in it can run code. Writes go to a temporary file renamed i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from pipeline.errors import PipelineError
 from pipeline.files import atomic_write
 
-if TYPE_CHECKING:
-    from pipeline.models.msdnet import MSDNet
 
 FORMAT = "anytime-multi-exit/1"
 REQUIRED = (("model", str, "the registered model's name"), ("config", dict, "the model's config"),
@@ -21,9 +19,9 @@ REQUIRED = (("model", str, "the registered model's name"), ("config", dict, "the
             ("state_dict", dict, "the weights"))
 
 
-def save_checkpoint(path: str | Path, model: "MSDNet", model_name: str, classes: list[str], split: dict,
+def save_checkpoint(path: str | Path, model: Any, model_name: str, classes: list[str], split: dict,
                     train_state: dict | None = None, origin: dict | None = None) -> None:
-    """Atomically write ``model`` (an MSDNet) with its metadata; ``train_state`` makes it resumable,
+    """Atomically write ``model`` (a model of the registry or a factory: ``cfg`` and weights) with its metadata; ``train_state`` makes it resumable,
     ``origin`` records where converted weights came from."""
     import torch
 
@@ -132,56 +130,3 @@ def read_checkpoint(path: str | Path, resume: bool = False) -> dict:
         ckpt["train_state"] = _join_resume_state(path, state) if resume else \
             {k: v for k, v in state.items() if k != "resume_file"}
     return ckpt
-
-
-def check_shapes(path: str | Path, wanted: dict, stored: dict) -> None:
-    """Refuse weights whose shapes do not fit the model the config makes (``load_state_dict`` would raise a
-    long ``size mismatch`` error for each), naming the first and how many differ."""
-    bad = [(k, tuple(v.shape), tuple(getattr(stored[k], "shape", ()))) for k, v in wanted.items()
-           if k in stored and tuple(getattr(stored[k], "shape", ())) != tuple(v.shape)]
-    if bad:
-        name, want, have = bad[0]
-        more = f" (and {len(bad) - 1} more tensors)" if len(bad) > 1 else ""
-        raise PipelineError(f"checkpoint {path}: weights do not fit its config: {name} is {list(have)} in the file "
-                            f"but {list(want)} for the config{more}; the config was changed after training or the "
-                            "file is damaged: retrain it or restore the config it was trained with")
-
-
-# Factories inside this package (the teacher network): rebuilding them runs no code from outside it.
-OWN_FACTORIES = ("pipeline.models.teacher:", "pipeline.models.ranet:")
-
-
-def load_model(path: str | Path, expect_model: str | None = None, expect_config: dict | None = None,
-               resume: bool = False) -> tuple["MSDNet", dict]:
-    """Rebuild the model from a checkpoint and load its weights; returns ``(model in eval mode, checkpoint)``.
-
-    ``expect_model`` / ``expect_config`` reject a checkpoint of another model or configuration; ``resume``
-    as in :func:`read_checkpoint`.
-    """
-    from pipeline.models import model_from_config
-
-    ckpt = read_checkpoint(path, resume=resume)
-    if expect_model is not None and ckpt["model"] != expect_model:
-        raise PipelineError(f"checkpoint {path} holds model {ckpt['model']!r}, but {expect_model!r} was requested; "
-                            "pass the matching --model or another checkpoint")
-    if expect_config is not None:
-        diff = {k: (ckpt["config"].get(k), v) for k, v in expect_config.items() if ckpt["config"].get(k) != v}
-        if diff:
-            detail = ", ".join(f"{k}: checkpoint {a!r} vs requested {b!r}" for k, (a, b) in diff.items())
-            raise PipelineError(f"checkpoint {path} does not match the requested config ({detail}); "
-                                "use another output path or the checkpoint's own config")
-    factory = ckpt["config"].get("factory") if isinstance(ckpt.get("config"), dict) else None
-    if factory and expect_model != factory and not str(factory).startswith(OWN_FACTORIES):
-        raise PipelineError(f"checkpoint {path} holds a model made by --model-factory {factory}; rebuilding it imports "
-                            f"and runs that code, so pass --model-factory {factory} to allow it")
-    try:
-        model = model_from_config(ckpt["config"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise PipelineError(f"checkpoint {path}: its config does not make a model ({type(exc).__name__}: "
-                            f"{str(exc)[:160]}); the file is inconsistent: retrain it") from None
-    check_shapes(path, model.state_dict(), ckpt["state_dict"])
-    missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
-    if missing or unexpected:
-        raise PipelineError(f"checkpoint {path}: weights do not fit the config (missing {missing[:3]}, "
-                            f"unexpected {unexpected[:3]}); the file is inconsistent: retrain it")
-    return model.eval(), ckpt

@@ -4,6 +4,7 @@
     anytime profile --engines engines/msdnet_cifar --data DATA
     anytime camera --engines engines/msdnet_cifar --source 0 --fps 30
     anytime bench cascade --engines engines/msdnet_cifar --data DATA
+    anytime triton repo --engines engines/msdnet_cifar --out triton/msdnet_cifar
 
 A subcommand is a name for a module's ``main(argv)``: the arguments after the name go to it
 untouched, so options, checks and exit codes are that module's own (``anytime engines`` and
@@ -13,14 +14,11 @@ imported: importing this one, or listing the subcommands, loads no torch, OpenCV
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import difflib
 import importlib
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from pipeline import __version__
 from pipeline.errors import PipelineError, cli_main
@@ -52,6 +50,20 @@ BENCHMARKS: dict[str, Command] = {
                          "pipeline.benchmarks.training_ablations"),
     "imagenet-size": Command("MSDNet's ImageNet configuration at 224x224 through engines, profiler and camera app",
                              "pipeline.benchmarks.imagenet_size"),
+    "triton": Command("cameras against a Triton server, client-driven and BLS, beside the in-process cascade",
+                      "pipeline.serving.bench"),
+}
+
+TRITON: dict[str, Command] = {
+    "setup": Command("prepare this Python for the bundled Triton server (numpy 1.x for its Python backend)",
+                     "pipeline.serving.install"),
+    "repo": Command("a Triton model repository from an engines folder: a model per stage and the cascade model",
+                    "pipeline.serving.repository"),
+    "serve": Command("check a model repository and serve it with the bundled Triton server",
+                     "pipeline.serving.serve"),
+    "fleet": Command("simulated cameras against a Triton server (or in process), bounded in time",
+                     "pipeline.serving.fleet"),
+    "bench": Command("the Triton benchmark (also `anytime bench triton`)", "pipeline.serving.bench"),
 }
 
 COMMANDS: dict[str, Command] = {
@@ -62,7 +74,7 @@ COMMANDS: dict[str, Command] = {
     "camera": Command("live anytime classification of a camera, stream, video or images",
                       "pipeline.apps.camera"),
     "temporal": Command("calibrate frame reuse, cuts, the temporal prior and smoothing into the manifest",
-                        "pipeline.temporal.calibrate"),
+                        "pipeline.apps.temporal_calibrate"),
     "verify": Command("every built engine against the reference: per-exit logit differences and top-1 agreement",
                       "pipeline.verify"),
     "evaluate": Command("a checkpoint's per-exit accuracy and cost in PyTorch: the model card's table",
@@ -73,9 +85,10 @@ COMMANDS: dict[str, Command] = {
     "convert": Command("a reference MSDNet checkpoint (MSDNet-PyTorch) in this project's format",
                        "pipeline.models.reference"),
     "flops": Command("a model's cumulative cost (FLOPs, parameters) to each exit", "pipeline.models.flops"),
-    "corrupt": Command("corrupted copies of a split as ImageFolder trees", "pipeline.data.corrupt"),
+    "corrupt": Command("corrupted copies of a split as ImageFolder trees", "pipeline.data.corruptions"),
     "factory": Command("a checkpoint of fresh weights from --model-factory or a registered --model",
                        "pipeline.models.factory"),
+    "triton": Command("the cascade on Triton Inference Server: " + ", ".join(TRITON), group=TRITON),
     "bench": Command("the benchmarks: " + ", ".join(BENCHMARKS), group=BENCHMARKS),
 }
 
@@ -87,31 +100,6 @@ def listing(prog: str, commands: Mapping[str, Command]) -> str:
     version = " [--version]" if prog == PROG else ""
     return (f"usage: {prog}{version} <command> [options]    ({prog} <command> --help: that command's options)\n\n"
             "commands:\n" + "\n".join(rows) + "\n")
-
-
-@contextlib.contextmanager
-def first_parser_named(prog: str) -> Iterator[None]:
-    """The first ``ArgumentParser`` made inside is called ``prog``.
-
-    That parser is the command's own, so its usage, help and errors say ``anytime X`` rather than the
-    name it has under ``python -m``; argparse is itself again from then on, so parsers made after it
-    (a command that runs others) keep their names.
-    """
-    original = argparse.ArgumentParser.__init__
-
-    def init(self: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
-        setattr(argparse.ArgumentParser, "__init__", original)
-        if args:
-            args = (prog, *args[1:])
-        else:
-            kwargs["prog"] = prog
-        original(self, *args, **kwargs)
-
-    setattr(argparse.ArgumentParser, "__init__", init)
-    try:
-        yield
-    finally:
-        setattr(argparse.ArgumentParser, "__init__", original)
 
 
 def dispatch(prog: str, commands: Mapping[str, Command], argv: Sequence[str]) -> int:
@@ -127,9 +115,7 @@ def dispatch(prog: str, commands: Mapping[str, Command], argv: Sequence[str]) ->
                             + f"; choose one of {', '.join(commands)}")
     if command.group:
         return dispatch(f"{prog} {name}", command.group, rest)
-    run = importlib.import_module(command.module).main
-    with first_parser_named(f"{prog} {name}"):
-        code = run(rest)
+    code = importlib.import_module(command.module).main(rest)  # its parser is named `anytime <name>`
     return 0 if code is None else int(code)
 
 

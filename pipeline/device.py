@@ -7,13 +7,12 @@ them less trustworthy (unlocked clocks). Standard library only.
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import platform
 import re
 import subprocess
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 _GPU_DEVFREQ = re.compile(r"gpu|gv11b|ga10b|gp10b|gm20b|gk20a|gb10b", re.IGNORECASE)
 
@@ -31,16 +30,6 @@ def cpu_name() -> str:
 def host_facts() -> dict[str, Any]:
     """The CPU an engine optimised for this machine (an ONNX Runtime graph) is tied to."""
     return {"cpu": cpu_name(), "machine": platform.machine(), "cpu_count": os.cpu_count()}
-
-
-def package_version(*dists: str) -> str | None:
-    """The installed version of the first of ``dists`` present (one package may install under several names)."""
-    for dist in dists:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return None
 
 
 def _read(path: Path) -> str | None:
@@ -119,45 +108,3 @@ def jetson_facts(root: str | Path = "/", run: Callable[..., Any] = subprocess.ru
         warnings.append(facts["error"])
     facts["warnings"] = warnings
     return facts
-
-
-def device_facts(backends: Sequence[str] | None = None, threads: int = 1, root: str | Path = "/",
-                 run: Callable[..., Any] = subprocess.run) -> dict[str, Any]:
-    """What latencies were measured on; ``warnings`` lists what makes them less trustworthy.
-
-    Every registered backend's runtime version is recorded (under its name, None where it is not
-    installed); ``backends`` (default: the reference backend) add their own device facts.
-    """
-    from pipeline.backends import REFERENCE_BACKEND, backend_module, backend_versions
-
-    facts: dict[str, Any] = {
-        **host_facts(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "threads": threads, "python": platform.python_version(), **backend_versions(),
-    }
-    if backends is None:
-        backends = (REFERENCE_BACKEND,)
-    for name in backends:
-        facts.update(backend_module(name).device_facts(threads))
-    warnings: list[str] = []
-    jetson = jetson_facts(root, run)
-    if jetson is not None:
-        warnings += jetson.pop("warnings")
-        facts["jetson"] = jetson
-    facts["warnings"] = warnings
-    return facts
-
-
-def describe_device(facts: dict[str, Any]) -> str:
-    """One line: "CPU AMD EPYC ... (2 usable cores), 1 thread; GPU ...; ONNX Runtime 1.x; TensorRT 10.x"."""
-    from pipeline.backends import BACKENDS, backend_module
-
-    parts = [f"CPU {facts.get('cpu')} ({facts.get('cpus_usable')} usable cores), {facts.get('threads')} thread(s)"]
-    if facts.get("gpu"):
-        parts.append(f"GPU {facts['gpu']} (compute {facts.get('compute_capability')})")
-    jetson = facts.get("jetson")
-    if jetson:
-        parts.append(f"{jetson.get('board') or 'Jetson'}, {jetson.get('l4t')}, power mode "
-                     f"{jetson.get('power_mode', '?')}")
-    parts += [f"{backend_module(name).TITLE} {facts.get(name) or 'not installed'}" for name in BACKENDS]
-    return "; ".join(parts)

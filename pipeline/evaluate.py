@@ -1,6 +1,6 @@
 """Per-exit accuracy of a checkpoint in PyTorch, with each exit's cumulative cost: the model card's table.
 
-    python -m pipeline.evaluate --checkpoint models/msdnet_cifar10.pt --data DATA --split test [--card models/README.md] \
+    anytime evaluate --checkpoint models/msdnet_cifar10.pt --data DATA --split test [--card models/README.md] \
         [--corruptions all [--engines engines/msdnet_cifar]]
 
 ``--split validation`` re-draws the checkpoint's own validation split from the training images;
@@ -29,7 +29,7 @@ def evaluate_checkpoint(checkpoint: Path, data: str, split: str, cache_dir: Path
     """
     import torch
 
-    from pipeline.checkpoint import load_model
+    from pipeline.models.loading import load_model
     from pipeline.data.splits import evaluation_images
     from pipeline.models.flops import exit_costs
     from pipeline.training.evaluation import exit_accuracy
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.data.options import DataOptions, add_data_options
     from pipeline.files import atomic_write_text
 
-    ap = argparse.ArgumentParser(prog="python -m pipeline.evaluate", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="anytime evaluate", description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", type=Path, required=True)
     add_data_options(ap)
     ap.add_argument("--split", choices=["validation", "test"], default="validation")
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.card:
         import shlex
 
-        command = "python -m pipeline.evaluate " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+        command = "anytime evaluate " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
         atomic_write_text(args.card, model_card(args.checkpoint, report, command))
     return 0
 

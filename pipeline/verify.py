@@ -51,7 +51,7 @@ TOLERANCES = {"fp32": Tolerance(1e-2, 1e-3, 99.0), "fp16": Tolerance(0.25, 0.05,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m pipeline.verify", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="anytime verify", description=__doc__.split("\n")[0])
     ap.add_argument("--engines", type=Path, required=True, help="a built model folder, e.g. engines/msdnet_cifar")
     add_data_options(ap)
     ap.add_argument("--checkpoint", type=Path, default=None,
@@ -104,7 +104,7 @@ def torch_logits(checkpoint: Path, images: np.ndarray, batch: int = 64) -> np.nd
     """(N, H, W, 3) uint8 -> (N, K, C) float32 logits of every exit of the checkpoint's PyTorch model."""
     import torch
 
-    from pipeline.checkpoint import load_model
+    from pipeline.models.loading import load_model
 
     model, _ = load_model(checkpoint)
     out = []
@@ -133,7 +133,7 @@ def variants_here(manifest: Manifest, folder: Path) -> tuple[list[tuple[str, str
 
 def versions() -> dict[str, str | None]:
     """This package's, Python's, numpy's, every backend's packages' and torch's versions (None: not installed)."""
-    from pipeline.device import package_version
+    from pipeline import package_version
 
     return {"anytime-pipeline": package_version("anytime-pipeline"), "python": platform.python_version(),
             "numpy": np.__version__, **package_versions(), "torch": package_version("torch")}
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         raise PipelineError(f"--json {args.json} is a folder; pass a file name")
     from pipeline.backends import exit_logits, load_chain
     from pipeline.data.splits import split_images
-    from pipeline.device import describe_device, device_facts
+    from pipeline.backends.facts import describe_device, device_facts
     from pipeline.profiling.torch_baseline import torch_available
 
     folder = args.engines

@@ -12,8 +12,8 @@ import pytest
 
 import pipeline.backends
 from pipeline.backends.base import StageChain
-from pipeline.cascade import Cascade
-from pipeline.deadline import LatencyPredictor
+from pipeline.runtime.cascade import Cascade
+from pipeline.runtime.deadline import LatencyPredictor
 from pipeline.errors import PipelineError
 from pipeline.manifest import InputSpec, LatencyTable, Manifest, StageSpec, TensorSpec, ThresholdTable, write_manifest
 from pipeline.thresholds import aggregate_exits, exit_index, exit_scores, softmax, thresholds_table, to_scores
@@ -244,7 +244,7 @@ def test_without_thresholds_runs_to_the_last_exit_and_says_so(tmp_path, fake_bac
 
 
 def test_importing_the_runtime_does_not_import_torch():
-    code = ("import sys, pipeline.cascade, pipeline.thresholds, pipeline.deadline; "
+    code = ("import sys, pipeline.runtime.cascade, pipeline.thresholds, pipeline.runtime.deadline; "
             "heavy = [m for m in ('torch', 'tensorrt', 'pycuda') if m in sys.modules]; "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from pipeline.backends import exit_logits, load_chain
-from pipeline.cascade import Cascade
-from pipeline.deadline import LatencyPredictor
+from pipeline.runtime.cascade import Cascade
+from pipeline.runtime.deadline import LatencyPredictor
 from pipeline.manifest import load_manifest
 from pipeline.thresholds import softmax
 from tests.helpers import tiny_build

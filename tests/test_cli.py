@@ -4,7 +4,6 @@ Makefile going through it. In process (``pipeline.cli.main``) wherever a subproc
 
 from __future__ import annotations
 
-import argparse
 import re
 import subprocess
 import sys
@@ -55,7 +54,6 @@ def test_each_subcommand_shows_its_own_help_under_its_new_name(argv, capsys):
         raise
     assert code == 0, err
     assert out.startswith(f"usage: anytime {' '.join(argv)} ") and "--help" in out
-    assert argparse.ArgumentParser().prog != f"anytime {' '.join(argv)}"  # the name was the command's parser's only
 
 
 @pytest.mark.parametrize("argv, name", [(["engnes"], "'engnes'"), (["bench", "nope"], "'nope'"),
@@ -108,8 +106,8 @@ def test_importing_and_listing_load_no_heavy_package():
     assert proc.stdout.splitlines()[-1] == "[]"
 
 
-@pytest.mark.parametrize("script, prog", [("apps/camera.py", "camera"),
-                                          ("benchmarks/cascade_benchmarks.py", "benchmarks/cascade_benchmarks.py")])
+@pytest.mark.parametrize("script, prog", [("apps/camera.py", "anytime camera"),
+                                          ("benchmarks/cascade_benchmarks.py", "anytime bench cascade")])
 def test_the_old_scripts_still_run(script, prog, tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / script), "--help"], capture_output=True, text=True,
                           cwd=tmp_path, timeout=60)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.deadline import LatencyPredictor
+from pipeline.runtime.deadline import LatencyPredictor
 from pipeline.errors import PipelineError
 from pipeline.manifest import InputSpec, LatencyTable, Manifest, StageSpec
 

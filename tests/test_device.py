@@ -5,7 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from pipeline.device import device_facts, jetson_facts
+from pipeline.device import jetson_facts
+from pipeline.backends.facts import device_facts
 
 
 def fake_jetson(root: Path, cpu=("1000", "2000"), gpu=("300000000", "1300500000")) -> Path:

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.cascade import Cascade, CascadeResult
-from pipeline.runtime import AnytimeRuntime
+from pipeline.runtime.cascade import Cascade, CascadeResult
+from pipeline.runtime.interface import AnytimeRuntime
 from pipeline.temporal.cascade import FrameResult, TemporalCascade, TemporalResult, answer_of
 from pipeline.temporal.rule import TemporalOptions, TemporalSettings
 from pipeline.video.run import model_input

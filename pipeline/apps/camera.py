@@ -54,7 +54,7 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="camera", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="anytime camera", description=__doc__.split("\n\n")[0],
                                 epilog="examples:\n" + __doc__.split("\n\n")[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--engines", required=True, help="built model folder, holding manifest.json (engines/<model>)")

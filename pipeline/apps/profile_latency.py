@@ -30,7 +30,7 @@ from pipeline.stop import stop_at_once
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="apps/profile_latency.py", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="anytime profile", description=__doc__.split("\n")[0])
     ap.add_argument("--engines", type=Path, required=True, help="a built model folder, e.g. engines/msdnet_cifar")
     ap.add_argument("--backends", default="all",
                     help=f"all (every built one that runs here) or a comma list: {','.join(BACKENDS)}")
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
 def profile(args: ProfileOptions) -> int:
     from pipeline.backends import load_chain
     from pipeline.data.splits import split_images
-    from pipeline.device import device_facts
+    from pipeline.backends.facts import device_facts
     from pipeline.profiling import chain_exit_probs, profile_chain, torch_baseline
     from pipeline.profiling.curves import variant_report
     from pipeline.profiling.report import write_reports
@@ -223,7 +223,7 @@ def profile(args: ProfileOptions) -> int:
              " ms; accuracy " + " ".join(f"{a:.2f}" for a in entry["accuracy"]) + f" % ({time.time() - t0:.1f} s)")
 
     if baseline and args.checkpoint is not None:
-        from pipeline.checkpoint import load_model
+        from pipeline.models.loading import load_model
 
         t0 = time.time()
         model, _ = load_model(args.checkpoint)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence, cast
 
 from pipeline.backends.base import Backend, EngineOptions, StageChain, exit_logits
-from pipeline.device import package_version
+from pipeline import package_version
 from pipeline.errors import PipelineError
 from pipeline.manifest import Manifest, variant_key
 from pipeline.names import PRECISIONS

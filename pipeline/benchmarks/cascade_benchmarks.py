@@ -36,7 +36,7 @@ __all__ = ["DEADLINE_SLACK_MS", "MATCH_POINTS", "PORTABLE", "Bench", "build_pars
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="benchmarks/cascade_benchmarks.py", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="anytime bench cascade", description=__doc__.split("\n")[0])
     ap.add_argument("--engines", type=Path, required=True, help="a built model folder, e.g. engines/msdnet_cifar")
     ap.add_argument("--checkpoint", type=Path, default=None, help="the engines' checkpoint, for benchmark 2")
     add_data_options(ap)
@@ -70,7 +70,7 @@ def check_options(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     check_options(args)
-    from pipeline.device import describe_device, device_facts
+    from pipeline.backends.facts import describe_device, device_facts
 
     started = time.time()
     bench = Bench(args)

@@ -86,8 +86,8 @@ def cascade_vs_full(bench: Bench, clock: Callable[[], float] = time.perf_counter
     test accuracy. A lower precision's cascade is also timed against the FP32 full network in the
     same loop: the deployed cascade against the unquantized network it replaces.
     """
-    from pipeline.cascade import Cascade
-    from pipeline.deadline import LatencyPredictor
+    from pipeline.runtime.cascade import Cascade
+    from pipeline.runtime.deadline import LatencyPredictor
     from pipeline.profiling import chain_exit_probs, profile_chain
     from pipeline.thresholds import default_policy, thresholds_table
 
@@ -167,7 +167,7 @@ def ort_vs_torch(bench: Bench) -> dict[str, Any]:
         return {"skipped": "torch is not installed"}
     if not bench.has(PORTABLE, "fp32"):
         return {"skipped": f"no {PORTABLE}/fp32 engines"}
-    from pipeline.checkpoint import load_model
+    from pipeline.models.loading import load_model
     from pipeline.manifest import sha256_file
 
     if sha256_file(a.checkpoint) != bench.manifest.model.get("checkpoint_sha256"):
@@ -205,8 +205,8 @@ def deadline_adherence(bench: Bench, first: dict[str, Any], clock: Callable[[], 
                        ) -> dict[str, Any]:
     """Benchmark 4: budget = half the full network's p50; the share of frames answered (wall time around
     ``classify``) within budget + 1 ms, and the accuracy. The predictor starts from this run's profile."""
-    from pipeline.cascade import Cascade
-    from pipeline.deadline import LatencyPredictor
+    from pipeline.runtime.cascade import Cascade
+    from pipeline.runtime.deadline import LatencyPredictor
 
     a, m = bench.args, bench.manifest
     profile = first["_profile"]

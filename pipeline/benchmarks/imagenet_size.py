@@ -37,7 +37,7 @@ def write_images(folder: Path, n: int, size: tuple[int, int], seed: int) -> None
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="anytime bench imagenet-size", description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=Path("runs/imagenet224"))
     ap.add_argument("--classes", type=int, default=1000, help="class folders (one training image each)")
     ap.add_argument("--runs", type=int, default=100, help="timed runs per variant in the profiler")

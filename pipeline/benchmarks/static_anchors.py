@@ -89,9 +89,9 @@ def _timed(clock: Callable[[], float], fn: Callable[[], int]) -> tuple[float, in
 def run(args: argparse.Namespace, clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
     """Benchmark 6's figures: the curve on test, the static networks, and one row per static network."""
     from pipeline.backends import load_chain
-    from pipeline.cascade import Cascade
+    from pipeline.runtime.cascade import Cascade
     from pipeline.data.splits import split_images
-    from pipeline.deadline import LatencyPredictor
+    from pipeline.runtime.deadline import LatencyPredictor
     from pipeline.manifest import load_manifest
     from pipeline.profiling import chain_exit_probs, profile_chains
     from pipeline.thresholds import aggregate_exits, budgeted_curve, simulate, thresholds_table

@@ -110,7 +110,7 @@ def measure(setups: list[Setup], model_name: str, rounds: int, steps: int, threa
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="anytime bench train-throughput", description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="msdnet_cifar")
     ap.add_argument("--model-opt", action="append", default=[], metavar="KEY=VALUE", help="config override, repeatable")
     ap.add_argument("--setup", action="append", default=[], help="NAME=batch=N,bf16,compile,channels_last,nesterov")
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         raise PipelineError("--setup names must differ")
     if args.json is not None and args.json.exists() and args.json.is_dir():
         raise PipelineError(f"--json {args.json} is a folder; name a file")
-    from pipeline.training.cli import parse_overrides
+    from pipeline.models import parse_overrides
 
     res = measure(setups, args.model, args.rounds, args.steps, args.threads, parse_overrides(args.model_opt))
     import torch

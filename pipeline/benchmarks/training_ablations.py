@@ -104,7 +104,7 @@ def exit_rule(path: Path, data: str) -> dict[str, float]:
                 return dict(kept["figures"])
         except (ValueError, KeyError, TypeError):
             pass  # unreadable: computed again below
-    from pipeline.checkpoint import load_model
+    from pipeline.models.loading import load_model
     from pipeline.data.cache import default_cache_dir
     from pipeline.data.splits import evaluation_images
     from pipeline.models.flops import exit_costs
@@ -136,7 +136,7 @@ def corrupted_accuracy(model: Any, frames: Any, labels: Any, severity: int = 2) 
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="anytime bench ablations", description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True)
     ap.add_argument("--out", type=Path, default=Path("runs/ablation"))
     ap.add_argument("--epochs", type=int, default=6)

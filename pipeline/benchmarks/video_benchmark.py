@@ -6,7 +6,7 @@
 
 For each precision: exit thresholds as the manifest's ``default`` policy has them (calibrated here
 on the validation split, costs in FLOPs, when the manifest has none); the temporal settings
-calibrated on validation clips (``pipeline.temporal.calibrate``, as ``make temporal`` does); then
+calibrated on validation clips (``pipeline.apps.temporal_calibrate``, as ``make temporal`` does); then
 two test-split clips (``pipeline.video.scenes``): a mixed one (pans, fast moves, static stretches,
 cuts) and one whose camera never stops. On every frame of each, the frame-by-frame cascade and
 the temporal cascade (wrapping the same Cascade: same engines, same thresholds) run one after the
@@ -33,13 +33,13 @@ from pipeline.backends import BACKENDS
 from pipeline.data.options import add_data_options
 from pipeline.errors import PipelineError, cli_main
 from pipeline.files import atomic_write_text
-from pipeline.cascade import Cascade
+from pipeline.runtime.cascade import Cascade
 from pipeline.temporal.cascade import TemporalCascade
 from pipeline.temporal.rule import TemporalSettings
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="benchmarks/video_benchmark.py", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="anytime bench video", description=__doc__.split("\n")[0])
     ap.add_argument("--engines", type=Path, required=True, help="a built model folder, e.g. engines/msdnet_cifar")
     add_data_options(ap)
     ap.add_argument("--backend", default=BACKENDS[0], choices=list(BACKENDS))
@@ -132,10 +132,10 @@ def run_clip(cascade: Cascade, temporal: TemporalCascade, frames: np.ndarray, la
 
 def run_precision(bench: dict[str, Any], precision: str) -> dict[str, Any]:
     from pipeline.backends import load_chain
-    from pipeline.cascade import Cascade
-    from pipeline.deadline import LatencyPredictor
+    from pipeline.runtime.cascade import Cascade
+    from pipeline.runtime.deadline import LatencyPredictor
     from pipeline.manifest import variant_key
-    from pipeline.temporal.calibrate import calibrate, exits_of
+    from pipeline.apps.temporal_calibrate import calibrate, exits_of
     from pipeline.temporal.cascade import TemporalCascade
     from pipeline.temporal.change import DEFAULT_THUMB
 
@@ -183,9 +183,9 @@ def format_table(results: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     from pipeline.data.options import DataOptions
     from pipeline.data.splits import split_images
-    from pipeline.device import describe_device, device_facts
+    from pipeline.backends.facts import describe_device, device_facts
     from pipeline.manifest import load_manifest
-    from pipeline.temporal.calibrate import clip_frames, validation_clips
+    from pipeline.apps.temporal_calibrate import clip_frames, validation_clips
     from pipeline.video.scenes import ClipSpec, plan_clip
 
     args = build_parser().parse_args(argv)

@@ -9,7 +9,7 @@ import numpy as np
 
 from pipeline.backends import StageChain, exit_logits, load_chain
 from pipeline.build.engines import drop_variant
-from pipeline.build.export import log
+from pipeline.build.artifacts import log
 from pipeline.errors import PipelineError
 from pipeline.manifest import Manifest, variant_key
 from pipeline.metrics import accuracy_per_exit

@@ -23,8 +23,8 @@ from typing import Any
 from pipeline import names
 from pipeline.backends import BACKENDS, EngineOptions, backend_device_facts
 from pipeline.backends.base import DEFAULT_WORKSPACE_MB
-from pipeline.build import accuracy, engines, export, folder, onnx_source, options, source
-from pipeline.build.export import log
+from pipeline.build import accuracy, artifacts, engines, folder, onnx_source, options, source
+from pipeline.build.artifacts import log
 from pipeline.build.options import BuildOptions, BuildTargets
 from pipeline.build.source import Source
 from pipeline.data.options import DataOptions, add_data_options
@@ -38,7 +38,7 @@ from pipeline.stop import stop_at_once
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m pipeline.build", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="anytime engines", description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", type=Path, help="trained checkpoint (.pt); optional with --compile-only")
     ap.add_argument("--model", default="", help="expected registered model (default: the checkpoint's)")
     ap.add_argument("--model-factory", default="", metavar="PACKAGE.MODULE:FUNCTION",
@@ -97,7 +97,7 @@ def _start_manifest(tmp: Path, src: Source, opts: BuildOptions) -> tuple[Manifes
         log(f"compiling the artifacts of {src.folder} (no export here)")
         return Manifest(model=m.model, classes=m.classes, input=m.input, stages=m.stages,
                         artifacts=list(m.artifacts), calibration=m.calibration), None
-    model, ckpt = export.load_checkpoint(opts)
+    model, ckpt = artifacts.load_checkpoint(opts)
     p = model.cfg.preprocess
     manifest = Manifest(
         model={"name": ckpt["model"], "config": ckpt["config"], "checkpoint_sha256": src.checkpoint_sha256,
@@ -121,11 +121,11 @@ def build_into(tmp: Path, src: Source, targets: BuildTargets, opts: BuildOptions
         manifest.model["split"] = {"seed": 0, "size": given or max(1, len(train.labels) // 10), "source":
                                    "the spec's validation_size" if given else "a tenth"} if train else {}
         manifest.stages = graphs[1]
-        manifest.artifacts, manifest.calibration = export.variants_from_fp32(
+        manifest.artifacts, manifest.calibration = artifacts.variants_from_fp32(
             graphs[0], tmp, targets, opts, src.checkpoint_sha256, manifest.model["split"], train)
     if exported_from is not None:
         model, ckpt = exported_from
-        manifest.artifacts, manifest.stages, manifest.calibration = export.export_artifacts(
+        manifest.artifacts, manifest.stages, manifest.calibration = artifacts.export_artifacts(
             model, tmp, targets, opts, src.checkpoint_sha256, ckpt, train)
     manifest.unsupported = list(targets.unsupported)
     manifest.tools, manifest.device = source.tool_versions(), DeviceInfo.from_dict(device.to_dict())
@@ -164,7 +164,7 @@ def _build(opts: BuildOptions, targets: BuildTargets) -> int:
         return 0
 
     with folder.build_lock(opts.out), folder.temporary_folder(opts.out, src.name) as tmp:
-        with export.one_torch_thread(src.manifest is None):
+        with artifacts.one_torch_thread(src.manifest is None):
             manifest = build_into(tmp, src, targets, opts, device)
         name = src.name or folder_name(manifest.model["name"])
         folder.swap_into_place(tmp, opts.out / name, key)

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from pipeline.backends import backend_module
-from pipeline.build.export import log
+from pipeline.build.artifacts import log
 from pipeline.build.options import BuildOptions, BuildTargets
 from pipeline.errors import PipelineError
 from pipeline.manifest import FileEntry, Manifest, variant_key

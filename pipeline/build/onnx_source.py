@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from pipeline import names
-from pipeline.build.export import log
+from pipeline.build.artifacts import log
 from pipeline.build.onnx_spec import OnnxSpec
 from pipeline.errors import PipelineError
 from pipeline.manifest import StageSpec

@@ -15,7 +15,7 @@ from typing import Any
 from pipeline import __version__
 from pipeline.backends import package_versions
 from pipeline.build.options import BuildOptions, BuildTargets, needs_data
-from pipeline.device import package_version
+from pipeline import package_version
 from pipeline.errors import PipelineError
 from pipeline.manifest import MANIFEST_NAME, DeviceInfo, Manifest, load_manifest, sha256_file
 

@@ -16,9 +16,9 @@ from pipeline.data.cifar import CIFAR10_MD5, CIFAR10_URL, download_cifar10, is_c
 from pipeline.data.imagefolder import IMAGE_EXTENSIONS, ProgressFn, load_imagefolder
 from pipeline.data.imageset import ImageSet
 from pipeline.data.options import DataOptions, add_data_options
-from pipeline.data.split import validation_split
+from pipeline.data.splits import validation_split
 from pipeline.errors import PipelineError
-from pipeline.video.frames import fit_input
+from pipeline.data.geometry import fit_input
 
 __all__ = [
     "DataOptions",

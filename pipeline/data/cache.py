@@ -12,7 +12,6 @@ import os
 import warnings
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from pipeline.data.imageset import ImageSet
@@ -32,6 +31,8 @@ def cache_key(path: Path, subdir: str | None, fit: Fit | None, listing: str | No
 
     ``resize_shorter`` enters only when set, so the key of a plain resize is the one it always was.
     """
+    import cv2
+
     st = path.stat()
     payload = {
         "version": CACHE_VERSION,

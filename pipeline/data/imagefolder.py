@@ -13,13 +13,11 @@ import json
 import lzma
 import os
 import tarfile
-import warnings
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from pipeline.data.cache import Fit, cache_key, cache_load, cache_save
@@ -27,7 +25,7 @@ from pipeline.data.folder_layout import (IMAGE_EXTENSIONS, LAYOUT, class_layout,
                                          top_names, visible)
 from pipeline.data.imageset import ImageSet
 from pipeline.errors import PipelineError
-from pipeline.video.frames import fit_input
+from pipeline.data.geometry import fit_input
 
 ProgressFn = Callable[[int, int], None]  # called with (images decoded so far, total)
 
@@ -191,6 +189,8 @@ def _check_size(size: tuple[int, int] | None) -> tuple[int, int] | None:
 
 def _decode(data: bytes, name: str) -> np.ndarray:
     """Bytes -> (H, W, 3) uint8 BGR, or a PipelineError naming the file."""
+    import cv2
+
     try:
         img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     except cv2.error:

@@ -42,6 +42,21 @@ def folder_name(name: str) -> str:
     return where.removesuffix(".py").replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[-1] or "model"
 
 
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["n_blocks=3", "gr_factor=1,2"]`` -> ``{"n_blocks": 3, "gr_factor": (1, 2)}``."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise PipelineError(f"model option {item!r} should look like key=value, e.g. n_blocks=3")
+        parts = [p for p in value.split(",") if p]
+        if not key or not parts:
+            raise PipelineError(f"model option {item!r} should look like key=value, e.g. n_blocks=3")
+        conv = [int(p) if p.lstrip("-").isdigit() else float(p) if p.replace(".", "", 1).isdigit() else p for p in parts]
+        out[key] = tuple(conv) if "," in value else conv[0]
+    return out
+
+
 def model_config(name: str, **overrides: Any) -> Any:
     """The config of a registered model, with keyword overrides (e.g. ``n_blocks=3``), or of a factory's model."""
     if is_factory(name):

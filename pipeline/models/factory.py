@@ -238,9 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.checkpoint import save_checkpoint
     from pipeline.models import create_model
     from pipeline.models.reference import read_classes
-    from pipeline.training.cli import parse_overrides
+    from pipeline.models import parse_overrides
 
-    ap = argparse.ArgumentParser(prog="python -m pipeline.models.factory", description=main.__doc__)
+    ap = argparse.ArgumentParser(prog="anytime factory", description=main.__doc__)
     who = ap.add_mutually_exclusive_group(required=True)
     who.add_argument("--model-factory", help="package.module:function or path/file.py:function")
     who.add_argument("--model", help="a registered model, freshly initialised (seeded)")

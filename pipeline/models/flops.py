@@ -49,12 +49,12 @@ def format_costs(rows: list[dict]) -> str:
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="anytime flops", description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="msdnet_cifar")
     ap.add_argument("--checkpoint", help="take the config from this checkpoint instead of --model")
     args = ap.parse_args(argv)
     if args.checkpoint:
-        from pipeline.checkpoint import load_model
+        from pipeline.models.loading import load_model
 
         model, _ = load_model(args.checkpoint)
     else:

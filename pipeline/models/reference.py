@@ -200,7 +200,7 @@ def convert_file(src: Path, out: Path, configuration: str, overrides: Mapping[st
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m pipeline.models.reference", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="anytime convert", description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", type=Path, required=True, help="the reference's checkpoint (.pth.tar)")
     ap.add_argument("--config", required=True, choices=sorted(CONFIGURATIONS),
                     help="the reference's --data it was trained with")
@@ -214,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
-    from pipeline.training.cli import parse_overrides
+    from pipeline.models import parse_overrides
 
     args = build_parser().parse_args(argv)
     if args.val_size is not None and args.val_size < 1:

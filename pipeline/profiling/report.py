@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pipeline.device import describe_device
+from pipeline.backends.facts import describe_device
 from pipeline.files import atomic_write_text
 from pipeline.profiling.torch_baseline import TORCH_EAGER
 from pipeline.thresholds import AGGREGATE_NAMES

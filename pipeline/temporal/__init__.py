@@ -5,8 +5,8 @@
 - :mod:`~pipeline.temporal.smoothing`: the moving average of the softmax that is shown, reset on a cut.
 - :mod:`~pipeline.temporal.cascade`: :class:`TemporalCascade`, the wrapper the camera app and the API use
   (a :class:`pipeline.runtime.AnytimeRuntime`, as the plain cascade is); :class:`TemporalResult` holds
-  the cascade's :class:`~pipeline.cascade.CascadeResult`.
-- :mod:`~pipeline.temporal.simulate`, :mod:`~pipeline.temporal.calibrate`: the settings, chosen on
+  the cascade's :class:`~pipeline.runtime.cascade.CascadeResult`.
+- :mod:`~pipeline.temporal.simulate`, :mod:`~pipeline.apps.temporal_calibrate`: the settings, chosen on
   validation clips and stored in the manifest's ``temporal`` table.
 
 Nothing here imports torch; OpenCV is imported where a frame is measured.

@@ -8,7 +8,7 @@
 Per frame: the change measure (:mod:`pipeline.temporal.change`) against the previous frame and
 the reference (the last frame the cascade ran on), the rule (:mod:`pipeline.temporal.rule`), then
 either the reference's answer again (no stage runs; the frame costs the measure only) or the
-wrapped :class:`~pipeline.cascade.Cascade` under the usual deadline rule, given the budget less
+wrapped :class:`~pipeline.runtime.cascade.Cascade` under the usual deadline rule, given the budget less
 the measure's time. When the prior applies, exit k may also answer when it agrees with the
 previous answer and its score reaches ``min(threshold k, prior floor)``: never a higher bar than
 the plain rule, and never after a cut. The shown answer is the moving average of the softmax
@@ -24,9 +24,9 @@ from typing import Any, Callable, Sequence, TypeAlias
 
 import numpy as np
 
-from pipeline.cascade import Cascade, CascadeResult
+from pipeline.runtime.cascade import Cascade, CascadeResult
 from pipeline.errors import PipelineError
-from pipeline.runtime import AnytimeRuntime
+from pipeline.runtime.interface import AnytimeRuntime
 from pipeline.temporal.change import ChangeMeter
 from pipeline.temporal.rule import TemporalOptions, TemporalSettings, decide
 from pipeline.temporal.smoothing import SoftmaxSmoother
@@ -96,7 +96,7 @@ class TemporalCascade(AnytimeRuntime[TemporalResult]):
     def __init__(self, cascade: Cascade, settings: TemporalSettings,
                  clock: Callable[[], float] = time.perf_counter, notes: Sequence[str] = ()):
         if not isinstance(cascade, Cascade):
-            raise PipelineError("the temporal cascade wraps a pipeline.cascade.Cascade (it reads answer_probs)")
+            raise PipelineError("the temporal cascade wraps a pipeline.runtime.cascade.Cascade (it reads answer_probs)")
         self.cascade, self.settings, self._clock = cascade, settings, clock
         self._notes = list(notes)
         self.meter = ChangeMeter(settings.thumb)

@@ -16,7 +16,7 @@ drift adds up until it counts as change.
   too old takes no prior: it is there to catch what the measure missed, so it looks afresh.
 
 The settings come from the manifest's ``temporal`` table (written by
-:mod:`pipeline.temporal.calibrate`); :class:`TemporalOptions` are a user's overrides on top.
+:mod:`pipeline.apps.temporal_calibrate`); :class:`TemporalOptions` are a user's overrides on top.
 """
 
 from __future__ import annotations

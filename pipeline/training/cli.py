@@ -8,29 +8,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from pipeline.data.options import add_data_options
-from pipeline.errors import PipelineError, cli_main
+from pipeline.models import parse_overrides
+from pipeline.errors import cli_main
 from pipeline.training.options import COMPILE_MODES, SCHEDULES, TrainOptions
-
-
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``["n_blocks=3", "gr_factor=1,2"]`` -> ``{"n_blocks": 3, "gr_factor": (1, 2)}``."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise PipelineError(f"model option {item!r} should look like key=value, e.g. n_blocks=3")
-        parts = [p for p in value.split(",") if p]
-        conv = [int(p) if p.lstrip("-").isdigit() else float(p) if p.replace(".", "", 1).isdigit() else p for p in parts]
-        out[key] = tuple(conv) if "," in value else conv[0]
-    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
     d = TrainOptions(out=Path("unused"))
-    ap = argparse.ArgumentParser(prog="python -m pipeline.training",
+    ap = argparse.ArgumentParser(prog="anytime train",
                                  description="Train a multi-exit classifier (every exit's loss summed).")
     ap.add_argument("--model", default=d.model, help="registered model name")
     ap.add_argument("--model-factory", default="", metavar="PACKAGE.MODULE:FUNCTION",

@@ -39,7 +39,7 @@ def load_train_data(opts: TrainOptions, cfg: Any) -> TrainData:
     import torch
 
     from pipeline.data import default_cache_dir, load_dataset, validation_split
-    from pipeline.data.split import labels_fingerprint
+    from pipeline.data.splits import labels_fingerprint
 
     p = cfg.preprocess
     data = load_dataset(opts.data or None, "train", cache_dir=opts.cache_dir or default_cache_dir(),

@@ -95,7 +95,7 @@ def build_state(opts: TrainOptions, cfg: Any, device: str) -> RunState:
     """A fresh run, or the one saved in ``opts.out`` when resuming; on ``device``."""
     import torch
 
-    from pipeline.checkpoint import load_model
+    from pipeline.models.loading import load_model
     from pipeline.models import create_model
 
     saved: dict[str, Any] = {}

@@ -39,7 +39,7 @@ def load_teacher(path: Path, split: dict[str, Any], num_classes: int, frame_size
     """A function from the student's batch (N, H, W, 3) uint8 to the teacher's last-exit logits (N, classes)."""
     import torch
 
-    from pipeline.checkpoint import load_model
+    from pipeline.models.loading import load_model
 
     if not path.is_file():
         raise PipelineError(f"--teacher {path} does not exist; train one first (make teacher)")

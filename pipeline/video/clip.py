@@ -71,11 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.data import load_dataset
     from pipeline.data.options import DataOptions, add_data_options
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="anytime clip", description=__doc__.split("\n")[0])
     add_data_options(ap, help="the labelled images the clip shows")
     ap.add_argument("--split", choices=["train", "test"], default="test",
                     help="test for reporting; train draws from the training images (tuning uses the validation "
-                         "split through pipeline.temporal.calibrate)")
+                         "split through pipeline.apps.temporal_calibrate)")
     ap.add_argument("--scenes", type=int, default=20)
     ap.add_argument("--min-frames", type=int, default=30, help="frames per scene, at least")
     ap.add_argument("--max-frames", type=int, default=60, help="frames per scene, at most")

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.deadline import check_budget
+from pipeline.runtime.deadline import check_budget
 from pipeline.errors import PipelineError
 from pipeline.names import PRECISIONS
 from pipeline.temporal.rule import TemporalOptions

@@ -20,9 +20,9 @@ from typing import Any, BinaryIO, TypeAlias
 
 import numpy as np
 
-from pipeline.deadline import BudgetSplit
+from pipeline.runtime.deadline import BudgetSplit
 from pipeline.errors import PipelineError, write_failure
-from pipeline.runtime import AnytimeRuntime
+from pipeline.runtime.interface import AnytimeRuntime
 from pipeline.temporal.cascade import FrameResult, TemporalCascade
 from pipeline.temporal.rule import TemporalOptions
 from pipeline.video.capture import Frame, FrameStream, open_stream

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.apps.camera import main
-from pipeline.deadline import BudgetSplit
+from pipeline.runtime.deadline import BudgetSplit
 from pipeline.errors import PipelineError
 from pipeline.video.labels import load_labels
 from pipeline.video.run import model_input
@@ -293,8 +293,8 @@ def test_with_the_real_cascade_class(engines, clip, tmp_path, capsys):
     import numpy as np
 
     from pipeline.backends.base import StageChain
-    from pipeline.cascade import Cascade
-    from pipeline.deadline import LatencyPredictor
+    from pipeline.runtime.cascade import Cascade
+    from pipeline.runtime.deadline import LatencyPredictor
 
     class ColourChain(StageChain):
         backend, precision = "double", "fp32"

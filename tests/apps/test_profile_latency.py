@@ -82,7 +82,7 @@ def test_profile_writes_reports_and_updates_the_manifest(built, tmp_path, capsys
 
 
 def test_the_cascade_reads_what_the_profiler_wrote(built, tmp_path):
-    from pipeline.cascade import Cascade
+    from pipeline.runtime.cascade import Cascade
 
     folder = built.copy(tmp_path)
     assert main(args(built, folder, tmp_path / "r", "--precisions", "fp32", "--aggregate", "mean")) == 0

@@ -9,7 +9,8 @@ import pytest
 from pipeline.backends import (BACKENDS, REFERENCE_BACKEND, EngineOptions, backend_module, backend_versions,
                                check_engine_options, package_versions, unavailable_reason)
 from pipeline.backends.base import Backend
-from pipeline.device import describe_device, device_facts, package_version
+from pipeline import package_version
+from pipeline.backends.facts import describe_device, device_facts
 from pipeline.errors import PipelineError
 from pipeline.names import PRECISIONS
 

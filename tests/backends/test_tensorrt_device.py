@@ -22,7 +22,7 @@ import pytest
 
 import pipeline.backends.tensorrt as backend
 from pipeline.backends import available_backends, pick_backend
-from pipeline.cascade import Cascade
+from pipeline.runtime.cascade import Cascade
 from pipeline.errors import PipelineError
 from pipeline.manifest import FileEntry, load_manifest, sha256_file, write_manifest
 from tests.backends import test_tensorrt as base

@@ -12,7 +12,7 @@ pytest.importorskip("onnxsim")
 import pipeline.build.cli as build_cli  # noqa: E402
 from pipeline.build import main  # noqa: E402
 from pipeline.manifest import load_manifest  # noqa: E402
-from pipeline.video.frames import resize_and_crop  # noqa: E402
+from pipeline.data.geometry import resize_and_crop  # noqa: E402
 
 CLASSES = ("cat", "dog", "frog")
 SMALL = {"num_classes": len(CLASSES), "n_blocks": 2, "step": 1, "base": 1, "n_channels": 4, "growth_rate": 4}

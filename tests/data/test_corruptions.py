@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.data.corrupt import main as corrupt_main
+from pipeline.data.corruptions import main as corrupt_main
 from pipeline.data.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from pipeline.errors import PipelineError
 

@@ -9,7 +9,7 @@ import pytest
 from pipeline.data import load_dataset, load_imagefolder
 from pipeline.data.cache import cache_key as _cache_key
 from pipeline.errors import PipelineError
-from pipeline.video.frames import resize_and_crop
+from pipeline.data.geometry import resize_and_crop
 
 
 def test_resize_shorter_crops_as_the_camera_app(make_tree):

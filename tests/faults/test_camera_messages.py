@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from pipeline.backends.base import StageChain
-from pipeline.cascade import Cascade
-from pipeline.deadline import LatencyPredictor
+from pipeline.runtime.cascade import Cascade
+from pipeline.runtime.deadline import LatencyPredictor
 from pipeline.errors import PipelineError
 from pipeline.video.sources import open_advice
 from tests.faults.conftest import PLAN, ROOT, log_lines, one_error, run_app

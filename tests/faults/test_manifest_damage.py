@@ -45,7 +45,7 @@ def set_path(value):
     (lambda raw: raw.update(surprise=1), "has unknown field 'surprise'"),
 ])
 def test_every_tool_names_the_damaged_field(tiny, tmp_path, capsys, change, field):
-    from pipeline.cascade import Cascade
+    from pipeline.runtime.cascade import Cascade
 
     folder = tiny.copy(tmp_path)
     damage(folder, change)
@@ -88,7 +88,7 @@ def test_an_input_spec_that_disagrees_with_stage_1(tiny, tmp_path):
 def test_stage_shapes_that_disagree_with_the_graphs(tiny, tmp_path):
     """Input spec and stage 1 agree with each other, not with the engines: refused when the chain loads,
     naming the graph, instead of ONNX Runtime's error on the first frame."""
-    from pipeline.cascade import Cascade
+    from pipeline.runtime.cascade import Cascade
 
     folder = tiny.copy(tmp_path)
 

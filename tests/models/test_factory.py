@@ -8,7 +8,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from pipeline.checkpoint import load_model, save_checkpoint  # noqa: E402
+from pipeline.checkpoint import save_checkpoint
+from pipeline.models.loading import load_model  # noqa: E402
 from pipeline.errors import PipelineError  # noqa: E402
 from pipeline.models import create_model, folder_name, model_config  # noqa: E402
 from pipeline.models.factory import load_factory  # noqa: E402

@@ -14,7 +14,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from pipeline.checkpoint import load_model, read_checkpoint  # noqa: E402
+from pipeline.checkpoint import read_checkpoint
+from pipeline.models.loading import load_model  # noqa: E402
 from pipeline.errors import PipelineError  # noqa: E402
 from pipeline.models import create_model  # noqa: E402
 from pipeline.models.reference import CONFIGURATIONS, convert_state_dict, main  # noqa: E402

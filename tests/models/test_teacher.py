@@ -61,7 +61,8 @@ def test_the_compiled_bf16_step_gives_finite_gradients_close_to_eager():
 
 def test_a_teacher_checkpoint_loads_without_naming_its_factory(tmp_path):
     """The teacher is this package's own code, so loading it (evaluate, --teacher) needs no --model-factory."""
-    from pipeline.checkpoint import load_model, save_checkpoint
+    from pipeline.checkpoint import save_checkpoint
+    from pipeline.models.loading import load_model
 
     model = create_model(SPEC, num_classes=2, stem=4, widths=(8,))
     path = tmp_path / "t.pt"

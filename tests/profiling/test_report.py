@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.device import device_facts
+from pipeline.backends.facts import device_facts
 from pipeline.metrics import accuracy_per_exit
 from pipeline.profiling.curves import anytime_curve, budgeted_points
 from pipeline.profiling.report import format_markdown, plot_report

@@ -123,7 +123,7 @@ def test_real_chain_profile_and_probs_match_the_build(built):
 
 def test_torch_baseline_matches_onnxruntime(built):
     from pipeline.backends import load_chain
-    from pipeline.checkpoint import load_model
+    from pipeline.models.loading import load_model
     from pipeline.manifest import load_manifest
     from pipeline.profiling.torch_baseline import profile_torch, torch_exit_probs
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.backends.base import StageChain
-from pipeline.cascade import Cascade
-from pipeline.deadline import LatencyPredictor
+from pipeline.runtime.cascade import Cascade
+from pipeline.runtime.deadline import LatencyPredictor
 
 CLASSES = ["blue", "green", "red"]  # the dominant channel, BGR
 

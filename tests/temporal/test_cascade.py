@@ -94,5 +94,5 @@ def test_attributes_pass_through_and_a_plain_object_is_refused():
     assert (t.precision, t.policy, t.colour_order, t.resize_shorter) == ("fp32", "", "BGR", 40)
     assert t.notes == ["a note of the cascade's", "a note of the temporal settings'"]
     assert not hasattr(t, "answer_probs") and not hasattr(t, "thresholds")  # nothing forwarded but the seam's facts
-    with pytest.raises(PipelineError, match="wraps a pipeline.cascade.Cascade"):
+    with pytest.raises(PipelineError, match="wraps a pipeline.runtime.cascade.Cascade"):
         TemporalCascade(object(), TemporalSettings())

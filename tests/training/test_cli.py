@@ -11,7 +11,8 @@ torch = pytest.importorskip("torch")
 cv2 = pytest.importorskip("cv2")
 
 from pipeline.training import cli as train  # noqa: E402
-from pipeline.checkpoint import load_model, read_checkpoint  # noqa: E402
+from pipeline.checkpoint import read_checkpoint
+from pipeline.models.loading import load_model  # noqa: E402
 from tests.training.conftest import TINY_OPTS, make_imagefolder, run  # noqa: E402
 
 def test_loss_falls_and_checkpoint_loads(tmp_path):
@@ -22,7 +23,7 @@ def test_loss_falls_and_checkpoint_loads(tmp_path):
     assert [h["epoch"] for h in hist] == [1, 2, 3]
     assert hist[-1]["loss"] < hist[0]["loss"]
     assert ckpt["classes"] == ["blue", "red"]
-    from pipeline.data.split import labels_fingerprint
+    from pipeline.data.splits import labels_fingerprint
 
     labels = [0] * 40 + [1] * 40  # make_imagefolder: 40 images of each class, sorted by class
     assert ckpt["split"] == {"seed": 0, "size": 16, "source": str(tmp_path / "data"),
@@ -114,7 +115,7 @@ def test_evaluate_reports_every_exit(tmp_path, capsys):
     evaluate.main(["--checkpoint", str(out), "--data", str(tmp_path / "data"), "--cache-dir", str(tmp_path / "cache"),
                    "--card", str(card)])
     text = card.read_text()
-    assert "1 of 1 epochs done" in text and "Reproduce the table: `python -m pipeline.evaluate --checkpoint" in text
+    assert "1 of 1 epochs done" in text and "Reproduce the table: `anytime evaluate --checkpoint" in text
     table, files = text.split(evaluate.FILES_HEADING)
     assert table.count("\n| ") == 4
     from pipeline.files import sha256_file

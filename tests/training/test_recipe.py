@@ -9,7 +9,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from pipeline.checkpoint import load_model, read_checkpoint  # noqa: E402
+from pipeline.checkpoint import read_checkpoint
+from pipeline.models.loading import load_model  # noqa: E402
 from pipeline.errors import PipelineError  # noqa: E402
 from pipeline.training.ema import WeightAverage  # noqa: E402
 from pipeline.training.equilibrium import forward_with_equilibrium, scale_gradient  # noqa: E402
@@ -189,7 +190,7 @@ def test_resume_only_state_lives_beside_the_checkpoint_and_is_checked(tmp_path):
 def test_a_deployable_checkpoint_stands_alone_and_an_unfinished_one_needs_its_state(tmp_path):
     import shutil
 
-    from pipeline.checkpoint import load_model
+    from pipeline.models.loading import load_model
 
     done, partial = tmp_path / "done.pt", tmp_path / "partial.pt"
     run(tmp_path, done, "--epochs", "1", "--ema", "0.9")

@@ -10,8 +10,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from pipeline.cascade import CascadeResult
-from pipeline.runtime import AnytimeRuntime
+from pipeline.runtime.cascade import CascadeResult
+from pipeline.runtime.interface import AnytimeRuntime
 
 CLASSES = ["blue", "green", "red"]  # the dominant channel of a frame, in BGR order
 # (label, wanted exit) of the camera tests' clip: 12 frames, every class and every exit

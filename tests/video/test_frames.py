@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from pipeline.errors import PipelineError
-from pipeline.video.frames import centre_crop, to_bgr, to_model_input
+from pipeline.data.geometry import centre_crop
+from pipeline.video.frames import to_bgr, to_model_input
 
 
 @pytest.mark.parametrize("shape", [(6, 5), (6, 5, 1)])
@@ -73,7 +74,7 @@ def test_rgb_models_get_rgb_and_grey_inputs_work():
 def test_resize_shorter_then_centre_crop_as_imagenet_evaluates():
     import cv2
 
-    from pipeline.video.frames import resize_and_crop
+    from pipeline.data.geometry import resize_and_crop
 
     frame = np.zeros((480, 640, 3), np.uint8)  # a VGA camera frame
     frame[:, 80:560] = 255  # a bright 480x480 square in the middle

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.cascade import CascadeResult
+from pipeline.runtime.cascade import CascadeResult
 from pipeline.temporal.cascade import TemporalResult
 from pipeline.video.overlay import GREEN, RED, display_frame, draw_overlay, overlay_lines
 

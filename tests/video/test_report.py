@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pipeline.cascade import CascadeResult
+from pipeline.runtime.cascade import CascadeResult
 from pipeline.errors import PipelineError
 from pipeline.temporal.cascade import TemporalResult
 from pipeline.video.report import FrameLog, RunSummary, format_summary, frame_record

@@ -12,7 +12,7 @@ CUDA context: the device's primary context, the one TensorRT's runtime uses, ret
 at a time, so each call (``activate``, ``set_frame``, ``run``, ``last_run_ms``, ``deactivate``)
 makes it current on the calling thread for its duration and releases it before returning. Any
 thread may therefore call the chain, one call at a time; a call while another thread's call is
-under way is refused with a PipelineError (share a :class:`~pipeline.cascade.Cascade`, whose
+under way is refused with a PipelineError (share a :class:`~pipeline.runtime.cascade.Cascade`, whose
 ``classify`` takes turns, or give each thread its own chain), except ``deactivate``, which waits
 for it to end. No context stays pushed between
 calls, so none is left on a thread's stack when it or the process ends (which makes pycuda abort

@@ -66,7 +66,7 @@ class LatencyTable(JsonTable):
     runs: int = 0
     threads: int = 1
     clock: str = "perf_counter"  # or "cuda-events"
-    device: dict[str, Any] = field(default_factory=dict)  # what it was measured on (pipeline.device.device_facts)
+    device: dict[str, Any] = field(default_factory=dict)  # what it was measured on (pipeline.backends.facts.device_facts)
     measured_at: str = ""  # ISO 8601, UTC
     providers: list[str] = field(default_factory=list)
 

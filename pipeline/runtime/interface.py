@@ -5,7 +5,7 @@
             for frame in frames:  # (H, W, 3) uint8 frames of runtime.frame_size, in runtime.colour_order
                 result = runtime.classify(frame, budget_ms=20.0)
 
-:class:`~pipeline.cascade.Cascade` (one frame alone, a ``CascadeResult``) and
+:class:`~pipeline.runtime.cascade.Cascade` (one frame alone, a ``CascadeResult``) and
 :class:`~pipeline.temporal.cascade.TemporalCascade` (a stream of frames, a ``TemporalResult``)
 both subclass :class:`AnytimeRuntime`, so a caller (the camera loop, a benchmark) is typed against
 this class and never probes for attributes. The type parameter is the result ``classify`` returns.

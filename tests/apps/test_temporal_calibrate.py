@@ -7,7 +7,7 @@ import pytest
 
 from pipeline.errors import PipelineError
 from pipeline.profiling import chain_exit_probs
-from pipeline.temporal.calibrate import REUSE_CUT_RATIO, calibrate, cut_threshold
+from pipeline.apps.temporal_calibrate import REUSE_CUT_RATIO, calibrate, cut_threshold
 from pipeline.temporal.change import ChangeMeter
 from pipeline.temporal.simulate import ClipExits, replay
 from pipeline.thresholds import to_scores

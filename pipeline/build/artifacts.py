@@ -45,7 +45,7 @@ def one_torch_thread(active: bool) -> Iterator[None]:
 
 def load_checkpoint(opts: BuildOptions) -> tuple["MSDNet", dict[str, Any]]:
     """(model in eval mode, checkpoint dict), refused where the checkpoint holds a model this version lacks."""
-    from pipeline.checkpoint import load_model
+    from pipeline.models.loading import load_model
     from pipeline.models import is_factory, list_models
 
     assert opts.checkpoint is not None  # check_options requires it to export

@@ -5,7 +5,7 @@
 
 Exit rule: exit k answers when its softmax score passes threshold k (``pipeline.thresholds``: max
 softmax >= t, or entropy <= t); with the "mean" aggregate, exit k's answer and score are those of
-the mean softmax of exits 1..k. Deadline rule: ``pipeline.deadline``. The per-frame path is numpy
+the mean softmax of exits 1..k. Deadline rule: ``pipeline.runtime.deadline``. The per-frame path is numpy
 and the backend's chain only: no torch, no per-frame buffers besides the result. A Cascade is an
 :class:`~pipeline.runtime.AnytimeRuntime`, as the video-aware cascade that wraps it is.
 """
@@ -22,10 +22,10 @@ from typing import Callable, Literal, Sequence
 import numpy as np
 
 from pipeline.backends.base import StageChain
-from pipeline.deadline import LatencyPredictor, check_budget
+from pipeline.runtime.deadline import LatencyPredictor, check_budget
 from pipeline.errors import PipelineError
 from pipeline.manifest import Manifest
-from pipeline.runtime import AnytimeRuntime
+from pipeline.runtime.interface import AnytimeRuntime
 from pipeline.thresholds import (DEFAULT_POLICY, LAST_EXIT_POLICY, check_aggregate, check_criterion, policy_thresholds,
                                  to_scores)
 

@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline import manifest_schema
+from pipeline.manifest import schema as manifest_schema
 from pipeline.errors import PipelineError
 from pipeline.files import atomic_write_text, sha256_file
-from pipeline.manifest_tables import DeviceInfo, InputSpec, LatencyTable, ThresholdTable
+from pipeline.manifest.tables import DeviceInfo, InputSpec, LatencyTable, ThresholdTable
 
 SCHEMA_VERSION = 2  # 2: typed input, device, latency and thresholds tables; providers recorded per table
 MANIFEST_NAME = "manifest.json"
