@@ -23,6 +23,14 @@ TRAIN_OUT   ?= models/msdnet_cifar10_kd.pt
 EPOCHS      ?= 120
 TRAIN_ARGS  ?= --batch-size 128 --lr 0.2 --weight-decay 5e-4 --cutout 16 --schedule cosine --ema 0.999 --bn-bias-lr-scale 4 \
                --teacher $(TEACHER_OUT) --distill 0.5 --bf16 --threads 2 --compile on --channels-last --no-progress
+# The static anchors of benchmark 6 (docs/results.md): one-exit networks of three costs, trained on the same data
+# with the teacher's recipe; the largest is the teacher. Their checkpoints ship in models/.
+ANCHORS     ?= static_s static_m teacher
+ANCHOR_OPTS_static_s ?= --model-opt stem=16 --model-opt widths=32,64,128
+ANCHOR_OPTS_static_m ?= --model-opt stem=24 --model-opt widths=48,128,192
+ANCHOR_BENCH_ARGS ?=
+# The architecture comparison (docs/training.md): short runs of each multi-exit design, judged through engines.
+ARCH_ARGS   ?=
 SPLIT       ?= validation
 EVAL_ARGS   ?=
 TRAIN_BENCH_ARGS ?=
@@ -43,6 +51,9 @@ DEMO_ARGS   ?= --fps 30
 
 .PHONY: setup lint test train flops evaluate engines clean
 
+# Before a command: its "$$@" is --checkpoint CHECKPOINT where that file exists, else nothing (a path with spaces kept whole).
+WITH_CHECKPOINT = set --; [ ! -f "$(CHECKPOINT)" ] || set -- --checkpoint "$(CHECKPOINT)";
+
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON_BOOT) -m venv $(VENV_ARGS) $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -59,11 +70,23 @@ $(VENV)/.opencv-$(OPENCV): $(VENV)/.installed
 
 setup: $(VENV)/.installed $(VENV)/.opencv-$(OPENCV)
 
+# Triton for `anytime triton` and tests/serving (docs/triton.md): the client and the model configuration schema
+# (the triton extra), the bundled server (nvidia-pytriton without its dependencies: it pins numpy<2, which only
+# its Python API needs), and numpy 1.x for the server's Python backend in .venv/triton-site.
+.PHONY: triton
+$(VENV)/.triton: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[triton]'
+	$(PY) -m pip install --quiet --no-deps 'nvidia-pytriton>=0.7,<0.8'
+	$(PY) -m pipeline.cli triton setup
+	touch $@
+
+triton: setup $(VENV)/.triton
+
 # Static types of the package (configuration in pyproject.toml), then the tests.
 lint: setup
 	$(PY) -m mypy
 
-test: lint
+test: lint triton
 	$(PY) -m pytest
 
 train: teacher
@@ -75,8 +98,27 @@ teacher: setup
 	$(PY) -m pipeline.cli train --model-factory pipeline.models.teacher:build --data "$(DATA)" \
 	    --out $(TEACHER_OUT) --resume $(TEACHER_ARGS)
 
+# The static anchors: trained where their checkpoints are missing or unfinished (resumable), then built.
+anchor_ckpt = $(if $(filter teacher,$(1)),$(TEACHER_OUT),models/$(1)_cifar10.pt)
+.PHONY: anchors bench-anchors architectures
+anchors: teacher
+	$(foreach a,$(filter-out teacher,$(ANCHORS)),$(PY) -m pipeline.cli train --model-factory pipeline.models.teacher:build \
+	    $(ANCHOR_OPTS_$(a)) --data "$(DATA)" --out $(call anchor_ckpt,$(a)) --resume $(TEACHER_ARGS) &&) true
+	$(foreach a,$(ANCHORS),$(PY) -m pipeline.cli engines --checkpoint $(call anchor_ckpt,$(a)) --name $(a) \
+	    --data "$(DATA)" --out "$(ENGINES)" $(ENGINE_ARGS) &&) true
+
+# Benchmark 6: the cascade's budgeted curve against the static anchors ($(REPORTS)/anchors.json).
+bench-anchors: anchors engines
+	$(PY) -m pipeline.cli bench anchors --engines "$(ENGINES)/$(MODEL)" $(foreach a,$(ANCHORS),--static "$(ENGINES)/$(a)") \
+	    --data "$(DATA)" --json $(REPORTS)/anchors.json $(ANCHOR_BENCH_ARGS)
+
+# Multi-exit designs on one short schedule with the teacher, judged by their budgeted curves ($(REPORTS)/architectures.json).
+architectures: teacher
+	$(PY) -m pipeline.cli bench architectures --data "$(DATA)" --out runs/architectures \
+	    --json $(REPORTS)/architectures.json $(ARCH_ARGS)
+
 evaluate: setup
-	$(PY) -m pipeline.cli evaluate --checkpoint $(CHECKPOINT) --data "$(DATA)" --split $(SPLIT) $(EVAL_ARGS)
+	$(PY) -m pipeline.cli evaluate --checkpoint "$(CHECKPOINT)" --data "$(DATA)" --split $(SPLIT) $(EVAL_ARGS)
 
 # Training throughput, today's setup against the faster one, side by side (images per second).
 .PHONY: train-bench ablations
@@ -89,49 +131,49 @@ ablations: setup
 
 # Per-stage ONNX (FP32, FP16, INT8), engines for this machine, manifest: $(ENGINES)/<model>/manifest.json
 engines: setup
-	$(PY) -m pipeline.cli engines --checkpoint $(CHECKPOINT) --data "$(DATA)" --out $(ENGINES) $(ENGINE_ARGS)
+	$(PY) -m pipeline.cli engines --checkpoint "$(CHECKPOINT)" --data "$(DATA)" --out "$(ENGINES)" $(ENGINE_ARGS)
 
 # Per-stage latency percentiles and accuracy-vs-latency curves ($(REPORTS)/latency.json, .md, .png);
 # writes the measured latencies and validation-calibrated exit thresholds into the manifest.
 .PHONY: profile bench
 profile: engines
-	$(PY) -m pipeline.cli profile --engines $(ENGINES)/$(MODEL) --data "$(DATA)" --split $(SPLIT) \
-	    $(if $(wildcard $(CHECKPOINT)),--checkpoint $(CHECKPOINT)) --out $(REPORTS) $(PROFILE_ARGS)
+	$(WITH_CHECKPOINT)$(PY) -m pipeline.cli profile --engines "$(ENGINES)/$(MODEL)" --data "$(DATA)" --split $(SPLIT) \
+	    "$$@" --out $(REPORTS) $(PROFILE_ARGS)
 
 # The README's four benchmarks, side by side in one run ($(REPORTS)/benchmarks.json); --frames N to shorten.
 # Then benchmark 5, the temporal cascade against frame by frame on generated video ($(REPORTS)/video_benchmark.json).
 bench: engines
-	$(PY) -m pipeline.cli bench cascade --engines $(ENGINES)/$(MODEL) --data "$(DATA)" \
-	    $(if $(wildcard $(CHECKPOINT)),--checkpoint $(CHECKPOINT)) --json $(REPORTS)/benchmarks.json $(BENCH_ARGS)
-	$(PY) -m pipeline.cli bench video --engines $(ENGINES)/$(MODEL) --data "$(DATA)" \
+	$(WITH_CHECKPOINT)$(PY) -m pipeline.cli bench cascade --engines "$(ENGINES)/$(MODEL)" --data "$(DATA)" \
+	    "$$@" --json $(REPORTS)/benchmarks.json $(BENCH_ARGS)
+	$(PY) -m pipeline.cli bench video --engines "$(ENGINES)/$(MODEL)" --data "$(DATA)" \
 	    --json $(REPORTS)/video_benchmark.json $(VIDEO_BENCH_ARGS)
 
 # Frame reuse, cuts, the temporal prior and smoothing, calibrated on validation clips into the manifest
 # (after `make profile`, whose exit thresholds they build on).
 .PHONY: temporal
 temporal: engines
-	$(PY) -m pipeline.cli temporal --engines $(ENGINES)/$(MODEL) --data "$(DATA)" $(TEMPORAL_ARGS)
+	$(PY) -m pipeline.cli temporal --engines "$(ENGINES)/$(MODEL)" --data "$(DATA)" $(TEMPORAL_ARGS)
 
 # Every built engine against the reference (the PyTorch model where torch is installed, else ONNX Runtime
 # FP32) on 256 validation images: per-exit logit differences and top-1 agreement, exit 1 past a tolerance.
 .PHONY: verify
 verify: engines
-	$(PY) -m pipeline.cli verify --engines $(ENGINES)/$(MODEL) --data "$(DATA)" \
-	    $(if $(wildcard $(CHECKPOINT)),--checkpoint $(CHECKPOINT)) $(VERIFY_ARGS)
+	$(WITH_CHECKPOINT)$(PY) -m pipeline.cli verify --engines "$(ENGINES)/$(MODEL)" --data "$(DATA)" \
+	    "$$@" $(VERIFY_ARGS)
 
 # The README's main command: engines for this machine, exit thresholds, then the camera app.
 .PHONY: demo
 demo: engines
-	$(PY) -m pipeline.cli profile --engines $(ENGINES)/$(MODEL) --data "$(DATA)" --precisions $(PRECISION) \
+	$(PY) -m pipeline.cli profile --engines "$(ENGINES)/$(MODEL)" --data "$(DATA)" --precisions $(PRECISION) \
 	    --runs 300 --warmup 30 --out $(DEMO)/profile
-	$(PY) -m pipeline.cli temporal --engines $(ENGINES)/$(MODEL) --data "$(DATA)" --precisions $(PRECISION) \
+	$(PY) -m pipeline.cli temporal --engines "$(ENGINES)/$(MODEL)" --data "$(DATA)" --precisions $(PRECISION) \
 	    --scenes 40 $(TEMPORAL_ARGS)
 ifeq ($(SOURCE),)
 	$(PY) -m pipeline.cli clip --data "$(DATA)" --split test --scenes 8 --out $(DEMO)
-	$(PY) -m pipeline.cli camera --engines $(ENGINES)/$(MODEL) --source $(DEMO)/clip.avi --labels $(DEMO)/labels.json --crop \
+	$(PY) -m pipeline.cli camera --engines "$(ENGINES)/$(MODEL)" --source $(DEMO)/clip.avi --labels $(DEMO)/labels.json --crop \
 	    --headless --output $(DEMO)/annotated.avi --log $(DEMO)/frames.jsonl --precision $(PRECISION) $(DEMO_ARGS)
 else
-	$(PY) -m pipeline.cli camera --engines $(ENGINES)/$(MODEL) --source '$(subst ','\'',$(value SOURCE))' --precision $(PRECISION) \
+	$(PY) -m pipeline.cli camera --engines "$(ENGINES)/$(MODEL)" --source '$(subst ','\'',$(value SOURCE))' --precision $(PRECISION) \
 	    --log $(DEMO)/frames.jsonl $(DEMO_ARGS)
 endif
 

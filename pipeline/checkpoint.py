@@ -56,8 +56,6 @@ def resume_state_path(path: Path) -> Path:
 def _split_off_resume_state(path: Path, train_state: dict) -> dict:
     """Write the resume-only part of ``train_state`` beside ``path`` (before the checkpoint, which
     records its sha256), and return the rest."""
-    import io
-
     import torch
 
     from pipeline.files import sha256_file
@@ -66,9 +64,7 @@ def _split_off_resume_state(path: Path, train_state: dict) -> dict:
     if not side:
         return train_state
     state_path = resume_state_path(path)
-    buf = io.BytesIO()
-    torch.save(side, buf)
-    atomic_write(state_path, lambda f: f.write(buf.getvalue()))
+    atomic_write(state_path, lambda f: torch.save(side, f))
     rest = {k: v for k, v in train_state.items() if k not in side}
     rest["resume_file"] = {"name": state_path.name, "sha256": sha256_file(state_path)}
     return rest

@@ -52,6 +52,8 @@ BENCHMARKS: dict[str, Command] = {
                              "pipeline.benchmarks.imagenet_size"),
     "triton": Command("cameras against a Triton server, client-driven and BLS, beside the in-process cascade",
                       "pipeline.serving.bench"),
+    "streams": Command("many streams in one process: the batched cascade against one cascade per stream",
+                       "pipeline.benchmarks.streams"),
 }
 
 TRITON: dict[str, Command] = {
@@ -63,7 +65,6 @@ TRITON: dict[str, Command] = {
                      "pipeline.serving.serve"),
     "fleet": Command("simulated cameras against a Triton server (or in process), bounded in time",
                      "pipeline.serving.fleet"),
-    "bench": Command("the Triton benchmark (also `anytime bench triton`)", "pipeline.serving.bench"),
 }
 
 COMMANDS: dict[str, Command] = {
@@ -73,6 +74,8 @@ COMMANDS: dict[str, Command] = {
                        "manifest", "pipeline.apps.profile_latency"),
     "camera": Command("live anytime classification of a camera, stream, video or images",
                       "pipeline.apps.camera"),
+    "streams": Command("many cameras, streams, videos or image folders in one process, batched across streams",
+                       "pipeline.apps.streams"),
     "temporal": Command("calibrate frame reuse, cuts, the temporal prior and smoothing into the manifest",
                         "pipeline.apps.temporal_calibrate"),
     "verify": Command("every built engine against the reference: per-exit logit differences and top-1 agreement",

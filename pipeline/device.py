@@ -14,6 +14,26 @@ import subprocess
 from pathlib import Path
 from typing import Any, Callable
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def check_threads(threads: int, option: str = "--threads") -> int:
+    """Refuse a thread count far past the usable cores (more than twice them): such a run makes no progress
+    while its threads fight for the cores. One per core is fastest."""
+    from pipeline.errors import PipelineError
+
+    cores = usable_cores()
+    if threads > 2 * cores:
+        raise PipelineError(f"{option} {threads} is more than twice the {cores} CPU cores this process may use; "
+                            f"pass at most {2 * cores} (one per core, {cores}, is usually fastest)")
+    return threads
+
+
 _GPU_DEVFREQ = re.compile(r"gpu|gv11b|ga10b|gp10b|gm20b|gk20a|gb10b", re.IGNORECASE)
 
 

@@ -32,6 +32,16 @@ _CAUSES = {
 STORAGE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
 
 
+SEED_MAX = 2**32 - 1  # numpy's seeds: 0 to 2**32 - 1
+
+
+def check_seed(value: int, option: str = "--seed") -> int:
+    """Refuse a random seed numpy would reject with a traceback (negative, or past 2**32 - 1)."""
+    if isinstance(value, bool) or not 0 <= value <= SEED_MAX:
+        raise PipelineError(f"{option} must be a whole number from 0 to {SEED_MAX}, got {value}")
+    return value
+
+
 def file_size_limit() -> int | None:
     """The process's file size limit in bytes (``ulimit -f``), or None when there is none."""
     soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -175,7 +176,7 @@ def model_card(checkpoint: Path, report: dict, command: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     from pipeline.data.corruptions import CORRUPTIONS, SEVERITIES, check_corruptions
     from pipeline.data.options import DataOptions, add_data_options
-    from pipeline.files import atomic_write_text
+    from pipeline.files import check_output, write_output
 
     ap = argparse.ArgumentParser(prog="anytime evaluate", description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", type=Path, required=True)
@@ -193,9 +194,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--precision", default="fp32", help="whose thresholds --engines reads")
     ap.add_argument("--policy", default="default", help="the threshold policy --engines reads")
     args = ap.parse_args(argv)
-    for out in (args.json, args.card):
-        if out is not None and (out.is_dir() or not out.parent.is_dir()):
-            raise PipelineError(f"cannot write {out}: it is a folder or its folder does not exist")
+    inputs = [("--checkpoint", args.checkpoint), ("--data", Path(args.data) if args.data else None),
+              ("--engines", args.engines)]
+    for option, out in (("--json", args.json), ("--card", args.card)):
+        if out is not None:
+            check_output(out, option, inputs)
+    if args.json is not None and args.card is not None and os.path.abspath(args.json) == os.path.abspath(args.card):
+        raise PipelineError(f"--json and --card are both {args.json}; give each its own path")
     robustness = None
     if args.corruptions:
         names = list(CORRUPTIONS) if args.corruptions == "all" else [n for n in args.corruptions.split(",") if n]
@@ -214,12 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     report = evaluate_checkpoint(args.checkpoint, data.source, args.split, data.cache_dir, args.threads, robustness)
     print(format_report(report))
     if args.json:
-        atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
+        write_output(args.json, json.dumps(report, indent=2) + "\n", "--json", inputs)
     if args.card:
         import shlex
 
         command = "anytime evaluate " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-        atomic_write_text(args.card, model_card(args.checkpoint, report, command))
+        write_output(args.card, model_card(args.checkpoint, report, command), "--card", inputs)
     return 0
 
 

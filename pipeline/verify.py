@@ -29,6 +29,7 @@ import numpy as np
 from pipeline.backends import REFERENCE_BACKEND, backend_module, package_versions
 from pipeline.data.options import DataOptions, add_data_options
 from pipeline.errors import PipelineError, cli_main
+from pipeline.files import check_output, write_output
 from pipeline.manifest import Manifest, load_manifest, sha256_file, variant_key
 from pipeline.names import PRECISIONS
 
@@ -175,8 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.checkpoint is not None and not args.checkpoint.is_file():
         raise PipelineError(f"--checkpoint {args.checkpoint} does not exist; pass the checkpoint the engines were "
                             f"built from, or drop --checkpoint to compare with {fallback_title()}")
-    if args.json is not None and args.json.is_dir():
-        raise PipelineError(f"--json {args.json} is a folder; pass a file name")
+    inputs = [("--engines", args.engines), ("--data", Path(args.data) if args.data else None),
+              ("--checkpoint", args.checkpoint)]
+    if args.json is not None:
+        check_output(args.json, "--json", inputs)
     from pipeline.backends import exit_logits, load_chain
     from pipeline.data.splits import split_images
     from pipeline.backends.facts import describe_device, device_facts
@@ -218,10 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     text = render(report)
     print(text)
     if args.json is not None:
-        from pipeline.files import atomic_write_text
-
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(args.json, json.dumps(report, indent=1) + "\n")
+        write_output(args.json, json.dumps(report, indent=1) + "\n", "--json", inputs)
     return 1 if text.rsplit("\n", 1)[-1].startswith("result: FAIL") else 0
 
 

@@ -67,3 +67,16 @@ def test_bad_options_exit_2(built, tmp_path, capsys, extra, match):
         main(args(built, tmp_path / "b.json", *extra))
     assert exc.value.code == 2 and match in capsys.readouterr().err
     assert not (tmp_path / "b.json").exists()
+
+
+def test_benchmark_7_streams_prints_its_table(built, tmp_path, capsys):
+    """`anytime bench streams` on the tiny model: 1 and 2 streams, both modes, a short clip."""
+    from pipeline.benchmarks.streams import main as streams_main
+
+    out = tmp_path / "streams.json"
+    assert streams_main(["--engines", str(built.folder), "--data", str(built.data), "--cache-dir", str(built.cache),
+                         "--streams", "1,2", "--seconds", "0.2", "--repeats", "1", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "| 2 | batched |" in text and "| 2 | threads |" in text and "| 2 | ratio |" in text
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["streams"] for r in rows] == [1, 2] and rows[1]["batched"]["answered"] + rows[1]["batched"]["dropped"] == 12

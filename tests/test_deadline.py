@@ -114,3 +114,18 @@ def test_bad_observations_are_ignored_and_bad_settings_refused():
         LatencyPredictor(1, gain=0.0)
     with pytest.raises(PipelineError, match="at least one stage"):
         LatencyPredictor(0)
+
+
+def test_the_predicted_cost_of_a_batch_interpolates_between_measured_sizes():
+    """Batch 1 is the plain estimate; between measured batches linear in the factor; beyond, proportional;
+    unmeasured, b frames cost b runs; an observed batch teaches the batch-1 estimate through its factor."""
+    from pipeline.runtime.deadline import LatencyPredictor
+
+    p = LatencyPredictor(2, [2.0, 4.0], [2.0, 4.0], batch_p50={1: [2.0, 4.0], 4: [4.0, 6.0], 16: [10.0, 12.0]})
+    assert p.predict(1) == 2.0 and p.predict(1, batch=1) == 2.0
+    assert p.predict(1, batch=4) == pytest.approx(4.0) and p.predict(2, batch=4) == pytest.approx(6.0)
+    assert p.batch_factor(1, 10) == pytest.approx(2.0 + (5.0 - 2.0) * 6 / 12)
+    assert p.batch_factor(1, 32) == pytest.approx(5.0 * 2)
+    assert LatencyPredictor(1, [3.0]).predict(1, batch=3) == pytest.approx(9.0)
+    p.observe(1, 8.0, batch=4)  # twice the batch-4 median: the batch-1 mean moves toward 4 ms
+    assert 2.0 < p.predict(1) and p.should_run(2, 0.0, 5.0, batch=1) and not p.should_run(2, 0.0, 5.0, batch=16)

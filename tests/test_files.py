@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.errors import PipelineError
 from pipeline.files import atomic_write, check_output_folder, remove_dead_temps
-from tests.faults.conftest import dead_pid
+from tests.faults.conftest import dead_pid, mark_temporary
 
 
 def test_a_write_cut_short_leaves_nothing_and_its_temporary_names_the_writer(tmp_path):
@@ -29,6 +29,7 @@ def test_only_the_temporaries_of_dead_processes_are_swept(tmp_path):
     names = [f".a.npz.x1.{dead}.tmp", f".b.npz.x2.{alive}.tmp", ".c.npz.x3.tmp", f"d.{dead}.tmp"]
     for name in names:
         (tmp_path / name).write_text("")
+        mark_temporary(tmp_path / name, dead if str(dead) in name else alive)
     assert [p.name for p in remove_dead_temps(tmp_path)] == [names[0]]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[1:])
 

@@ -114,3 +114,29 @@ def test_version_1_manifests_load_through_the_migration(tmp_path):
     assert m.thresholds["tensorrt/fp32"].providers == []
     write_manifest(tmp_path, m)  # written back in the current layout, equal on reading
     assert json.loads(path.read_text())["schema_version"] == 2 and load_manifest(tmp_path) == m
+
+
+def test_the_batch_range_and_per_batch_latency_round_trip_and_older_manifests_load(tmp_path):
+    """The optional ``batch`` field and ``LatencyTable.batches``: written, read back; a manifest without them is batch 1."""
+    from pipeline.manifest import BatchRange, LatencyTable, Manifest, load_manifest, write_manifest
+    from pipeline.manifest.tables import InputSpec
+    from pipeline.manifest import StageSpec, TensorSpec
+
+    stage = StageSpec(1, [TensorSpec("frame", ["N", 8, 8, 3], "uint8")], [TensorSpec("logits_1", ["N", 2], "float32")],
+                      flops=1, params=1)
+    old = Manifest(model={"name": "t"}, classes=["a", "b"], input=InputSpec("frame", ["N", 8, 8, 3], "uint8"),
+                   stages=[stage])
+    write_manifest(tmp_path, old)
+    raw = json.loads((tmp_path / "manifest.json").read_text())
+    raw.pop("batch")  # as a manifest written before batches
+    (tmp_path / "manifest.json").write_text(json.dumps(raw))
+    loaded = load_manifest(tmp_path)
+    assert loaded.batch == {} and loaded.batch_range("tensorrt") == BatchRange(1, 1, 1)
+    row = {"mean_ms": 1.0, "p50_ms": 1.0, "p90_ms": 1.0, "p99_ms": 1.0, "max_ms": 1.0}
+    old.batch = {"tensorrt": BatchRange(1, 8, 16)}
+    old.latency = {"onnxruntime/fp32": LatencyTable([row], batches={"4": [dict(row, p50_ms=2.5)]})}
+    write_manifest(tmp_path, old)
+    back = load_manifest(tmp_path)
+    assert back.batch_range("tensorrt") == BatchRange(1, 8, 16)
+    assert back.latency["onnxruntime/fp32"].batch_rows()[4][0]["p50_ms"] == 2.5
+    assert sorted(back.latency["onnxruntime/fp32"].batch_rows()) == [1, 4]

@@ -1,10 +1,12 @@
 """Per-stage latency and accuracy-versus-latency curves of every built variant; the manifest's tables.
 
     anytime profile --engines engines/msdnet_cifar --data DATA [--backends onnxruntime] \
-        [--precisions fp32,int8] [--runs 1000] [--warmup 100] [--split test] [--checkpoint CKPT] [--out reports]
+        [--precisions fp32,int8] [--runs 1000] [--warmup 100] [--split test] [--checkpoint CKPT] [--out reports] \
+        [--batch-sizes 1,4,16]
 
 Per variant: timed runs of the full chain on frames of ``--split``, per-exit accuracy, the anytime
-and budgeted curves; with ``--checkpoint``, the PyTorch eager baseline. Thresholds are calibrated
+and budgeted curves; with ``--checkpoint``, the PyTorch eager baseline; with ``--batch-sizes``, each
+stage's time on that many frames at once (the batched cascade's, ``docs/streams.md``). Thresholds are calibrated
 on the validation split only. Writes ``latency.json``, ``.md`` and ``.png`` under ``--out`` and the
 profiled variants' latency and thresholds tables into the manifest (engines untouched).
 """
@@ -21,7 +23,8 @@ from typing import Any
 
 from pipeline.backends import BACKENDS
 from pipeline.errors import PipelineError, cli_main
-from pipeline.files import check_output_folder, remove_dead_temps
+from pipeline.device import check_threads
+from pipeline.files import check_output, check_output_folder, remove_dead_temps
 from pipeline.data.options import DataOptions, add_data_options
 from pipeline.manifest import LatencyTable, Manifest, ThresholdTable, load_manifest, sha256_file, variant_key
 from pipeline.names import PRECISIONS
@@ -37,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--precisions", default="all", help="all (every built one) or a comma list: fp32,fp16,int8")
     ap.add_argument("--runs", type=int, default=1000, help="timed runs of the full chain per variant")
     ap.add_argument("--warmup", type=int, default=100, help="untimed runs first")
+    ap.add_argument("--batch-sizes", default="1",
+                    help="comma list of batch sizes to time each stage at, e.g. 1,4,16 (the batched cascade of "
+                         "`anytime streams` reads them); batch 1 is always timed")
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime (and PyTorch) intra-op threads")
     ap.add_argument("--split", default="validation", choices=["validation", "test"],
                     help="the split the curves are evaluated on (thresholds always come from validation)")
@@ -65,13 +71,14 @@ class ProfileOptions:
     aggregate: str
     tolerance: float
     confidence: float
+    batch_sizes: str = "1"
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ProfileOptions:
         return cls(engines=args.engines, backends=args.backends, precisions=args.precisions, runs=args.runs,
                    warmup=args.warmup, threads=args.threads, split=args.split, data=DataOptions.from_args(args),
                    checkpoint=args.checkpoint, out=args.out, aggregate=args.aggregate, tolerance=args.tolerance,
-                   confidence=args.confidence)
+                   confidence=args.confidence, batch_sizes=args.batch_sizes)
 
 
 def check_options(args: ProfileOptions) -> None:
@@ -82,13 +89,29 @@ def check_options(args: ProfileOptions) -> None:
         raise PipelineError(f"--warmup must be 0 or more, got {args.warmup}")
     if args.threads < 1:
         raise PipelineError(f"--threads must be at least 1, got {args.threads}")
+    check_threads(args.threads)
     check_calibration_options(args.tolerance, args.confidence)
+    batch_sizes(args.batch_sizes)
     if args.checkpoint is not None and not args.checkpoint.is_file():
         raise PipelineError(f"--checkpoint {args.checkpoint} does not exist; pass the checkpoint the engines were "
                             "built from, or drop --checkpoint to skip the PyTorch baseline")
     check_output_folder(args.out, "--out")
+    for name in ("latency.json", "latency.md", "latency.png"):  # the reports: never over a model's or an input's file
+        check_output(args.out / name, "--out's report", [("--engines", args.engines), ("--checkpoint", args.checkpoint)])
     if args.engines.is_dir():  # its manifest is rewritten at the end: writable before the work, not after
         check_output_folder(args.engines, "the manifest's folder --engines")
+
+
+def batch_sizes(value: str) -> list[int]:
+    """``--batch-sizes`` as sorted distinct whole numbers of 1 or more (1 always included)."""
+    try:
+        sizes = {int(v) for v in value.split(",") if v.strip()}
+    except ValueError:
+        sizes = {0}
+    if not sizes or min(sizes) < 1:
+        raise PipelineError(f"--batch-sizes must be a comma list of whole numbers of 1 or more, e.g. 1,4,16; "
+                            f"got {value!r}")
+    return sorted(sizes | {1})
 
 
 def _split_list(value: str, known: tuple[str, ...], option: str) -> list[str]:
@@ -156,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     """The profiler; SIGINT or SIGTERM stop it at once with every file whole or untouched (exit 130 or 143)."""
     args = ProfileOptions.from_args(build_parser().parse_args(argv))
     check_options(args)
-    with stop_at_once():
+    from pipeline.build.folder import model_lock
+
+    with stop_at_once(), model_lock(args.engines):  # the build's lock: the manifest is read and rewritten under it
         return profile(args)
 
 
@@ -165,6 +190,7 @@ def profile(args: ProfileOptions) -> int:
     from pipeline.data.splits import split_images
     from pipeline.backends.facts import device_facts
     from pipeline.profiling import chain_exit_probs, profile_chain, torch_baseline
+    from pipeline.profiling.timing import profile_batches
     from pipeline.profiling.curves import variant_report
     from pipeline.profiling.report import write_reports
     from pipeline.profiling.tables import latency_table, now_utc, threshold_table, update_manifest
@@ -211,13 +237,18 @@ def profile(args: ProfileOptions) -> int:
         t0 = time.time()
         with load_chain(manifest, folder, backend, precision, args.threads) as chain:
             profile = profile_chain(chain, frames, args.runs, args.warmup, args.threads)
+            batches = profile_batches(chain, frames, batch_sizes(args.batch_sizes), args.runs, args.warmup,
+                                      args.threads)
             val_probs = chain_exit_probs(chain, val[0])  # (N, K, C)
             test_set = (chain_exit_probs(chain, test[0]), test[1]) if test is not None else None
             providers = list(chain.providers)
         entry, table = variant_report(profile, (val_probs, val[1]), test_set, args.aggregate,
                                       tolerance=args.tolerance, confidence=args.confidence)
         report["variants"][key] = {"backend": backend, "precision": precision, **entry}
-        latency[key] = latency_table(profile, device, providers, measured_at)
+        latency[key] = latency_table(profile, device, providers, measured_at, batches)
+        if batches:
+            _log(f"{key}: per batch, stage p50 ms " + "; ".join(
+                f"{b}: " + " ".join(f"{s['p50_ms']:.3f}" for s in p.stages()) for b, p in batches.items()))
         thresholds[key] = threshold_table(table, providers)
         _log(f"{key}: cumulative p50 " + " ".join(f"{ms:.3f}" for ms in entry["cumulative_p50_ms"]) +
              " ms; accuracy " + " ".join(f"{a:.2f}" for a in entry["accuracy"]) + f" % ({time.time() - t0:.1f} s)")

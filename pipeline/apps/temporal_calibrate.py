@@ -36,7 +36,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pipeline.errors import PipelineError, cli_main
+from pipeline.build.folder import model_lock
+from pipeline.errors import PipelineError, check_seed, cli_main
 from pipeline.temporal.rule import DEFAULT_MAX_AGE_FRAMES, TemporalSettings
 from pipeline.temporal.simulate import ClipExits, Replay, replay
 from pipeline.thresholds import from_scores, to_scores
@@ -172,11 +173,8 @@ def exits_of(chain: Any, clips: list[tuple[Any, np.ndarray]], aggregate: str, cr
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
-    from pipeline.backends import BACKENDS, REFERENCE_BACKEND, load_chain
-    from pipeline.data.options import DataOptions, add_data_options
-    from pipeline.manifest import load_manifest, variant_key, write_manifest
-    from pipeline.temporal.change import DEFAULT_THUMB
-    from pipeline.thresholds import policy_thresholds
+    from pipeline.backends import BACKENDS, REFERENCE_BACKEND
+    from pipeline.data.options import add_data_options
 
     ap = argparse.ArgumentParser(prog="anytime temporal", description=__doc__.split("\n")[0])
     ap.add_argument("--engines", type=Path, required=True, help="a built model folder, e.g. engines/msdnet_cifar")
@@ -193,6 +191,19 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.scenes < 2:
         raise PipelineError(f"--scenes should be 2 or more (the cut threshold needs cuts); got {args.scenes}")
+    check_seed(args.seed)
+    with model_lock(args.engines):  # the build's lock: no build or profiler changes the folder meanwhile
+        return calibrate_folder(args)
+
+
+def calibrate_folder(args: argparse.Namespace) -> int:
+    """Calibrate and write the temporal tables of ``args.engines``, its manifest read under the lock."""
+    from pipeline.backends import load_chain
+    from pipeline.data.options import DataOptions
+    from pipeline.manifest import load_manifest, variant_key, write_manifest
+    from pipeline.temporal.change import DEFAULT_THUMB
+    from pipeline.thresholds import policy_thresholds
+
     manifest = load_manifest(args.engines, verify=True)
     wanted = [k.split("/", 1)[1] for k in manifest.thresholds if k.startswith(args.backend + "/")] \
         if args.precisions == "all" else [p.strip() for p in args.precisions.split(",") if p.strip()]

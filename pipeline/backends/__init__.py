@@ -27,7 +27,7 @@ BACKENDS = ("onnxruntime", "tensorrt")  # in order of preference where several c
 REFERENCE_BACKEND = "onnxruntime"
 
 __all__ = ["BACKENDS", "REFERENCE_BACKEND", "Backend", "EngineOptions", "StageChain", "available_backends",
-           "backend_device_facts", "backend_module", "backend_versions", "check_engine_options", "exit_logits",
+           "backend_batch_ranges", "backend_device_facts", "backend_module", "backend_versions", "check_engine_options", "exit_logits",
            "load_chain", "package_versions", "passed_over", "pick_backend", "unavailable_reason", "why_unusable"]
 
 
@@ -69,6 +69,11 @@ def backend_versions() -> dict[str, str | None]:
 def backend_device_facts(backends: list[str], threads: int) -> dict[str, dict[str, Any]]:
     """Per backend, what its engines built here are tied to (recorded in the manifest's device)."""
     return {b: backend_module(b).device_facts(threads) for b in backends}
+
+
+def backend_batch_ranges(backends: list[str], options: EngineOptions) -> dict[str, dict[str, int]]:
+    """Per backend, the batch sizes its engines built with ``options`` take (the manifest's ``batch``)."""
+    return {b: backend_module(b).batch_range(options) for b in backends}
 
 
 def why_unusable(manifest: Manifest, name: str) -> str | None:

@@ -24,7 +24,12 @@ if TYPE_CHECKING:
 
 
 class StageChain(ABC):
-    """Stages 1..K of one model in one precision on one backend, batch 1."""
+    """Stages 1..K of one model in one precision on one backend, on a batch of 1 to ``max_batch`` frames.
+
+    A batch of N frames runs each stage once; ``keep(rows)`` then narrows the batch to the frames
+    still undecided, so the next stage runs only on them (the batched cascade's early exit). Batch
+    1 is the single-frame path every caller used before batches, unchanged.
+    """
 
     backend: str = ""
     precision: str = ""
@@ -33,6 +38,7 @@ class StageChain(ABC):
     _active = False
     _done = 0  # stages run on the current frame
     _timed = 0  # the stage the latest run executed; 0: none since activation
+    _batch = 1  # frames in the current batch (set_frame's, narrowed by keep)
 
     @property
     def num_stages(self) -> int:
@@ -54,6 +60,15 @@ class StageChain(ABC):
     def _run(self, stage: int) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} implements no _run")
 
+    def _max_batch(self) -> int:
+        """The largest batch ``set_frame`` accepts (1 where the backend's engines take only one frame)."""
+        return 1
+
+    def _keep(self, rows: list[int]) -> None:
+        """Narrow the carried maps of the current batch to ``rows`` (sorted, distinct), in that order."""
+        raise PipelineError(f"the {self.backend or type(self).__name__} chain runs one frame at a time; "
+                            "it cannot narrow a batch")
+
     def _deactivate(self) -> None:
         """Release engines and buffers."""
 
@@ -70,19 +85,50 @@ class StageChain(ABC):
         self._activate()
         self._active, self._done, self._timed = True, 0, 0
 
+    @property
+    def max_batch(self) -> int:
+        """The largest batch of frames ``set_frame`` accepts; known once active."""
+        return self._max_batch() if self._active else 1
+
+    @property
+    def batch(self) -> int:
+        """Frames in the current batch: ``set_frame``'s, narrowed by ``keep``."""
+        return self._batch
+
     def set_frame(self, frame: np.ndarray) -> None:
-        """Copy a (1, H, W, 3) uint8 frame, in the model's colour order and size, into stage 1's input."""
+        """Copy a (1, H, W, 3) uint8 frame, or a batch (N, H, W, 3) of up to ``max_batch`` frames, in the model's
+        colour order and size, into stage 1's input."""
         if not self._active:
             raise PipelineError("activate the chain before giving it frames")
         shape, dtype = self._frame_spec()
-        if not isinstance(frame, np.ndarray) or frame.shape != shape or frame.dtype != dtype:
+        if not isinstance(frame, np.ndarray) or frame.dtype != dtype or (frame.shape != shape and not (
+                frame.ndim == len(shape) and frame.shape[1:] == shape[1:] and 1 <= frame.shape[0] <= self._max_batch())):
             found = f"{frame.shape} {frame.dtype}" if isinstance(frame, np.ndarray) else type(frame).__name__
-            raise PipelineError(f"frame must be {shape} {dtype}, got {found}")
+            more = f", or a batch (N, {', '.join(map(str, shape[1:]))}) of N <= {self._max_batch()}" \
+                if self._max_batch() > 1 else ""
+            raise PipelineError(f"frame must be {shape} {dtype}{more}, got {found}")
         self._set_frame(frame)
-        self._done = 0
+        self._done, self._batch = 0, int(frame.shape[0])
+
+    def keep(self, rows: Sequence[int]) -> None:
+        """Run the next stages on these rows of the current batch only (sorted, distinct, at least one), after a
+        stage ran: the frames that left (decided, or out of time) drop out of the batch."""
+        if not self._active:
+            raise PipelineError("activate the chain before narrowing its batch")
+        picked = [int(r) for r in rows]
+        if not picked or any(b <= a for a, b in zip(picked, picked[1:])) or picked[0] < 0 \
+                or picked[-1] >= self._batch:
+            raise PipelineError(f"rows to keep must be distinct, sorted rows of the current batch of {self._batch}, "
+                                f"at least one; got {picked}")
+        if not 1 <= self._done < self.num_stages:
+            raise PipelineError("narrow a batch between stages: after a stage ran and before the last")
+        if len(picked) == self._batch:
+            return
+        self._keep(picked)
+        self._batch = len(picked)
 
     def run(self, stage: int) -> np.ndarray:
-        """Run stage ``stage`` (1-based, in order) and return its logits (1, classes) float32 on the host."""
+        """Run stage ``stage`` (1-based, in order) and return its logits (N, classes) float32 on the host."""
         if not self._active:
             raise PipelineError("activate the chain before running it")
         if not 1 <= stage <= min(self._done + 1, self.num_stages):
@@ -104,7 +150,7 @@ class StageChain(ABC):
             try:
                 self._deactivate()
             finally:
-                self._active, self._timed = False, 0
+                self._active, self._timed, self._batch = False, 0, 1
 
     def run_all(self, frame: np.ndarray) -> list[np.ndarray]:
         """``set_frame`` then every stage in order: each exit's (1, classes) logits."""
@@ -151,6 +197,8 @@ class EngineOptions:
     workspace_mb: int = DEFAULT_WORKSPACE_MB  # TensorRT builder workspace
     dla_core: int | None = None  # TensorRT: build for this DLA core, GPU fallback
     timing_cache: Path | None = None  # TensorRT: persisted timing cache
+    max_batch: int = 1  # TensorRT: the optimisation profile's largest batch (ONNX Runtime takes any)
+    opt_batch: int | None = None  # TensorRT: the batch the kernels are tuned for (default: max_batch)
 
 
 class Backend(Protocol):
@@ -183,6 +231,9 @@ class Backend(Protocol):
 
     def device_facts(self, threads: int) -> dict[str, Any]:
         """What its engines are tied to on this machine, recorded in the manifest at build time."""
+
+    def batch_range(self, options: EngineOptions) -> dict[str, int]:
+        """{"min", "opt", "max"}: the batch sizes engines built with ``options`` take (max 0: any), for the manifest."""
 
     def check_device(self, manifest: "Manifest", what: str) -> None:
         """Refuse, with a PipelineError saying to rebuild, engines built for another device."""

@@ -156,6 +156,11 @@ def main(argv: list[str] | None = None) -> int:
         raise PipelineError(f"the teacher {args.teacher} does not exist: train it with `make teacher`")
     if not args.data:
         raise PipelineError("--data is required: the training images (e.g. DATA of the Makefile)")
+    from pipeline.files import check_output, write_output
+
+    inputs = [("--data", Path(args.data)), ("--teacher", args.teacher), ("--out", Path(args.out))]
+    if args.json is not None:
+        check_output(args.json, "--json", inputs)
     for name in names:
         path = checkpoint(name, args)
         if not args.report_only and not finished(path, args.epochs):
@@ -169,9 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = judge(done, args)
     print(format_table(rows, args))
     if args.json is not None:
-        from pipeline.files import atomic_write_text
-
-        atomic_write_text(args.json, json.dumps(rows, indent=2) + "\n")
+        write_output(args.json, json.dumps(rows, indent=2) + "\n", "--json", inputs)
     return 0
 
 

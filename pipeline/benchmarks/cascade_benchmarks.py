@@ -28,6 +28,7 @@ from pipeline.benchmarks.cascade_runs import (
     ort_vs_torch)
 from pipeline.data.options import add_data_options
 from pipeline.errors import PipelineError, cli_main
+from pipeline.files import check_output, write_output
 from pipeline.names import PRECISIONS
 from pipeline.thresholds import add_calibration_options, check_calibration_options
 
@@ -64,6 +65,14 @@ def check_options(args: argparse.Namespace) -> None:
     if args.checkpoint is not None and not args.checkpoint.is_file():
         raise PipelineError(f"--checkpoint {args.checkpoint} does not exist; pass the engines' checkpoint or drop it "
                             "(benchmark 2 is then skipped)")
+    check_output(args.json, "--json", bench_inputs(args))
+
+
+def bench_inputs(args: argparse.Namespace) -> list[tuple[str, Path | None]]:
+    """What a benchmark reads, which its --json must not be."""
+    return [("--engines", args.engines), ("--checkpoint", getattr(args, "checkpoint", None)),
+            ("--data", Path(args.data) if getattr(args, "data", None) else None),
+            *(("--static", folder) for folder in getattr(args, "static", []))]
 
 
 @cli_main
@@ -87,8 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                "cascade_vs_full": {k: v for k, v in first.items() if not k.startswith("_")}}
     results["seconds"] = time.time() - started
     print(format_table(results), end="")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=2) + "\n")
+    write_output(args.json, json.dumps(results, indent=2) + "\n", "--json", bench_inputs(args))
     print(f"wrote {args.json} ({results['seconds']:.1f} s)")
     return 0
 

@@ -182,16 +182,17 @@ def format_table(report: dict[str, Any]) -> str:
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
-    from pipeline.files import atomic_write_text
+    from pipeline.benchmarks.cascade_benchmarks import bench_inputs
+    from pipeline.files import check_output, write_output
 
     args = build_parser().parse_args(argv)
     check_options(args)
-    if args.json is not None and (args.json.is_dir() or not args.json.parent.is_dir()):
-        raise PipelineError(f"cannot write {args.json}: it is a folder or its folder does not exist")
+    if args.json is not None:
+        check_output(args.json, "--json", bench_inputs(args))
     report = run(args)
     print(format_table(report))
     if args.json is not None:
-        atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
+        write_output(args.json, json.dumps(report, indent=2) + "\n", "--json", bench_inputs(args))
     return 0
 
 

@@ -31,8 +31,9 @@ import numpy as np
 
 from pipeline.backends import BACKENDS
 from pipeline.data.options import add_data_options
-from pipeline.errors import PipelineError, cli_main
-from pipeline.files import atomic_write_text
+from pipeline.benchmarks.cascade_benchmarks import bench_inputs
+from pipeline.errors import PipelineError, check_seed, cli_main
+from pipeline.files import check_output, write_output
 from pipeline.runtime.cascade import Cascade
 from pipeline.temporal.cascade import TemporalCascade
 from pipeline.temporal.rule import TemporalSettings
@@ -191,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.threads < 1 or min(args.scenes, args.continuous_scenes, args.calib_scenes) < 2:
         raise PipelineError("--threads should be 1 or more and every --*scenes 2 or more")
+    check_seed(args.seed, "--seed")
+    check_output(args.json, "--json", bench_inputs(args))
     started = time.time()
     m = load_manifest(args.engines, verify=True)
     data = DataOptions.from_args(args)
@@ -216,8 +219,7 @@ def main(argv: list[str] | None = None) -> int:
                "precisions": [run_precision(bench, p) for p in have]}
     results["seconds"] = time.time() - started
     print(format_table(results), end="")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.json, json.dumps(results, indent=2) + "\n")
+    write_output(args.json, json.dumps(results, indent=2) + "\n", "--json", bench_inputs(args))
     print(f"wrote {args.json} ({results['seconds']:.1f} s)")
     return 0
 

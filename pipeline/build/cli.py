@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import names
-from pipeline.backends import BACKENDS, EngineOptions, backend_device_facts
+from pipeline.backends import BACKENDS, EngineOptions, backend_batch_ranges, backend_device_facts
 from pipeline.backends.base import DEFAULT_WORKSPACE_MB
 from pipeline.build import accuracy, artifacts, engines, folder, onnx_source, options, source
 from pipeline.build.artifacts import log
@@ -32,7 +32,7 @@ from pipeline.data.splits import load_checked, redraw_validation
 from pipeline.device import host_facts
 from pipeline.errors import cli_main
 from pipeline.export.calibration import DEFAULT_IMAGES
-from pipeline.manifest import DeviceInfo, InputSpec, Manifest, variant_key, write_manifest
+from pipeline.manifest import BatchRange, DeviceInfo, InputSpec, Manifest, variant_key, write_manifest
 from pipeline.models import folder_name
 from pipeline.stop import stop_at_once
 
@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="build from stage graphs made elsewhere, described by this JSON spec (no checkpoint)")
     ap.add_argument("--workspace-mb", type=int, default=DEFAULT_WORKSPACE_MB, help="TensorRT builder workspace")
     ap.add_argument("--dla-core", type=int, default=None, help="TensorRT: build for this DLA core, GPU fallback")
+    ap.add_argument("--max-batch", type=int, default=1,
+                    help="TensorRT: largest batch of frames a plan takes (its optimisation profile; `anytime streams`)")
+    ap.add_argument("--opt-batch", type=int, default=None, help="TensorRT: the batch the kernels are tuned for "
+                    "(default: --max-batch)")
     ap.add_argument("--force", action="store_true", help="rebuild even if the folder is up to date")
     return ap
 
@@ -75,7 +79,8 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
         calib_images=args.calib_images, calib_method=args.calib_method, calib_seed=args.calib_seed,
         test_split=args.test_split, skip_accuracy=args.skip_accuracy, compile_only=args.compile_only,
         artifacts=args.artifacts, onnx_spec=args.onnx_spec, force=args.force,
-        engine=EngineOptions(threads=args.threads, workspace_mb=args.workspace_mb, dla_core=args.dla_core))
+        engine=EngineOptions(threads=args.threads, workspace_mb=args.workspace_mb, dla_core=args.dla_core,
+                             max_batch=args.max_batch, opt_batch=args.opt_batch))
 
 
 def _start_manifest(tmp: Path, src: Source, opts: BuildOptions) -> tuple[Manifest, tuple[Any, dict[str, Any]] | None]:
@@ -129,6 +134,7 @@ def build_into(tmp: Path, src: Source, targets: BuildTargets, opts: BuildOptions
             model, tmp, targets, opts, src.checkpoint_sha256, ckpt, train)
     manifest.unsupported = list(targets.unsupported)
     manifest.tools, manifest.device = source.tool_versions(), DeviceInfo.from_dict(device.to_dict())
+    manifest.batch = {b: BatchRange.from_dict(r) for b, r in backend_batch_ranges(targets.backends, opts.engine).items()}
     engines.compile_all(manifest, tmp, targets, opts)
     write_manifest(tmp, manifest)
     if not opts.skip_accuracy:
@@ -167,7 +173,10 @@ def _build(opts: BuildOptions, targets: BuildTargets) -> int:
         with artifacts.one_torch_thread(src.manifest is None):
             manifest = build_into(tmp, src, targets, opts, device)
         name = src.name or folder_name(manifest.model["name"])
+        dropped = folder.dropped_tables(opts.out / name)
         folder.swap_into_place(tmp, opts.out / name, key)
+    if dropped is not None:
+        print(f"note: {dropped}", file=sys.stderr)
     built = sorted({variant_key(e.backend, e.precision) for e in manifest.engines})
     log(f"built {opts.out / name} in {time.time() - started:.1f} s: {', '.join(built)}")
     return 0

@@ -10,8 +10,6 @@ the whole build, and a second build is refused instead of racing the first throu
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import json
 import os
 import shutil
@@ -19,72 +17,85 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from pipeline.errors import PipelineError
-from pipeline.files import atomic_write_text, process_alive, remove_dead_temps
+from pipeline.files import atomic_write_text, hold_lock, process_alive, remove_dead_temps
 from pipeline.manifest import load_manifest
 
 BUILD_INFO = "build.json"  # next to the manifest: what the folder was built from, for "up to date"
 LOCK_NAME = ".build.lock"  # in the output folder: held by the build writing it
+TEMP_MARKER = ".anytime-build"  # in a build's temporary folder: the process id of the build that made it
 
 
 @contextlib.contextmanager
 def build_lock(out: Path) -> Iterator[None]:
-    """Hold the output folder's build lock (an advisory ``flock``, released by the system if the process
-    dies); a PipelineError naming the holder when another build has it. The lock file is removed on
-    release, so a lock taken on a file that was removed meanwhile is taken again on the new one."""
+    """Hold the output folder's build lock (:func:`pipeline.files.hold_lock` on ``<out>/.build.lock``): a
+    PipelineError naming the holder when another build, profiler or calibration has it; a lock file that
+    is a symbolic link is refused, never followed."""
     out.mkdir(parents=True, exist_ok=True)
-    path = out / LOCK_NAME
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            holder = os.read(fd, 32).decode(errors="replace").strip()
-            os.close(fd)
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise
-            who = f" (process {holder})" if holder.isdigit() else ""
-            raise PipelineError(f"another build of {out} is running{who}; wait for it to finish, or build into "
-                                "another --out") from None
-        try:
-            if os.stat(path).st_ino == os.fstat(fd).st_ino:
-                break  # the lock is on the file that is there
-        except FileNotFoundError:
-            pass
-        os.close(fd)  # the holder released and removed it between our open and our lock: again
-    try:
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+    with hold_lock(out / LOCK_NAME, f"another build of {out} is running{{who}}; wait for it to finish, or build "
+                                    "into another --out"):
         yield
-    finally:
-        os.unlink(path)  # while still holding the lock: whoever opens it after gets a new file
-        os.close(fd)
+
+
+@contextlib.contextmanager
+def model_lock(model: Path) -> Iterator[None]:
+    """The lock of the folder a model was built into, held by whatever rewrites its manifest (the profiler,
+    the temporal calibration): the same lock as the build's, so none of them runs while another does."""
+    model = Path(os.path.abspath(model))
+    if not model.parent.is_dir():  # nothing there to protect: loading the manifest tells the mistake
+        yield
+        return
+    with hold_lock(model.parent / LOCK_NAME, f"{model} is being built or updated by another process{{who}}; "
+                                             "wait for it to finish and run this again"):
+        yield
+
+
+def _marked_by(path: Path) -> int | None:
+    """The process id in the marker a build wrote into its temporary folder ``path``, or None."""
+    try:
+        if path.is_symlink() or not path.is_dir():
+            return None
+        text = (path / TEMP_MARKER).read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return int(text) if text.isdigit() else None
 
 
 def remove_stale_temps(out: Path) -> None:
     """Clean up after builds that died (their process is gone); a running build's folders are left alone.
 
-    ``.<name>.tmp-<pid>`` is an unfinished build: deleted. ``.<name>.old-<pid>`` is a previous build
-    set aside for the swap: put back if the swap never completed, deleted otherwise.
+    ``.<name>.tmp-<pid>`` holding the marker a build wrote (:data:`TEMP_MARKER`, with that pid) is an
+    unfinished build: deleted. ``.<name>.old-<pid>`` holding a build's ``build.json`` is a previous build
+    set aside for the swap: put back if the swap never completed, deleted otherwise (a link: unlinked).
+    Anything else with such a name is not ours and is left alone.
     """
     remove_dead_temps(out)  # files an atomic write of a killed build left
     for path in out.glob(".*-*"):
         stem, _, pid = path.name.rpartition("-")
         if not pid.isdigit() or process_alive(int(pid)):
             continue  # not one of ours, or still running
-        if stem.endswith(".old") and not (out / stem[1:-4]).exists():
-            os.rename(path, out / stem[1:-4])
-        elif stem.endswith((".tmp", ".old")):
+        if stem.endswith(".tmp") and _marked_by(path) == int(pid):
             shutil.rmtree(path, ignore_errors=True)
+        elif stem.endswith(".old") and (path / BUILD_INFO).is_file():
+            if not os.path.lexists(out / stem[1:-4]):
+                os.rename(path, out / stem[1:-4])
+            elif path.is_symlink():
+                path.unlink()
+            else:
+                shutil.rmtree(path, ignore_errors=True)
 
 
 @contextlib.contextmanager
 def temporary_folder(out: Path, name: str) -> Iterator[Path]:
-    """A fresh ``out/.<name>.tmp-<pid>``, removed on the way out whatever happened (swapped or not)."""
+    """A fresh ``out/.<name>.tmp-<pid>`` with its marker, removed on the way out whatever happened."""
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out)
     tmp = out / f".{name or 'build'}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    if tmp.is_symlink():
+        tmp.unlink()
+    elif _marked_by(tmp) == os.getpid():
+        shutil.rmtree(tmp)
+    tmp.mkdir()  # one that is not ours (no marker) stops the build here instead of being deleted
+    atomic_write_text(tmp / TEMP_MARKER, f"{os.getpid()}\n")
     try:
         yield tmp
     finally:
@@ -97,15 +108,38 @@ def swap_into_place(tmp: Path, dest: Path, key: dict[str, Any]) -> None:
     atomic_write_text(tmp / BUILD_INFO, json.dumps(key, indent=2) + "\n")
     load_manifest(tmp, verify=True)  # checked before it is in place
     old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-    if dest.exists():
+    if os.path.lexists(dest):
         os.rename(dest, old)
     try:
         os.rename(tmp, dest)
     except BaseException:  # an OSError, or a signal between the two renames: the previous build goes back
-        if old.exists() and not dest.exists():
+        if os.path.lexists(old) and not os.path.lexists(dest):
             os.rename(old, dest)
         raise
-    shutil.rmtree(old, ignore_errors=True)
+    (dest / TEMP_MARKER).unlink()  # a model folder now, no longer a temporary
+    if old.is_symlink():  # a model folder that was a link: the link goes, what it pointed to stays
+        old.unlink()
+    else:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def dropped_tables(dest: Path) -> str | None:
+    """What a rebuild of ``dest`` leaves behind of the previous build's measured tables (latency, exit
+    thresholds, temporal settings: measured on the old engines, not valid for new ones), and the commands
+    that remake them; None when the previous build had none."""
+    try:
+        previous = load_manifest(dest, verify=False)
+    except (OSError, ValueError, PipelineError):
+        return None
+    lost = [f"{name} ({', '.join(sorted(table))})" for name, table in
+            (("latency", previous.latency), ("thresholds", previous.thresholds), ("temporal", previous.temporal))
+            if table]
+    if not lost:
+        return None
+    remake = f"`anytime profile --engines {dest}`" + (f", then `anytime temporal --engines {dest}`"
+                                                      if previous.temporal else "")
+    return (f"the rebuilt engines of {dest} have none of the previous build's measured tables: "
+            f"{'; '.join(lost)} were dropped (measured on the old engines); remake them with {remake}")
 
 
 def previous_build(out: Path, name: str, identity: dict[str, Any]) -> Path | None:

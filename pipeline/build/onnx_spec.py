@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,12 +73,28 @@ def _unknown(path: Path, where: str, found: dict[str, Any], known: set[str]) -> 
         raise _fail(path, f"unknown key {extra[0]!r} in {where} (known: {', '.join(sorted(known))})")
 
 
+def _inside(path: Path, name: Any, what: str) -> Path:
+    """``name`` as a file in the spec's folder: a relative path that stays inside it, through no symbolic link."""
+    if not isinstance(name, str) or not name:
+        raise _fail(path, f"{what} should be a file name relative to the spec's folder, got {name!r}")
+    folder = path.parent.resolve()
+    file = folder / name
+    if Path(name).is_absolute() or ".." in Path(name).parts or os.path.realpath(file) != str(file):
+        raise _fail(path, f"{what} {name} is not a file inside the spec's folder {folder} (an absolute path, `..` "
+                          "or a symbolic link); copy the file into that folder and name it there")
+    return file
+
+
 def _classes(path: Path, value: Any) -> list[str]:
     if isinstance(value, str):
-        file = path.parent / value
+        file = _inside(path, value, "classes file")
         if not file.is_file():
             raise _fail(path, f"classes file {file} does not exist")
-        value = [line.strip() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        try:
+            text = file.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise _fail(path, f"classes file {file} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+        value = [line.strip() for line in text.splitlines() if line.strip()]
     if not isinstance(value, list) or not value or not all(isinstance(c, str) and c for c in value):
         raise _fail(path, "classes should be a list of names or a text file with one name a line")
     return value
@@ -107,7 +124,7 @@ def _stage(path: Path, k: int, raw: Any, last: bool) -> StageGraph:
         raise _fail(path, f"stage {k} carries nothing, so stage {k + 1} would get no input; list its carried outputs")
     if logits in carried or len(set(carried)) != len(carried):
         raise _fail(path, f"stage {k} names an output twice among logits and carried")
-    file = (path.parent / graph).resolve()
+    file = _inside(path, graph, f"stage {k}'s graph")
     if not file.is_file():
         raise _fail(path, f"stage {k}'s graph {file} does not exist")
     return StageGraph(file, logits, tuple(carried))

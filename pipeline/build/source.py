@@ -81,7 +81,10 @@ def build_key(opts: BuildOptions, targets: BuildTargets, source: Source, device:
             "options": {"calib_images": opts.calib_images, "calib_method": opts.calib_method,
                         "calib_seed": opts.calib_seed, "threads": opts.engine.threads, "test_split": opts.test_split,
                         "skip_accuracy": opts.skip_accuracy, "workspace_mb": opts.engine.workspace_mb,
-                        "dla_core": opts.engine.dla_core}}
+                        "dla_core": opts.engine.dla_core,
+                        # a batch range other than batch 1 only: folders built before batches stay up to date
+                        **({"max_batch": opts.engine.max_batch, "opt_batch": opts.engine.opt_batch}
+                           if (opts.engine.max_batch, opts.engine.opt_batch) != (1, None) else {})}}
 
 
 def _artifacts_manifest(opts: BuildOptions) -> tuple[Manifest, Path]:

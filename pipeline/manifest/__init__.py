@@ -17,12 +17,12 @@ from typing import Any
 from pipeline.manifest import schema as manifest_schema
 from pipeline.errors import PipelineError
 from pipeline.files import atomic_write_text, sha256_file
-from pipeline.manifest.tables import DeviceInfo, InputSpec, LatencyTable, ThresholdTable
+from pipeline.manifest.tables import BatchRange, DeviceInfo, InputSpec, LatencyTable, ThresholdTable
 
 SCHEMA_VERSION = 2  # 2: typed input, device, latency and thresholds tables; providers recorded per table
 MANIFEST_NAME = "manifest.json"
 
-__all__ = ["MANIFEST_NAME", "SCHEMA_VERSION", "DeviceInfo", "FileEntry", "InputSpec", "LatencyTable", "Manifest",
+__all__ = ["MANIFEST_NAME", "SCHEMA_VERSION", "BatchRange", "DeviceInfo", "FileEntry", "InputSpec", "LatencyTable", "Manifest",
            "StageSpec", "TensorSpec", "ThresholdTable", "load_manifest", "migrate_v1", "sha256_file", "variant_key",
            "write_manifest"]
 
@@ -81,11 +81,16 @@ class Manifest:
     latency: dict[str, LatencyTable] = field(default_factory=dict)  # variant -> measured latency
     thresholds: dict[str, ThresholdTable] = field(default_factory=dict)  # variant -> calibrated thresholds
     temporal: dict[str, dict[str, Any]] = field(default_factory=dict)  # variant -> pipeline.temporal's settings
+    batch: dict[str, BatchRange] = field(default_factory=dict)  # backend -> the batch sizes its engines take
     schema_version: int = SCHEMA_VERSION
 
     @property
     def num_exits(self) -> int:
         return len(self.stages)
+
+    def batch_range(self, backend: str) -> BatchRange:
+        """The batch sizes ``backend``'s engines take; batch 1 only where the manifest does not say (older builds)."""
+        return self.batch.get(backend) or BatchRange()
 
     def stage_flops(self) -> list[int]:
         """Each stage's own FLOPs (the manifest records them cumulative to each exit)."""
@@ -116,7 +121,8 @@ class Manifest:
                    engines=[FileEntry(**f) for f in d.pop("engines", [])],
                    device=DeviceInfo.from_dict(d.pop("device", {})),
                    latency={k: LatencyTable.from_dict(v) for k, v in d.pop("latency", {}).items()},
-                   thresholds={k: ThresholdTable.from_dict(v) for k, v in d.pop("thresholds", {}).items()}, **d)
+                   thresholds={k: ThresholdTable.from_dict(v) for k, v in d.pop("thresholds", {}).items()},
+                   batch={k: BatchRange.from_dict(v) for k, v in d.pop("batch", {}).items()}, **d)
 
 
 _V1_BACKEND_KEYS = {"onnxruntime": {"onnxruntime_providers": "providers", "onnxruntime_threads": "threads"},
@@ -182,7 +188,7 @@ def load_manifest(folder: str | Path, verify: bool = True, engines: bool = True)
         raise PipelineError(f"no manifest at {path}; build the engines first with `make engines`")
     try:
         raw = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: nesting past what Python parses
         raise PipelineError(f"manifest {path} is not valid JSON ({exc}); rebuild with `make engines`") from None
     if not isinstance(raw, dict):
         raise PipelineError(f"manifest {path} is not a JSON object (found {type(raw).__name__}); "

@@ -118,3 +118,61 @@ def check_consistency(manifest: Any) -> None:
                                                                                     spec.dtype):
         found = ", ".join(f"{t.name} {t.shape} {t.dtype}" for t in first) or "nothing"
         raise SchemaError(f"input is {spec.name} {spec.shape} {spec.dtype}, but stage 1 reads {found}")
+    check_ranges(manifest)
+
+
+MAX_STAGE_MS = 60_000.0  # a minute per stage: past any device, short of a value that silences the deadline rule
+
+
+def _number(value: Any, where: str, low: float, high: float) -> None:
+    """A finite number (not a boolean) in [low, high], or a SchemaError naming ``where``."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not (low <= float(value) <= high):  # NaN fails both comparisons
+        raise SchemaError(f"{where} should be a number from {low:g} to {high:g}, found {_found(value)}")
+
+
+def _score_range(criterion: str) -> tuple[float, float]:
+    """What a threshold in ``criterion``'s units may be: a confidence in [0, 1], an entropy in nats from 0 to
+    100 (ln of the classes: about 11.5 for 100 000)."""
+    return (0.0, 1.0) if criterion == "confidence" else (0.0, 100.0)
+
+
+def check_ranges(manifest: Any) -> None:
+    """Values a hand edit can make absurd while keeping their type: latencies (finite, 0 to a minute),
+    exit thresholds (scores of their criterion), the temporal settings (a prior floor of the criterion's
+    range, a cut threshold not below the reuse threshold)."""
+    for key, table in manifest.latency.items():
+        rows = [("stages", table.stages)] + [(f"batches[{b!r}]", r) for b, r in table.batches.items()]
+        for name, stages in rows:
+            for i, row in enumerate(stages):
+                for field, value in row.items():
+                    _number(value, f"latency[{key!r}].{name}[{i}].{field}", 0.0, MAX_STAGE_MS)
+        for i, value in enumerate(table.cumulative_p50_ms):
+            _number(value, f"latency[{key!r}].cumulative_p50_ms[{i}]", 0.0, MAX_STAGE_MS * len(manifest.stages))
+    for key, table in manifest.thresholds.items():
+        if table.criterion not in ("confidence", "entropy"):
+            raise SchemaError(f"thresholds[{key!r}].criterion is {table.criterion!r}, expected confidence or entropy")
+        low, high = _score_range(table.criterion)
+        for name, policy in table.policies.items():
+            values = policy.get("thresholds") if isinstance(policy, dict) else None
+            if not isinstance(values, list):
+                raise SchemaError(f"thresholds[{key!r}].policies[{name!r}].thresholds should be an array")
+            for i, value in enumerate(values):
+                if value is not None:
+                    _number(value, f"thresholds[{key!r}].policies[{name!r}].thresholds[{i}]", low, high)
+    for key, table in getattr(manifest, "temporal", {}).items():
+        if not isinstance(table, dict):
+            continue  # its own loader tells a table that is not an object
+        where = f"temporal[{key!r}]"
+        reuse, cut = table.get("reuse_threshold"), table.get("cut_threshold")
+        if reuse is not None:
+            _number(reuse, f"{where}.reuse_threshold", 0.0, 255.0)
+        if cut is not None:
+            _number(cut, f"{where}.cut_threshold", 0.0, 255.0)
+        if reuse is not None and cut is not None and cut < reuse:
+            raise SchemaError(f"{where}.cut_threshold {cut} is below its reuse_threshold {reuse}: a frame would be "
+                              "a cut and reusable at once")
+        floor, criterion = table.get("prior_floor"), manifest.thresholds.get(key)
+        if floor is not None:
+            low, high = _score_range(criterion.criterion if criterion is not None else "confidence")
+            _number(floor, f"{where}.prior_floor", low, high)

@@ -69,6 +69,26 @@ class LatencyTable(JsonTable):
     device: dict[str, Any] = field(default_factory=dict)  # what it was measured on (pipeline.backends.facts.device_facts)
     measured_at: str = ""  # ISO 8601, UTC
     providers: list[str] = field(default_factory=list)
+    # Per batch size other than 1 ("4", "16": JSON keys are strings), per stage the same statistics for one run of
+    # the stage on that many frames at once; batch 1 is ``stages``. Empty where only batch 1 was measured.
+    batches: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+
+    def batch_rows(self) -> dict[int, list[dict[str, float]]]:
+        """Every measured batch size -> its per-stage rows, batch 1 (``stages``) included."""
+        rows = {int(b): r for b, r in self.batches.items()}
+        if self.stages:
+            rows[1] = self.stages
+        return dict(sorted(rows.items()))
+
+
+@dataclass
+class BatchRange(JsonTable):
+    """The batch sizes a backend's engines were built for: TensorRT's optimisation profile (min, opt, max);
+    ONNX Runtime takes any batch (max 0: no bound). Manifests built before batches lack it: batch 1."""
+
+    min: int = 1
+    opt: int = 1
+    max: int = 1  # 0: any batch
 
 
 @dataclass

@@ -96,6 +96,9 @@ def load_factory(spec: str) -> Callable[..., Any]:
     if not sep or not where or not attr:
         raise PipelineError(f"--model-factory should look like package.module:function or path/file.py:function, "
                             f"got {spec!r}")
+    if not where.endswith(".py") and not all(part.isidentifier() for part in where.split(".")):
+        raise PipelineError(f"--model-factory {spec}: {where!r} is not a module name (package.module, no path or `..`); "
+                            "give package.module:function, or the path of a .py file as path/file.py:function")
     try:
         if where.endswith(".py"):
             path = Path(where)
@@ -110,6 +113,12 @@ def load_factory(spec: str) -> Callable[..., Any]:
     except ImportError as exc:
         raise PipelineError(f"--model-factory {spec}: {where} could not be imported ({exc}); run from the folder "
                             "that holds the package, or give the path of the .py file") from None
+    except PipelineError:
+        raise
+    except Exception as exc:  # the user's code: a syntax error, or anything it raises while it is imported
+        first = str(exc).splitlines()[0][:160] if str(exc) else ""
+        raise PipelineError(f"--model-factory {spec}: importing {where} failed ({type(exc).__name__}: {first}); "
+                            "fix that file") from None
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise PipelineError(f"--model-factory {spec}: {where} has no function {attr!r}")
@@ -214,6 +223,11 @@ def create_from_factory(spec: str, **kwargs: Any) -> FactoryModel:
         net = fn(**kwargs)
     except TypeError as exc:
         raise PipelineError(f"--model-factory {spec}: bad option ({exc})") from None
+    except PipelineError:
+        raise
+    except Exception as exc:  # the user's code: anything it raises is its own mistake, told in one line
+        first = str(exc).splitlines()[0][:160] if str(exc) else ""
+        raise PipelineError(f"--model-factory {spec} raised {type(exc).__name__}: {first}; fix the factory") from None
     if not isinstance(net, nn.Module):
         raise PipelineError(f"--model-factory {spec} returned {type(net).__name__}, expected an nn.Module")
     p, classes = check_stage_contract(net, f"the model of {spec}")
@@ -250,6 +264,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
+    from pipeline.errors import check_seed
+    from pipeline.files import check_output
+
+    check_seed(args.seed)
+    check_output(args.out, "--out", [("--classes", Path(args.classes) if args.classes else None)])
     torch.manual_seed(args.seed)
     name = args.model_factory or args.model
     model = create_model(name, **parse_overrides(args.model_opt))

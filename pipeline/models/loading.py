@@ -61,6 +61,10 @@ def load_model(path: str | Path, expect_model: str | None = None, expect_config:
     except (KeyError, TypeError, ValueError) as exc:
         raise PipelineError(f"checkpoint {path}: its config does not make a model ({type(exc).__name__}: "
                             f"{str(exc)[:160]}); the file is inconsistent: retrain it") from None
+    outputs = getattr(getattr(model, "cfg", None), "num_classes", None)
+    if isinstance(outputs, int) and len(ckpt.get("classes", [])) != outputs:
+        raise PipelineError(f"checkpoint {path} names {len(ckpt.get('classes', []))} classes for {outputs} outputs; "
+                            "the file is inconsistent: retrain it or restore its class list")
     check_shapes(path, model.state_dict(), ckpt["state_dict"])
     missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
     if missing or unexpected:

@@ -22,6 +22,12 @@ from torch import nn
 from pipeline.models.preprocess import Preprocess, PreprocessConfig
 
 
+# The largest value each size of a config may take: far beyond any real network, well short of one
+# that would exhaust memory while it is being built.
+SIZE_BOUNDS = {"n_blocks": 64, "step": 256, "base": 256, "n_channels": 4096, "growth_rate": 1024,
+               "gr_factor": 64, "bn_factor": 64, "num_classes": 100_000}
+
+
 @dataclass(frozen=True)
 class MSDNetConfig:
     """Architecture hyper-parameters, named as in the paper (snake_case)."""
@@ -55,6 +61,14 @@ class MSDNetConfig:
             raise PipelineError("gr_factor and bn_factor need one entry per scale (same length)")
         if self.n_blocks < 1 or self.base < 1 or self.step < 1:
             raise PipelineError("n_blocks, base and step must be at least 1")
+        for name, top in SIZE_BOUNDS.items():  # refused before a tensor is allocated, not by the kernel later
+            values = getattr(self, name)
+            for value in (values if isinstance(values, tuple) else (values,)):
+                if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
+                    raise PipelineError(f"the model config's {name} must be whole numbers from 1 to {top}, got "
+                                        f"{values!r}; the checkpoint or --model-opt is damaged or mistyped")
+        if len(self.gr_factor) > 8:
+            raise PipelineError(f"the model config has {len(self.gr_factor)} scales; at most 8 are supported")
 
     @property
     def n_scales(self) -> int:

@@ -20,6 +20,9 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+MAX_SIDE = 8192  # pixels: the largest input side a config may ask for
+
+
 @dataclass(frozen=True)
 class PreprocessConfig:
     """What the model expects: frame size, the colour order of the uint8 frame, RGB mean and std, and how
@@ -39,6 +42,11 @@ class PreprocessConfig:
         return (rgb[2], rgb[1], rgb[0]) if self.colour_order == "BGR" else rgb
 
     def __post_init__(self) -> None:
+        for name in ("height", "width"):  # checked before any tensor of that size is made
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SIDE:
+                raise PipelineError(f"the input {name} must be a whole number of pixels from 1 to {MAX_SIDE}, got "
+                                    f"{value!r}; the checkpoint's preprocessing config is damaged or mistyped")
         if self.resize_shorter and self.resize_shorter < max(self.height, self.width):
             raise PipelineError(f"resize_shorter {self.resize_shorter} is smaller than the {self.height}x{self.width} "
                                 "crop it should hold; use 0 (plain resize) or at least the larger side")

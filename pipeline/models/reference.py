@@ -169,7 +169,12 @@ def read_classes(spec: str | None, configuration: str, num_classes: int) -> list
     if path.is_dir():
         classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     elif path.is_file():
-        classes = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise PipelineError(f"--classes {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8, one "
+                                "name a line") from None
+        classes = [line.strip() for line in text.splitlines() if line.strip()]
     else:
         raise PipelineError(f"--classes {path} does not exist; pass a folder of class folders or a text file")
     if len(classes) != num_classes:
@@ -182,10 +187,11 @@ def convert_file(src: Path, out: Path, configuration: str, overrides: Mapping[st
                  classes: str | None = None, val_size: int | None = None) -> dict[str, Any]:
     """Convert ``src`` into ``out`` (written atomically, never over ``src``); returns the recorded origin."""
     from pipeline.checkpoint import save_checkpoint
-    from pipeline.files import sha256_file
+    from pipeline.files import check_output, sha256_file
 
     if out.exists() and src.exists() and out.resolve() == src.resolve():
         raise PipelineError(f"--out {out} is the reference checkpoint itself; write the converted one elsewhere")
+    check_output(out, "--out", [("--checkpoint", src), ("--classes", Path(classes) if classes else None)])
     state, meta = read_reference(src)
     model, facts = convert_state_dict(state, configuration, overrides, what=str(src))
     names = read_classes(classes, configuration, model.cfg.num_classes)

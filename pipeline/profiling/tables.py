@@ -20,10 +20,12 @@ def now_utc() -> str:
 
 
 def latency_table(profile: LatencyProfile, device: dict[str, Any], providers: Sequence[str],
-                  measured_at: str) -> LatencyTable:
-    """What the deadline rule's predictor starts from: per-stage statistics of the profile's wall times."""
+                  measured_at: str, batches: dict[int, LatencyProfile] | None = None) -> LatencyTable:
+    """What the deadline rule's predictor starts from: per-stage statistics of the profile's wall times, and of
+    each batch size's profile (``batches``, b > 1) for the batched cascade."""
     return LatencyTable(profile.stages(), profile.cumulative_p50(), profile.runs, profile.threads, profile.clock,
-                        device, measured_at, list(providers))
+                        device, measured_at, list(providers),
+                        batches={str(b): p.stages() for b, p in sorted((batches or {}).items()) if b > 1})
 
 
 def threshold_table(table: dict[str, Any], providers: Sequence[str]) -> ThresholdTable:

@@ -153,6 +153,31 @@ class _RunTimer:
                               threads, warmup, self.device)
 
 
+def profile_batches(chain: StageChain, frames: np.ndarray, sizes: Sequence[int], runs: int = 1000, warmup: int = 100,
+                    threads: int = 1, clock: Callable[[], float] = time.perf_counter) -> dict[int, LatencyProfile]:
+    """Per batch size b > 1 in ``sizes``: each stage's time for one run on b frames at once (the batched cascade's
+    tick), over ``max(10, runs // b)`` full-chain runs (about as many frames as batch 1's profile).
+
+    Activates the chain (and leaves it active for the caller); a size beyond the chain's ``max_batch`` is refused.
+    """
+    frames = check_frames(frames)
+    check_runs(runs, warmup)
+    chain.activate()
+    out: dict[int, LatencyProfile] = {}
+    for b in sorted(set(s for s in sizes if s > 1)):
+        if b > chain.max_batch:
+            raise PipelineError(f"batch {b} is beyond what the {chain.backend}/{chain.precision} engines take "
+                                f"(at most {chain.max_batch}); rebuild them with --max-batch {b} or ask for smaller "
+                                "--batch-sizes")
+        n, skip = max(10, runs // b), max(1, warmup // b)
+        timer = _RunTimer(chain, n, clock)
+        pick = np.arange(b)
+        for i in range(skip + n):
+            timer.run(frames[(pick + i * b) % len(frames)], i - skip)  # (b, H, W, 3)
+        out[b] = timer.profile(threads, skip)
+    return out
+
+
 def chain_exit_probs(chain: StageChain, images: np.ndarray) -> np.ndarray:
     """(N, H, W, 3) uint8 -> (N, K, C) float32 softmax of every exit, frame by frame exactly as the runtime runs."""
     return softmax(exit_logits(chain, check_frames(images)), axis=-1)

@@ -36,15 +36,23 @@ class LatencyPredictor:
     never observed, and one slow run would keep it off for good under a fixed budget, so each skip
     pulls its estimate a step (``recover``) back toward the start; a retry that overruns halves
     that step for the stage (as TCP backs off its timer), a run within its prediction restores it.
+
+    Batches (the batched cascade): the estimate is kept for batch 1, and a stage run on b frames at
+    once costs ``batch_factor(stage, b)`` times it, the ratio of the stage's measured median at b to
+    its median at 1 (``batch_p50``, from the manifest's per-batch latency), linear between measured
+    sizes and proportional beyond the largest; with no measured batches, b frames cost b single
+    runs (frames run one after another: never an optimistic guess). An observation of a batch is
+    folded in divided by its factor, so every batch size teaches the one estimate.
     """
 
     def __init__(self, num_stages: int, start_ms: Sequence[float | None] | None = None,
                  typical_ms: Sequence[float | None] | None = None, weights: Sequence[float] | None = None, *,
                  margin: float = 4.0, gain: float = 1 / 8, spread_gain: float = 1 / 4, recover: float = 1 / 16,
-                 source: str = ""):
+                 source: str = "", batch_p50: dict[int, Sequence[float]] | None = None):
         """``start_ms``: first prediction per stage (a measured high percentile), None where unknown.
         ``typical_ms``: the measured median, the starting mean (defaults to ``start_ms``).
         ``weights``: relative cost of each stage (e.g. its own FLOPs), to guess unmeasured stages.
+        ``batch_p50``: batch size -> per-stage median ms of one run on that many frames (batch 1 included).
         """
         if num_stages < 1:
             raise PipelineError(f"a predictor needs at least one stage, got {num_stages}")
@@ -72,6 +80,17 @@ class LatencyPredictor:
             d = (s - m) / margin if margin > 0 else 0.0
             self._prior[i] = (m, d)
             self._m[i], self._d[i] = m, d
+        # Per stage: (batch sizes, cost factors) measured, ascending from (1, 1.0); see batch_factor.
+        self._factors: list[tuple[list[int], list[float]]] = [([1], [1.0]) for _ in range(num_stages)]
+        for b, row in sorted((batch_p50 or {}).items()):
+            if len(row) != num_stages:
+                raise PipelineError(f"batch {b}'s latency has {len(row)} stages, expected {num_stages}")
+            base = (batch_p50 or {}).get(1)
+            for i in range(num_stages):
+                one = base[i] if base is not None else None
+                if b > 1 and one is not None and one > 0 and math.isfinite(row[i]) and row[i] > 0:
+                    self._factors[i][0].append(int(b))
+                    self._factors[i][1].append(float(row[i]) / float(one))
 
     @property
     def measured(self) -> bool:
@@ -104,10 +123,15 @@ class LatencyPredictor:
         try:
             start = [float(r[f"{used}_ms"]) for r in rows]
             typical = [float(r["p50_ms"]) if "p50_ms" in r else None for r in rows]
+            batches: dict[int, Sequence[float]] = {
+                b: [float(r["p50_ms"]) for r in rs] for b, rs in table.batch_rows().items()  # type: ignore[union-attr]
+                if len(rs) == n and all(isinstance(r, dict) and "p50_ms" in r for r in rs)}
         except (TypeError, ValueError):
             raise PipelineError(f"the manifest's latency table for {key} has non-numeric times; "
                                 "re-run the latency profiler") from None
-        return cls(n, start, typical, weights, **kw, source=f"measured {used} latency of {key}")
+        sizes = "" if len(batches) < 2 else f" (batches {', '.join(map(str, sorted(batches)))})"
+        return cls(n, start, typical, weights, **kw, batch_p50=batches if len(batches) > 1 else None,
+                   source=f"measured {used} latency of {key}{sizes}")
 
     def _guess(self, i: int) -> tuple[float, float] | None:
         """Mean and deviation for a stage with no prior: known stages' ms per unit weight, times its weight."""
@@ -118,19 +142,36 @@ class LatencyPredictor:
         m = per_w * self._w[i]
         return m, m / 2
 
-    def predict(self, stage: int) -> float:
-        """Predicted time of ``stage`` in ms (0 while nothing at all is known)."""
+    def batch_factor(self, stage: int, batch: int) -> float:
+        """How many batch-1 runs of ``stage`` one run on ``batch`` frames costs (1 at batch 1)."""
+        if batch <= 1:
+            return 1.0
+        sizes, factors = self._factors[stage - 1]
+        if len(sizes) == 1:
+            return float(batch)  # nothing measured beyond batch 1: as many runs as frames
+        if batch >= sizes[-1]:
+            return factors[-1] * batch / sizes[-1]
+        j = next(j for j, s in enumerate(sizes) if s >= batch)
+        lo, hi = sizes[j - 1], sizes[j]
+        return factors[j - 1] + (factors[j] - factors[j - 1]) * (batch - lo) / (hi - lo)
+
+    def predict(self, stage: int, batch: int = 1) -> float:
+        """Predicted time of ``stage`` in ms on ``batch`` frames at once (0 while nothing at all is known)."""
         i = stage - 1
         m = self._m[i]
         if m is None:
             g = self._guess(i)
-            return 0.0 if g is None else g[0] + self.margin * g[1]
-        return m + self.margin * self._d[i]
+            base = 0.0 if g is None else g[0] + self.margin * g[1]
+        else:
+            base = m + self.margin * self._d[i]
+        return base if batch == 1 else base * self.batch_factor(stage, batch)
 
-    def observe(self, stage: int, ms: float) -> None:
-        """Fold one measured time of ``stage`` into its estimate."""
+    def observe(self, stage: int, ms: float, batch: int = 1) -> None:
+        """Fold one measured time of ``stage`` (run on ``batch`` frames at once) into its estimate."""
         if not (math.isfinite(ms) and ms >= 0):
             return
+        if batch != 1:
+            ms /= self.batch_factor(stage, batch)
         i = stage - 1
         m = self._m[i]
         if m is None:  # first sight: mean = x, deviation = x / 2 (as TCP starts its estimator)
@@ -155,11 +196,12 @@ class LatencyPredictor:
         self._m[i] = m + step * (target[0] - m)
         self._d[i] += step * (target[1] - self._d[i])
 
-    def should_run(self, next_stage: int, spent_ms: float, budget_ms: float | None) -> bool:
-        """True when ``next_stage`` is predicted to finish within the budget; stage 1 and no budget: always."""
+    def should_run(self, next_stage: int, spent_ms: float, budget_ms: float | None, batch: int = 1) -> bool:
+        """True when ``next_stage`` on ``batch`` frames is predicted to finish within the budget; stage 1 and no
+        budget: always."""
         if next_stage <= 1 or budget_ms is None:
             return True
-        return spent_ms + self.predict(next_stage) <= budget_ms
+        return spent_ms + self.predict(next_stage, batch) <= budget_ms
 
 
 def check_budget(budget_ms: object) -> float | None:

@@ -25,6 +25,7 @@ from typing import Any, Callable, Sequence, TypeAlias
 import numpy as np
 
 from pipeline.runtime.cascade import Cascade, CascadeResult
+from pipeline.runtime.deadline import check_budget
 from pipeline.errors import PipelineError
 from pipeline.runtime.interface import AnytimeRuntime
 from pipeline.temporal.change import ChangeMeter
@@ -186,6 +187,8 @@ class TemporalCascade(AnytimeRuntime[TemporalResult]):
         """Answer the next frame of the stream (see the module's docstring)."""
         clock, s = self._clock, self.settings
         t0 = clock()
+        budget_ms = check_budget(budget_ms)  # as the plain cascade: NaN, 0, -1 or True are refused
+        self.cascade._batch(frame)  # the frame the model takes, on a reused frame too: the plain cascade's check
         thumb = self.meter.thumb(frame)
         d_prev = None if self._prev is None else self.meter.distance(thumb, self._prev)
         d_ref = None if self._ref is None else self.meter.distance(thumb, self._ref)

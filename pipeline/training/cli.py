@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pipeline.data.options import add_data_options
 from pipeline.models import parse_overrides
-from pipeline.errors import cli_main
+from pipeline.errors import PipelineError, cli_main
 from pipeline.training.options import COMPILE_MODES, SCHEDULES, TrainOptions
 
 
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_options(ap, help="the training images")
     ap.add_argument("--out", type=Path, required=True, help="checkpoint path, rewritten every epoch")
     ap.add_argument("--resume", action="store_true", help="continue from --out if it exists")
+    ap.add_argument("--overwrite", action="store_true", help="replace the checkpoint at --out with a new run")
     g = ap.add_argument_group("recipe")
     g.add_argument("--epochs", type=int, default=d.epochs)
     g.add_argument("--batch-size", type=int, default=d.batch_size)
@@ -80,9 +81,29 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
         progress=not args.no_progress)
 
 
+def check_out(opts: TrainOptions, overwrite: bool) -> None:
+    """Refuse, before any work, an --out that would destroy an input or a finished run: the data, the
+    teacher, a file inside the data folder or a model folder, a folder, a device; an existing checkpoint
+    without --resume or --overwrite."""
+    from pipeline.checkpoint import resume_state_path
+    from pipeline.files import check_output
+
+    inputs = [("--data", Path(opts.data) if opts.data else None),
+              ("--teacher", Path(opts.teacher) if opts.teacher else None)]
+    check_output(opts.out, "--out", inputs)
+    check_output(resume_state_path(opts.out), "--out's resume state", inputs)
+    if opts.resume and overwrite:
+        raise PipelineError("--resume continues the run at --out and --overwrite replaces it: pass one of them")
+    if opts.out.exists() and not opts.resume and not overwrite:
+        raise PipelineError(f"--out {opts.out} already holds a checkpoint; pass --resume to continue its run, "
+                            "--overwrite to replace it with a new one, or another --out")
+
+
 @cli_main
 def main(argv: list[str] | None = None) -> int:
-    opts = options_from_args(build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
+    opts = options_from_args(args)
+    check_out(opts, args.overwrite)
     from pipeline.training.loop import run_training
 
     run_training(opts)

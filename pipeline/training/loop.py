@@ -6,6 +6,7 @@ reads is in the checkpoint, so ``--resume`` after any epoch repeats an uninterru
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from typing import Any, Callable
@@ -142,6 +143,9 @@ def run_training(opts: TrainOptions) -> None:
         epoch = state.epoch
         gen = torch.Generator().manual_seed(opts.seed * 100_003 + epoch)
         order = torch.randperm(n_train, generator=gen)
+        first = state.epoch_step  # > 0: this epoch was begun by a run stopped with --max-steps
+        if first and state.generator is not None:
+            gen.set_state(state.generator)  # where the stopped run's augmentation draws had reached
         state.model.train()
         t0, seen, loss_sum = time.time(), 0, 0.0
         correct = torch.zeros(state.model.num_exits)
@@ -150,7 +154,8 @@ def run_training(opts: TrainOptions) -> None:
             from tqdm import tqdm
 
             bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{opts.epochs}", file=sys.stderr, leave=False)
-        for i in range(steps_per_epoch):
+        stopped_inside = False
+        for i in range(first, steps_per_epoch):
             idx = order[(i * world + rank) * opts.batch_size:(i * world + rank + 1) * opts.batch_size]
             x = camera_augment(augment(data.train_frames[idx], gen, cutout=opts.cutout, fill=fill), gen,
                                opts.camera_augment).to(device)
@@ -159,17 +164,32 @@ def run_training(opts: TrainOptions) -> None:
             for g in state.optimizer.param_groups:
                 g["lr"] = lr * g.get("lr_scale", 1.0)
             loss, logits = train_step(net, state, x, y, opts, autocast_dev, bf16, teacher)
+            step_loss = float(loss.detach())
+            if not math.isfinite(step_loss):
+                kept = f"the last good checkpoint {opts.out} is kept" if opts.out.exists() else "nothing was written"
+                raise PipelineError(f"the training loss became {step_loss} at step {state.step} (epoch {epoch + 1}); "
+                                    f"{kept}. Lower --lr (now {opts.lr}) or check the data")
             seen += len(y)
-            loss_sum += float(loss.detach()) * len(y)
+            loss_sum += step_loss * len(y)
             correct += torch.stack([(z.argmax(1) == y).sum().cpu() for z in logits])
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}",
                                 acc="/".join(f"{100 * float(c) / seen:.0f}" for c in correct))
             if opts.max_steps and state.step >= opts.max_steps:
+                stopped_inside = i + 1 < steps_per_epoch
                 break
         if bar is not None:
             bar.close()
+        if stopped_inside:  # not a finished epoch: record where it stopped, so --resume takes the rest of it
+            state.epoch_step, state.generator = i + 1, gen.get_state()
+            if main_proc:
+                save_checkpoint(opts.out, state.shipped, opts.model, data.classes, data.split,
+                                training_state(state, opts))
+            log(f"stopped after step {state.step} ({i + 1} of epoch {epoch + 1}'s {steps_per_epoch}); --resume "
+                "continues it")
+            break
+        state.epoch_step, state.generator = 0, None
         train_seconds = time.time() - t0
         val_acc = exit_accuracy(state.shipped, data.val_frames, data.val_labels, device=device) \
             if len(data.val_labels) else []

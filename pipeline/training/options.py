@@ -6,11 +6,12 @@ resumed run must match them: resuming with another learning rate would not conti
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, check_seed
 
 # The value a run made before an option existed had: the option off.
 BEFORE_OPTION_EXISTED: dict[str, Any] = {"nesterov": False, "warmup_epochs": 0.0, "bn_bias_lr_scale": 1.0,
@@ -59,6 +60,10 @@ class TrainOptions:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise PipelineError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+        check_seed(self.seed)
         for name in ("epochs", "batch_size", "lr", "val_size"):
             if getattr(self, name) <= 0:
                 raise PipelineError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")

@@ -25,6 +25,11 @@ class RunState:
     epoch: int
     step: int
     history: list[dict[str, Any]]
+    # A run stopped inside an epoch (--max-steps): the steps of epoch ``epoch`` already taken and the state of
+    # the epoch's random generator after them, so a resumed run takes exactly the steps an uninterrupted one would.
+    epoch_step: int = 0
+    generator: Any = None
+    teacher_sha256: str = ""  # the teacher's file when the run started: a resumed run must distil from the same
 
     @property
     def shipped(self) -> Any:
@@ -128,15 +133,31 @@ def build_state(opts: TrainOptions, cfg: Any, device: str) -> RunState:
         if saved:
             average.module.load_state_dict(shipped.state_dict())
             average.module.to(device)
+    teacher_sha = ""
+    if opts.teacher:
+        from pipeline.files import sha256_file
+
+        if not os.path.isfile(opts.teacher):
+            raise PipelineError(f"--teacher {opts.teacher} does not exist; train one first (make teacher)")
+        teacher_sha = sha256_file(opts.teacher)
+        was = saved.get("teacher_sha256")
+        if was and was != teacher_sha:
+            raise PipelineError(f"the teacher {opts.teacher} changed since {opts.out} started distilling from it "
+                                f"(sha256 {was[:12]}... then, {teacher_sha[:12]}... now); resume with the teacher it "
+                                "started with, or start a new run with --overwrite")
     return RunState(model, opt, average, int(saved.get("epoch", 0)), int(saved.get("step", 0)),
-                    list(saved.get("history", [])))
+                    list(saved.get("history", [])), int(saved.get("epoch_step", 0)), saved.get("generator"),
+                    teacher_sha)
 
 
 def training_state(state: RunState, opts: TrainOptions) -> dict[str, Any]:
     """What a checkpoint needs beyond the shipped weights to resume the run exactly."""
     out: dict[str, Any] = {"epoch": state.epoch, "step": state.step, "history": state.history,
                            "epochs": opts.epochs, "batch_size": opts.batch_size,
-                           "optimizer": state.optimizer.state_dict(), "args": opts.recorded()}
+                           "optimizer": state.optimizer.state_dict(), "args": opts.recorded(),
+                           "epoch_step": state.epoch_step, "teacher_sha256": state.teacher_sha256}
+    if state.generator is not None:
+        out["generator"] = state.generator
     if state.average is not None:
         out["ema_updates"] = state.average.updates
         out["raw_state_dict"] = {k: v.detach().cpu().contiguous() for k, v in state.model.state_dict().items()}

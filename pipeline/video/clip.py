@@ -12,6 +12,7 @@ data set: keep it out of git. Play it with ``--crop``: frames are 4:3, the model
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -19,16 +20,34 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import PipelineError, cli_main
-from pipeline.files import atomic_write_text
+from pipeline.errors import PipelineError, check_seed, cli_main, file_size_limit
+from pipeline.files import check_output, mark_temporary, refuse_special, write_output
+from pipeline.stop import stop_at_once
 from pipeline.video.scenes import MOTIONS, ClipPlan, ClipSpec, plan_clip, render_frames
 
 
-def write_video(frames: Iterable[np.ndarray], path: Path, fps: float = 30.0) -> int:
-    """(H, W, 3) uint8 BGR frames -> an MJPG video at ``path``, written beside it and renamed into place."""
+def count_frames(path: Path) -> int:
+    """The frames OpenCV can read back from the video at ``path``."""
     import cv2
 
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
+    capture, n = cv2.VideoCapture(str(path)), 0
+    try:
+        while capture.grab():
+            n += 1
+    finally:
+        capture.release()
+    return n
+
+
+def write_video(frames: Iterable[np.ndarray], path: Path, fps: float = 30.0, *, into_place: bool = True) -> tuple[Path, int]:
+    """(H, W, 3) uint8 BGR frames -> an MJPG video written to a marked temporary beside ``path`` and read back:
+    (the temporary, or ``path`` once renamed there with ``into_place``; the frame count). A video that does
+    not read back whole (a full disk, a file size limit: OpenCV's writer does not say) or a signal removes
+    the temporary and leaves ``path`` as it was."""
+    import cv2
+
+    refuse_special(path, "the clip")
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")  # OpenCV picks the format by suffix
     writer, n = None, 0
     try:
         for frame in frames:
@@ -38,15 +57,31 @@ def write_video(frames: Iterable[np.ndarray], path: Path, fps: float = 30.0) -> 
                 if not writer.isOpened():
                     raise PipelineError(f"OpenCV could not open a video writer for {tmp} (MJPG); "
                                         "check cv2.getBuildInformation()")
+                with open(tmp, "rb") as f:  # mark it ours, so a later run may sweep it if this one is killed
+                    mark_temporary(f.fileno())
             writer.write(frame)
             n += 1
-    finally:
         if writer is not None:
             writer.release()
-    if n == 0:
-        raise PipelineError("no frames to write into the clip; ask for at least one scene")
-    os.replace(tmp, path)
-    return n
+            writer = None
+        if n == 0:
+            raise PipelineError("no frames to write into the clip; ask for at least one scene")
+        readable = count_frames(tmp)
+        if readable != n:
+            limit = file_size_limit()
+            cause = f"a file size limit of {limit} bytes (`ulimit -f`)" if limit is not None else "a full disk?"
+            raise PipelineError(f"the clip {path} would hold {readable} readable frames of {n} ({cause}); "
+                                f"{path} was left as it was: free some space or write it elsewhere")
+        if into_place:
+            os.replace(tmp, path)
+            return path, n
+        return tmp, n
+    except BaseException:
+        if writer is not None:
+            writer.release()
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
 
 
 def scenes_json(plan: ClipPlan, classes: Sequence[str]) -> list[dict[str, object]]:
@@ -59,10 +94,15 @@ def write_clip(plan: ClipPlan, images: np.ndarray, classes: Sequence[str], out: 
     """Render ``plan`` from ``images`` (N, h, w, 3) uint8 BGR into ``out``; returns the clip's path."""
     out.mkdir(parents=True, exist_ok=True)
     clip = out / "clip.avi"
-    write_video(render_frames(plan, images), clip, fps)
-    names = [classes[int(label)] for label in plan.frame_labels()]
-    atomic_write_text(out / "labels.json", json.dumps(names) + "\n")
-    atomic_write_text(out / "scenes.json", json.dumps(scenes_json(plan, classes), indent=1) + "\n")
+    tmp, _ = write_video(render_frames(plan, images), clip, fps, into_place=False)
+    try:  # the video is whole before the labels are replaced, and goes in place last
+        names = [classes[int(label)] for label in plan.frame_labels()]
+        write_output(out / "labels.json", json.dumps(names) + "\n", "the clip's labels")
+        write_output(out / "scenes.json", json.dumps(scenes_json(plan, classes), indent=1) + "\n", "the clip's scenes")
+        os.replace(tmp, clip)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
     return clip
 
 
@@ -89,12 +129,17 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not args.fps > 0:
         raise PipelineError(f"--fps should be a positive number of frames per second; got {args.fps}")
+    check_seed(args.seed)
+    inputs = [("--data", Path(args.data) if args.data else None)]
+    for name in ("clip.avi", "labels.json", "scenes.json"):
+        check_output(args.out / name, f"the clip's {name}", inputs)
     spec = ClipSpec(scenes=args.scenes, min_frames=args.min_frames, max_frames=args.max_frames,
                     size=(args.height, args.width), motion=args.motion)
     source = DataOptions.from_args(args)
     data = load_dataset(source.source or None, args.split, cache_dir=source.cache_dir)
     plan = plan_clip(data.labels, spec, args.seed)
-    clip = write_clip(plan, data.images, list(data.classes), args.out, args.fps)
+    with stop_at_once():  # SIGINT or SIGTERM: the temporary goes, the previous clip stays (exit 130 or 143)
+        clip = write_clip(plan, data.images, list(data.classes), args.out, args.fps)
     print(f"wrote {clip} ({plan.num_frames} frames, {len(plan.scenes)} scenes from the {args.split} split), "
           f"{args.out / 'labels.json'} and {args.out / 'scenes.json'}")
     return 0

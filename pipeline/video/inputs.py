@@ -43,15 +43,15 @@ def read_inputs(options: CameraOptions) -> Inputs:
     folder = check_engines(options.engines)
     spec = parse_source(options.source)
     labels = read_labels(options.labels) if options.labels is not None else None
-    if options.output is not None:
-        check_video_path(options.output)
-    if options.log is not None:
-        check_output(options.log, "the log")
     sources: list[tuple[str, Path]] = [("--source", Path(p)) for p in spec.paths]
     if spec.kind == "file":
         sources.append(("--source", Path(str(spec.target))))
     if options.labels is not None:
         sources.append(("--labels", options.labels))
     sources.append(("the manifest", folder / MANIFEST_NAME))
-    refuse_inputs(options.outputs(), sources)
+    refuse_inputs(options.outputs(), sources)  # first: an output that is an input is told as such
+    if options.output is not None:
+        check_video_path(options.output)
+    if options.log is not None:
+        check_output(options.log, "the log")
     return Inputs(folder, spec, labels)

@@ -131,7 +131,15 @@ def read_labels(path: str | Path) -> LabelFile:
             return LabelFile(path, tuple((f"{path} key {k!r}", str(k), str(v).strip()) for k, v in data.items()),
                              csv=False)
         raise PipelineError(f"labels file {path} should hold a JSON list or object; found {type(data).__name__}")
-    rows = [r for r in csv.reader(text.splitlines()) if r and r[0].strip() and not r[0].lstrip().startswith("#")]
+    lines = list(csv.reader(text.splitlines()))
+    blank = [n for n, r in enumerate(lines, 1) if not (r and r[0].strip())]
+    rows = [r for r in lines if r and r[0].strip() and not r[0].lstrip().startswith("#")]
+    last = max((n for n, r in enumerate(lines, 1) if r and r[0].strip()), default=0)
+    inner = [n for n in blank if n < last]
+    if inner and any(len(r) == 1 for r in rows):  # one label a line: a line is a frame, a skipped one shifts the rest
+        raise PipelineError(f"labels file {path} has a blank line (line {inner[0]}) among its one-label-a-line "
+                            "labels: every line is the next frame's label, so the labels after it would land on the "
+                            "wrong frames; remove the blank line or write that frame's label")
     entries = []
     for i, row in enumerate(rows):
         cells = [c.strip() for c in row]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pipeline.runtime.deadline import check_budget
 from pipeline.errors import PipelineError
+from pipeline.device import check_threads
 from pipeline.names import PRECISIONS
 from pipeline.temporal.rule import TemporalOptions
 
@@ -53,6 +54,7 @@ class CameraOptions:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
                 flag = "--" + name.replace("_", "-")
                 raise PipelineError(f"{flag} should be {low} or more; got {value}")
+        check_threads(self.threads)
         if not (math.isfinite(self.stall_timeout_s) and self.stall_timeout_s > 0):
             raise PipelineError(f"--stall-timeout should be a positive number of seconds; got {self.stall_timeout_s}")
         if not isinstance(self.temporal, TemporalOptions):

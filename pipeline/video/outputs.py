@@ -10,11 +10,13 @@ one line before the slow start-up.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from pipeline.errors import PipelineError
+from pipeline.files import hold_lock, model_folder_of, refuse_special
 
 def _name_limits(folder: Path) -> tuple[int, int]:
     """(longest file name, longest path) in bytes that ``folder``'s file system accepts."""
@@ -39,8 +41,13 @@ def check_output(path: Path, what: str) -> None:
     if len(os.fsencode(os.path.abspath(path))) >= path_max:
         raise PipelineError(f"cannot write {what} {str(path)[:60]}...: the path is longer than the {path_max} "
                             "bytes this system allows")
-    if os.path.isdir(path):
+    if os.path.isdir(path) and not os.path.islink(path):
         raise PipelineError(f"{head}: it is a folder; give a file name, e.g. {path / 'frames.jsonl'}")
+    refuse_special(path, what)  # a link, a device, a FIFO: never written through
+    model = model_folder_of(path)
+    if model is not None:
+        raise PipelineError(f"{head}: it is inside the built model folder {model}, whose files only the build "
+                            "and its tools write; choose a path outside it")
     ancestor = parent
     while not os.path.exists(ancestor) and ancestor != ancestor.parent:
         ancestor = ancestor.parent
@@ -54,6 +61,20 @@ def check_output(path: Path, what: str) -> None:
         where = "on a read-only file system" if os.statvfs(target).f_flag & os.ST_RDONLY else \
             "read-only for this user"
         raise PipelineError(f"{head}: the {kind} {target} is {where}; make it writable or choose another path")
+
+
+@contextlib.contextmanager
+def lock_outputs(outputs: dict[str, Path]) -> Iterator[None]:
+    """Hold a lock on each output (``.<name>.lock`` beside it) for the whole run: a second run writing the
+    same file is refused in one line instead of both claiming every frame and one losing its output."""
+    with contextlib.ExitStack() as locks:
+        for option, path in outputs.items():
+            if not os.path.isdir(path.parent):
+                continue  # told by check_output
+            lock = path.parent / f".{path.name}.lock"
+            locks.enter_context(hold_lock(lock, f"another run is writing {option} {path}{{who}}; wait for it to "
+                                                f"finish or choose another {option}"))
+        yield
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

@@ -76,31 +76,41 @@ class FrameLog:
     The file is unbuffered: every line reaches the operating system in one write, so a killed
     run leaves every finished frame. A write that fails part-way (a full disk, a file size
     limit) is cut back to the last whole line and raised as a PipelineError that names the
-    cause. ``open_file`` opens the file for binary writing (tests pass a failing double).
+    cause. ``open_file`` opens the file for binary writing (tests pass a failing double). The file
+    is opened at the first record: a run that gives no frame (an empty source) leaves an earlier log
+    at ``path`` as it was.
     """
 
     def __init__(self, path: str | Path, open_file: Callable[[Path], BinaryIO] | None = None):
         self.path = Path(path)
         check_output(self.path, "the log")
-        try:
-            self._file = (open_file or _open_unbuffered)(self.path)
-        except OSError as exc:
-            raise write_failure(exc, "the log", self.path) from exc
+        self._open_file = open_file or _open_unbuffered
+        self._file: BinaryIO | None = None
         self._size = 0  # bytes of whole lines on disk
         self.lines = 0
 
+    def _opened(self) -> BinaryIO:
+        if self._file is None:
+            check_output(self.path, "the log")  # the path may have changed since the start
+            try:
+                self._file = self._open_file(self.path)
+            except OSError as exc:
+                raise write_failure(exc, "the log", self.path) from exc
+        return self._file
+
     def write(self, record: dict[str, Any]) -> None:
         line = (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
+        file = self._opened()
         data = memoryview(line)
         try:
             while data:
-                n = self._file.write(data)
+                n = file.write(data)
                 if not n:  # no progress and no error: treat it as the full disk it nearly always is
                     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
                 data = data[n:]
         except OSError as exc:
             try:
-                self._file.truncate(self._size)  # drop the part of the line that made it
+                file.truncate(self._size)  # drop the part of the line that made it
             except OSError:
                 pass
             raise write_failure(exc, "the log", self.path) from exc
@@ -108,7 +118,7 @@ class FrameLog:
         self.lines += 1
 
     def close(self) -> None:
-        if not self._file.closed:
+        if self._file is not None and not self._file.closed:
             self._file.close()
 
     def __enter__(self) -> FrameLog:

@@ -28,6 +28,7 @@ from pipeline.temporal.rule import TemporalOptions
 from pipeline.video.capture import Frame, FrameStream, open_stream
 from pipeline.video.frames import to_model_input
 from pipeline.video.inputs import Inputs, read_inputs
+from pipeline.video.outputs import lock_outputs
 from pipeline.video.labels import LabelTable
 from pipeline.video.options import CameraOptions
 from pipeline.video.overlay import display_frame, draw_overlay
@@ -101,16 +102,17 @@ class CameraRun:
         self.t_last: float | None = None
 
     def run(self) -> int:
-        self.stop.install()
-        try:
+        with lock_outputs(self.options.outputs()):  # one run at a time writes a given file
+            self.stop.install()
             try:
-                self._start()
-                if self.stop.reason is None:
-                    self._loop()
+                try:
+                    self._start()
+                    if self.stop.reason is None:
+                        self._loop()
+                finally:
+                    self._close_cascade()
             finally:
-                self._close_cascade()
-        finally:
-            self.stop.restore()
+                self.stop.restore()
         return self.stop.exit_code
 
     # -- start-up ------------------------------------------------------------------------------

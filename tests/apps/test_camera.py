@@ -145,7 +145,7 @@ def test_image_folder_with_csv_labels_and_max_frames(engines, tmp_path, capsys):
 
 def test_labels_formats(tmp_path):
     classes = ["blue", "green", "red"]
-    (tmp_path / "a.txt").write_text("red\n1\n\n# comment\nblue\n")
+    (tmp_path / "a.txt").write_text("red\n1\n# comment\nblue\n\n")  # an inner blank line is refused (tests/faults)
     assert load_labels(tmp_path / "a.txt", classes).per_frame == [2, 1, 0]
     (tmp_path / "b.json").write_text(json.dumps({"x.png": "green", "3": 2}))
     assert load_labels(tmp_path / "b.json", classes).by_key == {"x.png": 1, "3": 2}

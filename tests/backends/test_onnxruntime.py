@@ -99,3 +99,27 @@ def test_the_recorded_execution_providers_are_used_and_checked(model_folder):
     with pytest.raises(PipelineError, match="built for the execution providers .*lacks NoSuchExecutionProvider.*"
                                             "rebuild them here"):
         load_chain(m, model_folder, "onnxruntime", "fp32")
+
+
+def test_a_batch_equals_its_frames_one_by_one_and_keep_narrows_it(model_folder):
+    """Batch N gives each exit's logits of N single-frame runs; keep(rows) runs the next stages on those rows only."""
+    frames = image_like(5, seed=11)
+    with load_chain(load_manifest(model_folder), model_folder, "onnxruntime", "fp32") as chain:
+        single = np.stack([np.concatenate(chain.run_all(frames[i:i + 1])) for i in range(5)])  # (N, K, C)
+        assert chain.max_batch > 16
+        batched = np.stack(chain.run_all(frames), axis=1)
+        assert batched.shape == (5, 3, 3) and np.abs(batched - single).max() < 1e-4
+        chain.set_frame(frames)
+        chain.run(1)
+        chain.keep([1, 3])
+        assert chain.batch == 2
+        z2 = chain.run(2)
+        chain.keep([1])
+        z3 = chain.run(3)
+        assert np.abs(z2 - single[[1, 3], 1]).max() < 1e-4 and np.abs(z3 - single[[3], 2]).max() < 1e-4
+        chain.set_frame(frames[:1])  # back to batch 1, its buffers as before
+        assert chain.batch == 1 and np.abs(chain.run(1) - single[0, 0]).max() < 1e-4
+        with pytest.raises(PipelineError, match="distinct, sorted rows"):
+            chain.keep([0, 0])
+        with pytest.raises(PipelineError, match=r"frame must be \(1, 32, 32, 3\) uint8, or a batch"):
+            chain.set_frame(np.zeros((2, 16, 16, 3), np.uint8))

@@ -61,6 +61,10 @@ def test_device_facts_and_their_line_name_every_backend():
     (EngineOptions(dla_core=-1), ["fp16"], ["tensorrt"],
      "--dla-core needs a non-negative core number and the TensorRT backend"),
     (EngineOptions(dla_core=1), ["fp16", "int8"], ["tensorrt"], "--dla-core builds FP16 plans only"),
+    (EngineOptions(max_batch=0), ["fp32"], ["tensorrt"], "--max-batch must be at least 1"),
+    (EngineOptions(max_batch=4, opt_batch=8), ["fp32"], ["tensorrt"], "--opt-batch between 1 and it"),
+    (EngineOptions(max_batch=4), ["fp32"], ["onnxruntime"], "build for the TensorRT backend, or drop them"),
+    (EngineOptions(dla_core=0, max_batch=4), ["fp16"], ["tensorrt"], "--dla-core builds batch 1 only"),
 ])
 def test_each_backend_refuses_its_own_bad_options(engine, precisions, targets, message):
     with pytest.raises(PipelineError, match=message):
@@ -71,3 +75,11 @@ def test_good_options_pass_every_backend():
     check_engine_options(EngineOptions(), list(PRECISIONS), list(BACKENDS))
     check_engine_options(EngineOptions(dla_core=0), ["fp16"], ["tensorrt"])
     check_engine_options(EngineOptions(threads=4, workspace_mb=64), ["fp32"], ["onnxruntime"])
+    check_engine_options(EngineOptions(max_batch=16, opt_batch=4), ["fp32", "int8"], ["tensorrt"])
+
+
+def test_each_backend_says_which_batches_its_engines_take():
+    from pipeline.backends import backend_batch_ranges
+
+    ranges = backend_batch_ranges(list(BACKENDS), EngineOptions(max_batch=16, opt_batch=4))
+    assert ranges == {"tensorrt": {"min": 1, "opt": 4, "max": 16}, "onnxruntime": {"min": 1, "opt": 1, "max": 0}}

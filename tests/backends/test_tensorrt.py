@@ -103,7 +103,8 @@ def fake_tensorrt(version: str, *, dla_cores: int = 0, parse_ok: bool = True, bu
 
 
 class FakeRuntime:
-    """Deserializes the JSON "plans" of ``write_plan``: {"stage": k, "io": [[name, mode, dtype, shape], ...]}."""
+    """Deserializes the JSON "plans" of ``write_plan``: {"stage": k, "io": [[name, mode, dtype, shape], ...]}, with
+    "max_batch" (default 1) the optimisation profile's largest batch."""
 
     def __init__(self, logger):
         pass
@@ -118,7 +119,12 @@ class FakeRuntime:
 class FakeEngine:
     def __init__(self, spec):
         self.stage, self.io = spec["stage"], {n: (m, d, tuple(s)) for n, m, d, s in spec["io"]}
+        self.max_batch = spec.get("max_batch", 1)
         self.num_io_tensors = len(self.io)
+
+    def get_tensor_profile_shape(self, name, profile_index):
+        rest = self.io[name][2][1:]
+        return [(1, *rest), (self.max_batch, *rest), (self.max_batch, *rest)]  # min, opt, max
 
     def get_tensor_name(self, i):
         return list(self.io)[i]
@@ -137,12 +143,16 @@ class FakeEngine:
 
 
 class FakeContext:
-    """Stage k "computes" on the fake device memory: each output is filled with (mean of its inputs) + k."""
+    """Stage k "computes" on the fake device memory, row by row of the batch its input shapes are set for: each
+    output row is (mean of the inputs' rows) + k."""
 
     def __init__(self, engine):
         self.engine, self.addresses, self.shapes = engine, {}, {}
 
     def set_input_shape(self, name, shape):
+        driver.log.append(("shape", self.engine.stage, name, tuple(shape)))
+        if not 1 <= shape[0] <= self.engine.max_batch:
+            return False
         self.shapes[name] = tuple(shape)
         return True
 
@@ -157,11 +167,15 @@ class FakeContext:
         driver.need_context("enqueueV3")
         driver.log.append(("execute", self.engine.stage, stream_handle))
         driver.clock[0] += 0.25
-        ins = [driver.memory[self.addresses[n]].view(np.dtype(d)).mean() for n, (m, d, _) in self.engine.io.items()
-               if m == "INPUT"]
-        for n, (m, d, _) in self.engine.io.items():
+        n = next(iter(self.shapes.values()))[0]
+
+        def rows(name, d, shape):  # (n, row) of the tensor's buffer
+            return driver.memory[self.addresses[name]].view(np.dtype(d)).reshape(-1, int(np.prod(shape[1:])))[:n]
+
+        ins = [rows(name, d, s).mean(axis=1) for name, (m, d, s) in self.engine.io.items() if m == "INPUT"]
+        for name, (m, d, s) in self.engine.io.items():
             if m == "OUTPUT":
-                driver.memory[self.addresses[n]].view(np.dtype(d))[:] = np.mean(ins) + self.engine.stage
+                rows(name, d, s)[:] = (np.mean(ins, axis=0) + self.engine.stage)[:, None]
         return True
 
 
@@ -238,18 +252,30 @@ def fake_pycuda() -> types.ModuleType:
 
     def htod(dst, src, stream):
         need_context("cuMemcpyHtoDAsync")
-        drv.memory[int(dst)][:] = np.frombuffer(src.tobytes(), np.uint8)
+        data = np.frombuffer(src.tobytes(), np.uint8)  # as the driver does: the host array's bytes, at the start
+        drv.memory[int(dst)][:data.size] = data
         drv.clock[0] += 0.25
         drv.log.append(("htod", int(dst), stream.handle))
 
     def dtoh(dst, src, stream):
         need_context("cuMemcpyDtoHAsync")
-        dst.view(np.uint8).reshape(-1)[:] = drv.memory[int(src)]
+        dst.view(np.uint8).reshape(-1)[:] = drv.memory[int(src)][:dst.nbytes]
         drv.clock[0] += 0.25
         drv.log.append(("dtoh", int(src), stream.handle))
 
     drv.Context, drv.Device, drv.Stream, drv.Event, drv.mem_alloc = Context, Device, Stream, Event, Alloc
-    drv.memcpy_htod_async, drv.memcpy_dtoh_async = htod, dtoh
+    def dtod(dst, src, size, stream):
+        need_context("cuMemcpyDtoDAsync")
+
+        def at(address):  # the allocation holding ``address``, and the offset into it
+            base = max(a for a in drv.memory if a <= address)
+            return drv.memory[base], address - base
+
+        (d, i), (s, j) = at(int(dst)), at(int(src))
+        d[i:i + size] = s[j:j + size]
+        drv.log.append(("dtod", int(dst), int(src), size, stream.handle))
+
+    drv.memcpy_htod_async, drv.memcpy_dtoh_async, drv.memcpy_dtod_async = htod, dtoh, dtod
     drv.pagelocked_empty = lambda shape, dtype: np.zeros(shape, dtype)
     return drv
 
@@ -275,8 +301,8 @@ def fake(monkeypatch):
     return install
 
 
-def write_plan(path, stage, io):
-    path.write_text(json.dumps({"stage": stage, "io": io}))
+def write_plan(path, stage, io, max_batch=1):
+    path.write_text(json.dumps({"stage": stage, "io": io, "max_batch": max_batch}))
     return path
 
 
@@ -284,16 +310,16 @@ def built_config(trt):
     return next(c[1] for c in trt.calls if c[0] == "build")
 
 
-def three_plans(tmp_path, map_dtype="float32"):
+def three_plans(tmp_path, map_dtype="float32", max_batch=1):
     """Stage 1 reads the frame; each stage writes its logits and one map the next stage reads."""
     return [write_plan(tmp_path / "s1.plan", 1, [["frame", "INPUT", "uint8", [-1, 4, 4, 3]],
                                                  ["logits_1", "OUTPUT", "float32", [-1, 3]],
-                                                 ["stage1_map0", "OUTPUT", "float32", [-1, 2, 4, 4]]]),
+                                                 ["stage1_map0", "OUTPUT", "float32", [-1, 2, 4, 4]]], max_batch),
             write_plan(tmp_path / "s2.plan", 2, [["stage1_map0", "INPUT", map_dtype, [-1, 2, 4, 4]],
                                                  ["logits_2", "OUTPUT", "float32", [-1, 3]],
-                                                 ["stage2_map0", "OUTPUT", "float32", [-1, 2, 2, 2]]]),
+                                                 ["stage2_map0", "OUTPUT", "float32", [-1, 2, 2, 2]]], max_batch),
             write_plan(tmp_path / "s3.plan", 3, [["stage2_map0", "INPUT", "float32", [-1, 2, 2, 2]],
-                                                 ["logits_3", "OUTPUT", "float32", [-1, 3]]])]
+                                                 ["logits_3", "OUTPUT", "float32", [-1, 3]]], max_batch)]
 
 
 # --- builder -----------------------------------------------------------------------------------------
@@ -326,6 +352,18 @@ def test_builder_calls_the_api_of_each_tensorrt_version(fake, tmp_path, version,
     assert ("profile", {"frame": ((1, 4, 4, 3),) * 3}) in trt.calls  # batch 1, static
     assert built_config(trt) == {}  # the GPU
     assert (tmp_path / "tc").read_bytes() == b"timed:"  # a new cache, written back
+
+
+def test_a_batch_range_becomes_the_plans_optimisation_profile(fake, tmp_path):
+    """--max-batch / --opt-batch: min 1, opt, max on the batch axis; opt defaults to max."""
+    from pipeline.backends.base import EngineOptions
+    from pipeline.backends.tensorrt import engine_from_artifact
+
+    trt = fake("10.3.0")
+    engine_from_artifact(tmp_path / "s1.onnx", tmp_path / "a.plan", "fp32", EngineOptions(max_batch=16, opt_batch=4))
+    assert ("profile", {"frame": ((1, 4, 4, 3), (4, 4, 4, 3), (16, 4, 4, 3))}) in trt.calls
+    engine_from_artifact(tmp_path / "s1.onnx", tmp_path / "b.plan", "fp32", EngineOptions(max_batch=8))
+    assert ("profile", {"frame": ((1, 4, 4, 3), (8, 4, 4, 3), (8, 4, 4, 3))}) in trt.calls
 
 
 @pytest.mark.parametrize("version, flags, precision_flags", [("8.6.2", 1 << 0, ["FP16", "GPU_FALLBACK"]),
@@ -456,6 +494,54 @@ def test_chain_keeps_maps_on_the_device_and_copies_only_frame_and_logits(fake, t
     assert chain.last_run_ms() is None
 
 
+def test_a_batched_chain_sets_its_shapes_per_call_and_packs_kept_rows_on_the_device(fake, tmp_path):
+    """Buffers sized for the profile's max batch; each call's batch set on every context (set_input_shape);
+    keep moves the wanted rows of the next stage's maps to the front on the device and narrows later stages."""
+    from pipeline.backends.tensorrt import TensorRTChain
+
+    fake("10.3.0")
+    chain = TensorRTChain(three_plans(tmp_path, max_batch=4), "fp32")
+    chain.activate()
+    assert chain.max_batch == 4
+    assert len(driver.memory[int(chain._device["stage1_map0"])]) == 4 * 2 * 4 * 4 * 4  # 4 rows of float32 maps
+    frames = np.stack([np.full((4, 4, 3), v, np.uint8) for v in (10, 20, 30, 40)])
+    driver.log.clear()
+    chain.set_frame(frames)
+    assert {e[1:] for e in driver.log if e[0] == "shape"} == {(1, "frame", (4, 4, 4, 3)),
+                                                           (2, "stage1_map0", (4, 2, 4, 4)),
+                                                           (3, "stage2_map0", (4, 2, 2, 2))}
+    assert chain.run(1)[:, 0].tolist() == [11.0, 21.0, 31.0, 41.0]
+    driver.log.clear()
+    chain.keep([1, 3])
+    assert [e[0] for e in driver.log if e[0] in ("dtod", "htod", "dtoh")] == ["dtod", "dtod"]  # rows 1, 3 -> 0, 1
+    assert {e[1:] for e in driver.log if e[0] == "shape"} == {(2, "stage1_map0", (2, 2, 4, 4)),
+                                                           (3, "stage2_map0", (2, 2, 2, 2))}
+    z2 = chain.run(2)
+    assert z2.shape == (2, 3) and z2[:, 0].tolist() == [23.0, 43.0]
+    chain.keep([1])
+    assert chain.run(3).tolist() == [[46.0] * 3]
+    driver.log.clear()
+    chain.set_frame(frames[:1])  # batch 1 again: the contexts not at 1 already (stage 3 is, after keep) set to 1
+    assert sorted(e[1] for e in driver.log if e[0] == "shape") == [1, 2]
+    assert chain.run(1).tolist() == [[11.0] * 3]
+    with pytest.raises(PipelineError, match="or a batch .* of N <= 4"):
+        chain.set_frame(np.zeros((5, 4, 4, 3), np.uint8))
+    chain.deactivate()
+    assert driver.memory == {} and driver.Context.depth == 0
+
+
+def test_stages_built_for_other_batches_are_refused(fake, tmp_path):
+    from pipeline.backends.tensorrt import TensorRTChain
+
+    fake("10.3.0")
+    plans = three_plans(tmp_path, max_batch=4)
+    write_plan(plans[2], 3, [["stage2_map0", "INPUT", "float32", [-1, 2, 2, 2]],
+                             ["logits_3", "OUTPUT", "float32", [-1, 3]]], max_batch=2)
+    with pytest.raises(PipelineError, match="takes batches up to 2, stage 1's plan up to 4"):
+        TensorRTChain(plans, "fp32").activate()
+    assert driver.memory == {} and driver.Context.depth == 0
+
+
 @pytest.mark.parametrize("plans, match", [
     (lambda p: p[1:], "stage 1 reads stage1_map0, which no earlier stage writes"),
     (lambda p: [p[0], p[2]], "stage 2 reads stage2_map0, which no earlier stage writes"),
@@ -520,6 +606,28 @@ def test_plans_chain_like_onnx_runtime(model_folder, exported, tmp_path, precisi
                 a, b = trt_chain.run(k), ref.run(k)
                 assert a.dtype == np.float32 and trt_chain.last_run_ms() > 0
                 assert np.abs(a - b).max() <= tol * max(1.0, float(np.abs(b).max()))
+
+
+@needs_gpu
+def test_batched_plans_equal_their_frames_one_by_one(model_folder, exported, tmp_path):
+    """Plans with a batch profile: a batch of 4 narrowed by keep gives each frame's single-frame logits."""
+    from pipeline.backends.tensorrt import TensorRTChain, engine_from_onnx
+
+    plans = [engine_from_onnx(p, tmp_path / f"stage{k}.plan", "fp32", max_batch=4, opt_batch=4)
+             for k, p in enumerate(exported.paths, start=1)]
+    frames = image_like(4, seed=12)
+    with TensorRTChain(plans, "fp32") as chain:
+        assert chain.max_batch == 4
+        single = np.stack([np.concatenate(chain.run_all(frames[i:i + 1])) for i in range(4)])  # (N, K, C)
+        chain.set_frame(frames)
+        z1 = chain.run(1)
+        chain.keep([0, 2])
+        z2 = chain.run(2)
+        chain.keep([1])
+        z3 = chain.run(3)
+    tol = 1e-3 * max(1.0, float(np.abs(single).max()))
+    assert np.abs(z1 - single[:, 0]).max() <= tol and np.abs(z2 - single[[0, 2], 1]).max() <= tol
+    assert np.abs(z3 - single[[2], 2]).max() <= tol
 
 
 @needs_gpu

@@ -24,9 +24,12 @@ def test_leftovers_of_a_killed_build_are_cleaned_or_restored(tmp_path):
 
     dead = _dead_pid()
     (tmp_path / f".m.tmp-{dead}").mkdir()  # unfinished build: removed
+    (tmp_path / f".m.tmp-{dead}" / folder.TEMP_MARKER).write_text(f"{dead}\n")
     (tmp_path / f".gone.old-{dead}").mkdir()  # set aside, swap never finished: put back
+    (tmp_path / f".gone.old-{dead}" / folder.BUILD_INFO).write_text("{}")
     (tmp_path / "kept").mkdir()
     (tmp_path / f".kept.old-{dead}").mkdir()  # set aside, swap finished: removed
+    (tmp_path / f".kept.old-{dead}" / folder.BUILD_INFO).write_text("{}")
     (tmp_path / f".live.tmp-{os.getpid()}").mkdir()  # a running build: left alone
     folder.remove_stale_temps(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["gone", "kept", f".live.tmp-{os.getpid()}"])

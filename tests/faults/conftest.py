@@ -236,6 +236,22 @@ class CommandChild(Child):
                                      preexec_fn=child_limits(fsize, obey_modes))
 
 
+def mark_temporary(path: Path, pid: int) -> Path:
+    """Mark ``path`` as a temporary that process ``pid`` wrote (as ``pipeline.files.atomic_write`` does)."""
+    from pipeline.files import TEMP_MARK
+
+    os.setxattr(path, TEMP_MARK, str(pid).encode())
+    return path
+
+
+def mark_build_folder(path: Path, pid: int) -> Path:
+    """Mark ``path`` as the temporary folder of build ``pid`` (as ``temporary_folder`` does)."""
+    from pipeline.build.folder import TEMP_MARKER
+
+    (path / TEMP_MARKER).write_text(f"{pid}\n")
+    return path
+
+
 def dead_pid() -> int:
     """A process id that no process has now."""
     pid = 4_000_000

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from tests.faults.conftest import CommandChild, build_argv, dead_pid, one_error, run_command, snapshot, temporaries
+from tests.faults.conftest import CommandChild, build_argv, dead_pid, mark_build_folder, mark_temporary, one_error, run_command, snapshot, temporaries
 
 pytest.importorskip("torch")
 pytest.importorskip("onnxsim")
@@ -55,8 +55,11 @@ def test_a_later_build_sweeps_what_killed_builds_left(tiny, tmp_path, capsys):
     dead, alive = dead_pid(), os.getpid()
     # a killed build's half-written calibration cache and its temporary build folder (with a manifest)
     (calib / f".calib-0123.npz.k2j4x.{dead}.tmp").write_bytes(b"\0" * 1000)
+    mark_temporary(calib / f".calib-0123.npz.k2j4x.{dead}.tmp", dead)
     (calib / f".calib-4567.npz.a8b9c.{alive}.tmp").write_bytes(b"\0")  # a running one's: left alone
+    mark_temporary(calib / f".calib-4567.npz.a8b9c.{alive}.tmp", alive)
     shutil.copytree(tiny.folder, out / f".build.tmp-{dead}")
+    mark_build_folder(out / f".build.tmp-{dead}", dead)
     (out / f".build.tmp-{dead}" / f".manifest.json.q1w2e.{dead}.tmp").write_text("{")
     assert run_command(main, build_argv(tiny, out, calib, "--precisions", "fp32,int8", "--skip-accuracy")) == 0
     assert sorted(p.name for p in calib.iterdir() if p.name.endswith(".tmp")) == [f".calib-4567.npz.a8b9c.{alive}.tmp"]

@@ -189,3 +189,15 @@ def test_a_build_temporary_folder_is_not_listed_as_a_model(tmp_path, capsys):
     assert run_app(["--engines", root, "--source", "0", "--headless"]) == 2
     error = one_error(capsys.readouterr().err)
     assert f"built models inside it: {root / 'msdnet_cifar'}" in error and ".build.tmp" not in error
+
+
+def test_a_blank_line_among_one_label_a_line_is_refused_not_skipped(engines, clip, tmp_path, capsys):
+    video, _ = clip
+    labels = tmp_path / "labels.txt"
+    labels.write_text("cat\n\ndog\nbird\n\n")  # trailing blank lines are fine; the inner one would shift dog, bird
+    assert run_app(["--engines", engines, "--source", video, "--headless", "--labels", labels]) == 2
+    assert "has a blank line (line 2)" in one_error(capsys.readouterr().err)
+    labels.write_text("cat\ndog\nbird\n\n")
+    from pipeline.video.labels import read_labels
+
+    assert [e[2] for e in read_labels(labels).entries] == ["cat", "dog", "bird"]

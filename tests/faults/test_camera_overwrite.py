@@ -113,3 +113,47 @@ def test_a_missing_output_path_is_not_an_input(engines, clip, tmp_path, capsys, 
     target = tmp_path / ("new.avi" if option == "--output" else "new.jsonl")
     assert run_app(["--engines", engines, "--source", video, "--headless", option, target, "--max-frames", 2]) == 0
     assert target.is_file()
+
+
+def test_log_onto_a_file_of_the_model_folder_is_refused(engines, clip, tmp_path, capsys):
+    video, _ = clip
+    engine = engines / "stage1.fp32.onnx"
+    engine.write_bytes(b"engine bytes")
+    before = snapshot(engines)
+    for option in ("--log", "--output"):
+        target = engine if option == "--log" else engines / "run.avi"
+        refused(capsys, ["--engines", engines, "--source", video, "--headless", option, target],
+                "inside the built model folder")
+    assert snapshot(engines) == before and not (engines / "run.avi").exists()
+
+
+def test_a_log_onto_a_fifo_is_refused_instead_of_hanging(engines, clip, tmp_path, capsys):
+    video, _ = clip
+    os.mkfifo(tmp_path / "pipe")
+    refused(capsys, ["--engines", engines, "--source", video, "--headless", "--log", tmp_path / "pipe"],
+            "a FIFO (named pipe), not a regular file")
+
+
+def test_an_empty_source_leaves_an_earlier_log_as_it_was(engines, tmp_path, capsys):
+    empty = tmp_path / "empty.avi"
+    writer = cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"MJPG"), 30, (32, 24))  # no frame written
+    writer.release()
+    log = tmp_path / "frames.jsonl"
+    log.write_text('{"frame": 0}\n')
+    run_app(["--engines", engines, "--source", empty, "--headless", "--log", log])
+    capsys.readouterr()
+    assert log.read_text() == '{"frame": 0}\n'
+
+
+def test_a_second_run_writing_the_same_output_is_refused(engines, clip, tmp_path, capsys):
+    from pipeline.video.outputs import lock_outputs
+
+    video, _ = clip
+    log, output = tmp_path / "frames.jsonl", tmp_path / "run.avi"
+    log.write_text("the first run's\n")
+    with lock_outputs({"--log": log, "--output": output}):  # the first run, still writing
+        for option, path in (("--log", log), ("--output", output)):
+            refused(capsys, ["--engines", engines, "--source", video, "--headless", option, path],
+                    f"another run is writing {option} {path} (process {os.getpid()})")
+    assert log.read_text() == "the first run's\n" and not output.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

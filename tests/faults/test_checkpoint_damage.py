@@ -57,3 +57,24 @@ def test_a_split_that_is_not_a_record(tiny, tmp_path, capsys):
         ckpt["split"] = "seed 0"
 
     assert "under 'split' (found str)" in refused(capsys, damaged(tiny, tmp_path, as_text))
+
+
+def test_fewer_class_names_than_outputs_is_refused_at_build_time(tiny, tmp_path, capsys):
+    err = refused(capsys, damaged(tiny, tmp_path, lambda ckpt: ckpt["classes"].pop()))
+    assert "names 9 classes for 10 outputs" in err
+    assert not (tmp_path / "out" / "msdnet_cifar").exists()
+
+
+@pytest.mark.parametrize("field, value, told", [
+    ("n_blocks", 10**9, "n_blocks must be whole numbers from 1 to 64"),
+    ("num_classes", -1, "num_classes must be whole numbers from 1 to 100000"),
+    ("growth_rate", 10**7, "growth_rate must be whole numbers from 1 to 1024"),
+    ("height", 0, "the input height must be a whole number of pixels from 1 to 8192"),
+])
+def test_absurd_sizes_are_refused_before_anything_is_allocated(tiny, tmp_path, capsys, field, value, told):
+    def absurd(ckpt):
+        config = ckpt["config"]["preprocess"] if field == "height" else ckpt["config"]
+        config[field] = value
+
+    assert told in refused(capsys, damaged(tiny, tmp_path, absurd))
+    assert not (tmp_path / "out" / "msdnet_cifar").exists()

@@ -135,3 +135,24 @@ def test_torch_baseline_matches_onnxruntime(built):
     with load_chain(manifest, built.folder, "onnxruntime", "fp32") as chain:
         ort = chain_exit_probs(chain, images[:6])
     np.testing.assert_allclose(torch_exit_probs(model, images[:6], batch=4), ort, atol=1e-4)
+
+
+def test_each_batch_size_is_timed_and_stored_beside_batch_1(built):
+    """profile_batches times whole batches; the manifest's table keeps them per size; the predictor reads them."""
+    from pipeline.backends import load_chain
+    from pipeline.manifest import load_manifest
+    from pipeline.profiling.tables import latency_table
+    from pipeline.profiling.timing import profile_batches
+    from pipeline.runtime.deadline import LatencyPredictor
+
+    manifest = load_manifest(built.folder)
+    images, _ = split_images(manifest, str(built.data), "validation", built.cache)
+    with load_chain(manifest, built.folder, "onnxruntime", "fp32") as chain:
+        one = profile_chain(chain, images, runs=20, warmup=2)
+        batches = profile_batches(chain, images, [1, 4, 8], runs=40, warmup=8)
+    assert sorted(batches) == [4, 8] and batches[4].stage_ms.shape == (10, 3) and batches[8].runs == 10
+    table = latency_table(one, {}, ["CPUExecutionProvider"], "now", batches)
+    assert sorted(table.batch_rows()) == [1, 4, 8] and len(table.batches["8"]) == 3
+    manifest.latency["onnxruntime/fp32"] = table
+    p = LatencyPredictor.from_manifest(manifest, "onnxruntime", "fp32")
+    assert "batches 1, 4, 8" in p.source and p.batch_factor(1, 8) > 1.0

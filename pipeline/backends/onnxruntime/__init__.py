@@ -28,7 +28,7 @@ STOP_ON_BUILD_FAILURE = False  # a variant ONNX Runtime cannot load is recorded 
 PACKAGES = {"onnxruntime": ("onnxruntime", "onnxruntime-gpu")}
 
 __all__ = ["ENGINE_SUFFIX", "GPU_PROVIDERS", "NAME", "OnnxRuntimeChain", "PACKAGES", "STOP_ON_BUILD_FAILURE", "TITLE",
-           "artifact_flavour", "available_providers", "build_notes", "buildable_precisions", "chain_from_engines",
+           "artifact_flavour", "available_providers", "batch_range", "build_notes", "buildable_precisions", "chain_from_engines",
            "check_device", "check_options", "computes_in_float32", "create_session", "device_facts",
            "engine_from_artifact", "engine_from_onnx", "recorded_providers", "session_options", "unavailable_reason"]
 
@@ -56,6 +56,11 @@ def engine_from_artifact(src: Path, dst: Path, precision: str, options: EngineOp
 
 def device_facts(threads: int) -> dict[str, Any]:
     return {"providers": available_providers(), "threads": threads}
+
+
+def batch_range(options: EngineOptions) -> dict[str, int]:
+    """Any batch: the graphs' batch axis is dynamic and a session sizes its buffers per call."""
+    return {"min": 1, "opt": 1, "max": 0}
 
 
 def recorded_providers(manifest: "Manifest") -> list[str]:

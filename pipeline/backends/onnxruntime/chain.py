@@ -65,61 +65,101 @@ class OnnxRuntimeChain(StageChain):
         return len(self.paths)
 
     def _activate(self) -> None:
-        import onnxruntime as ort
-
-        on_gpu = self.providers[0] in GPU_PROVIDERS
+        self._on_gpu = self.providers[0] in GPU_PROVIDERS
         self.sessions = [create_session(p, self.threads, optimize=self.optimize, use_providers=self.providers)
                          for p in self.paths]
-        values: dict[str, Any] = {}  # tensor name -> OrtValue, shared between producer and consumer
-        self._keep: list[np.ndarray] = []  # host arrays that CPU OrtValues share: keep them alive
-        self._bindings: list[Any] = []
-        self._logits: list[np.ndarray] = []
-
-        def host_value(shape: tuple[int, ...], dtype: str) -> tuple[np.ndarray, Any]:
-            arr = np.zeros(shape, dtype=dtype)
-            self._keep.append(arr)
-            return arr, ort.OrtValue.ortvalue_from_numpy(arr)
-
         for sess, spec, path in zip(self.sessions, self.stages, self.paths):
             check_graph(sess, spec, path)
+        self._sets: dict[int, _Buffers] = {}  # batch size -> its buffers and bindings, made on first use
+        self._use(1)
+        self._frame_shape1 = self._frame.shape  # (1, H, W, 3)
+
+    def _use(self, n: int) -> None:
+        """Make batch ``n``'s buffers and bindings the current ones (built the first time ``n`` is asked for)."""
+        if n not in self._sets:
+            self._sets[n] = self._buffers(n)
+        b = self._sets[n]
+        self._n, self._frame, self._bindings, self._logits, self._values = n, b.frame, b.bindings, b.logits, b.values
+
+    def _buffers(self, n: int) -> "_Buffers":
+        import onnxruntime as ort
+
+        on_gpu = self._on_gpu
+        b = _Buffers()
+
+        def shape_of(spec_shape: Sequence[int | str]) -> tuple[int, ...]:
+            return (n, *_batch1(spec_shape)[1:])  # (N, ...) -> (n, ...)
+
+        def host_value(shape: tuple[int, ...], dtype: str, name: str) -> Any:
+            arr = np.zeros(shape, dtype=dtype)
+            b.arrays[name] = arr  # the CPU OrtValue shares it: keep it alive
+            return ort.OrtValue.ortvalue_from_numpy(arr)
+
+        def map_value(shape: tuple[int, ...], dtype: str, name: str) -> Any:
+            if on_gpu:  # device memory on a GPU
+                return ort.OrtValue.ortvalue_from_shape_and_type(shape, np.dtype(dtype).type, "cuda", 0)
+            return host_value(shape, dtype, name)
+
+        for sess, spec in zip(self.sessions, self.stages):
             binding = sess.io_binding()
             for t in spec.inputs:
-                if t.name not in values:  # only the frame is not produced by an earlier stage
+                if t.name not in b.values:  # only the frame is not produced by an earlier stage
                     if t.name != names.FRAME:
                         raise PipelineError(f"stage {spec.index} reads {t.name}, which no earlier stage writes")
-                    if on_gpu:
-                        self._frame = np.zeros(_batch1(t.shape), dtype=t.dtype)
-                        values[t.name] = ort.OrtValue.ortvalue_from_shape_and_type(
-                            _batch1(t.shape), np.dtype(t.dtype).type, "cuda", 0)
-                    else:
-                        self._frame, values[t.name] = host_value(_batch1(t.shape), t.dtype)
-                binding.bind_ortvalue_input(t.name, values[t.name])
-            logits_arr, logits_val = host_value(_batch1(spec.outputs[0].shape), spec.outputs[0].dtype)
-            binding.bind_ortvalue_output(spec.outputs[0].name, logits_val)  # (1, classes) on the host
-            self._logits.append(logits_arr)
-            for t in spec.outputs[1:]:  # carried maps (1, C, H, W): device memory on a GPU
-                if on_gpu:
-                    values[t.name] = ort.OrtValue.ortvalue_from_shape_and_type(
-                        _batch1(t.shape), np.dtype(t.dtype).type, "cuda", 0)
-                else:
-                    values[t.name] = host_value(_batch1(t.shape), t.dtype)[1]
-                binding.bind_ortvalue_output(t.name, values[t.name])
-            self._bindings.append(binding)
-        self._values = values
-        self._on_gpu = on_gpu
+                    b.values[t.name] = map_value(shape_of(t.shape), t.dtype, t.name)
+                    b.frame = b.arrays[t.name] if not on_gpu else np.zeros(shape_of(t.shape), dtype=t.dtype)
+                binding.bind_ortvalue_input(t.name, b.values[t.name])
+            out = spec.outputs[0]
+            binding.bind_ortvalue_output(out.name, host_value(shape_of(out.shape), out.dtype, out.name))  # (n, classes)
+            b.logits.append(b.arrays[out.name])
+            for t in spec.outputs[1:]:  # carried maps (n, C, H, W)
+                b.values[t.name] = map_value(shape_of(t.shape), t.dtype, t.name)
+                binding.bind_ortvalue_output(t.name, b.values[t.name])
+            b.bindings.append(binding)
+        return b
 
     def _frame_spec(self) -> tuple[tuple[int, ...], np.dtype]:
-        return self._frame.shape, self._frame.dtype
+        return self._frame_shape1, self._frame.dtype
+
+    def _max_batch(self) -> int:
+        return MAX_BATCH
 
     def _set_frame(self, frame: np.ndarray) -> None:
+        if frame.shape[0] != self._n:
+            self._use(frame.shape[0])
         if self._on_gpu:
             self._values[names.FRAME].update_inplace(np.ascontiguousarray(frame))
         else:
             np.copyto(self._frame, frame)
 
+    def _keep(self, rows: list[int]) -> None:
+        """Copy the rows of the maps the next stage reads into batch len(rows)'s buffers (host side on a GPU)."""
+        src = self._sets[self._n]
+        self._use(len(rows))
+        dst = self._sets[self._n]
+        for t in self.stages[self._done - 1].outputs[1:]:  # what stage done + 1 reads
+            if self._on_gpu:
+                dst.values[t.name].update_inplace(np.ascontiguousarray(src.values[t.name].numpy()[rows]))
+            else:
+                np.take(src.arrays[t.name], rows, axis=0, out=dst.arrays[t.name])
+
     def _run(self, stage: int) -> np.ndarray:
         self.sessions[stage - 1].run_with_iobinding(self._bindings[stage - 1])
-        return self._logits[stage - 1].copy()  # (1, classes) float32
+        return self._logits[stage - 1].copy()  # (n, classes) float32
 
     def _deactivate(self) -> None:
-        del self._bindings, self._values, self.sessions, self._keep, self._logits
+        del self._bindings, self._values, self.sessions, self._sets, self._logits, self._frame
+
+
+MAX_BATCH = 1 << 16  # ONNX Runtime runs any batch the dynamic axis allows; a bound only against mistakes
+
+
+class _Buffers:
+    """One batch size's buffers: the frame, each exit's logits, the carried maps, and each stage's binding."""
+
+    def __init__(self) -> None:
+        self.frame: np.ndarray = np.empty(0, np.uint8)  # (n, H, W, 3): on the host (staging on a GPU)
+        self.values: dict[str, Any] = {}  # tensor name -> OrtValue, shared between producer and consumer
+        self.arrays: dict[str, np.ndarray] = {}  # tensor name -> the host array a CPU OrtValue shares
+        self.logits: list[np.ndarray] = []  # per stage: (n, classes) float32
+        self.bindings: list[Any] = []

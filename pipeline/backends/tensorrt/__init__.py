@@ -26,7 +26,7 @@ ENGINE_SUFFIX = ".plan"
 STOP_ON_BUILD_FAILURE = True  # a parse or build failure is the user's to fix
 PACKAGES = {"tensorrt": ("tensorrt", "tensorrt-cu12", "tensorrt-cu13"), "pycuda": ("pycuda",)}
 
-__all__ = ["ENGINE_SUFFIX", "NAME", "PACKAGES", "STOP_ON_BUILD_FAILURE", "TITLE", "TensorRTChain", "artifact_flavour",
+__all__ = ["ENGINE_SUFFIX", "NAME", "PACKAGES", "STOP_ON_BUILD_FAILURE", "TITLE", "TensorRTChain", "artifact_flavour", "batch_range",
            "build_notes", "buildable_precisions", "chain_from_engines", "check_cuda_starts", "check_device",
            "check_options",
            "check_plan_device", "device_facts", "engine_from_artifact", "engine_from_onnx", "gpu_info",
@@ -56,6 +56,15 @@ def check_options(options: EngineOptions, precisions: Sequence[str], targeted: b
     dla = options.dla_core
     if dla is not None and (dla < 0 or not targeted):
         raise PipelineError("--dla-core needs a non-negative core number and the TensorRT backend")
+    if options.max_batch < 1 or not 1 <= (options.opt_batch or options.max_batch) <= options.max_batch:
+        raise PipelineError(f"--max-batch must be at least 1 and --opt-batch between 1 and it; got --max-batch "
+                            f"{options.max_batch}, --opt-batch {options.opt_batch}")
+    if (options.max_batch > 1 or options.opt_batch is not None) and not targeted:
+        raise PipelineError("--max-batch and --opt-batch shape TensorRT's optimisation profile: build for the "
+                            "TensorRT backend, or drop them (ONNX Runtime's engines take any batch)")
+    if dla is not None and options.max_batch != 1:
+        raise PipelineError(f"--dla-core builds batch 1 only (the DLA has no dynamic shapes); got --max-batch "
+                            f"{options.max_batch}")
     if dla is not None and set(precisions) != {"fp16"}:
         raise PipelineError(f"--dla-core builds FP16 plans only (DLA runs FP16, and INT8 only through implicit "
                             f"quantization, which these Q/DQ artifacts are not); got --precisions "
@@ -68,11 +77,17 @@ def artifact_flavour(precision: str) -> str:
 
 def engine_from_artifact(src: Path, dst: Path, precision: str, options: EngineOptions) -> Path:
     return engine_from_onnx(src, dst, precision, workspace_mb=options.workspace_mb,
-                            timing_cache=options.timing_cache, dla_core=options.dla_core)
+                            timing_cache=options.timing_cache, dla_core=options.dla_core,
+                            max_batch=options.max_batch, opt_batch=options.opt_batch)
 
 
 def device_facts(threads: int) -> dict[str, Any]:
     return gpu_info()
+
+
+def batch_range(options: EngineOptions) -> dict[str, int]:
+    """The optimisation profile every plan gets: batch 1 to ``max_batch``, tuned for ``opt_batch``."""
+    return {"min": 1, "opt": options.opt_batch or options.max_batch, "max": options.max_batch}
 
 
 def check_device(manifest: "Manifest", what: str = "these TensorRT plans") -> None:

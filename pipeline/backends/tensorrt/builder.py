@@ -28,7 +28,7 @@ from pipeline.backends.base import DEFAULT_WORKSPACE_MB
 from pipeline.errors import PipelineError
 from pipeline.names import PRECISIONS
 
-MAX_BATCH = 1  # every chain runs batch 1 (cascade, profiler, accuracy): a static profile, the best kernels for it
+MAX_BATCH = 1  # by default batch 1 only (cascade, profiler, accuracy): a static profile, the best kernels for it
 MIN_VERSION = (8, 5)  # the name-based I/O API (set_tensor_address, execute_async_v3)
 T = TypeVar("T")
 _LOGGER: tuple[Any, Any] | None = None  # (the tensorrt module, its logger)
@@ -153,8 +153,9 @@ def _check_dla(precision: str, dla_core: int, max_batch: int) -> None:
                             f"got core {dla_core}, max batch {max_batch}")
 
 
-def _batch_profile(builder: Any, network: Any, max_batch: int) -> Any:
-    """One optimisation profile over the batch axis "N": 1 (opt) to ``max_batch``; other dims are static."""
+def _batch_profile(builder: Any, network: Any, max_batch: int, opt_batch: int | None = None) -> Any:
+    """One optimisation profile over the batch axis "N": 1 to ``max_batch``, kernels tuned for ``opt_batch``
+    (default ``max_batch``: the batched cascade's full ticks); other dims are static."""
     profile = builder.create_optimization_profile()
     for i in range(network.num_inputs):
         tensor = network.get_input(i)
@@ -162,8 +163,10 @@ def _batch_profile(builder: Any, network: Any, max_batch: int) -> Any:
         if any(d < 0 for d in shape[1:]):
             raise PipelineError(f"input {tensor.name} has dynamic dims {shape} beyond the batch; export the stages "
                                 "with static H, W and channels")
-        lo, hi = ((1, *shape[1:]), (max_batch, *shape[1:])) if shape[0] < 0 else (shape, shape)
-        profile.set_shape(tensor.name, lo, lo, hi)
+        opt = opt_batch or max_batch
+        lo, mid, hi = ((1, *shape[1:]), (opt, *shape[1:]), (max_batch, *shape[1:])) if shape[0] < 0 else \
+            (shape, shape, shape)
+        profile.set_shape(tensor.name, lo, mid, hi)
     return profile
 
 
@@ -182,12 +185,12 @@ def _timing_cache(config: Any, path: Path | None) -> Any:
 
 def engine_from_onnx(src: str | Path, dst: str | Path, precision: str, *, workspace_mb: int = DEFAULT_WORKSPACE_MB,
                      timing_cache: str | Path | None = None, dla_core: int | None = None,
-                     max_batch: int = MAX_BATCH) -> Path:
+                     max_batch: int = MAX_BATCH, opt_batch: int | None = None) -> Path:
     """Build a serialized plan for the ONNX artifact ``src`` (of ``precision``) and write it to ``dst``."""
     if precision not in PRECISIONS:
         raise PipelineError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    if max_batch < 1:
-        raise PipelineError(f"max batch must be at least 1, got {max_batch}")
+    if max_batch < 1 or not 1 <= (opt_batch or max_batch) <= max_batch:
+        raise PipelineError(f"max batch must be at least 1 and opt batch between 1 and it, got {max_batch}, {opt_batch}")
     if dla_core is not None:
         _check_dla(precision, dla_core, max_batch)
     trt = _trt()
@@ -220,7 +223,7 @@ def engine_from_onnx(src: str | Path, dst: str | Path, precision: str, *, worksp
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = dla_core
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)  # layers the DLA cannot run go to the GPU
-    config.add_optimization_profile(_batch_profile(builder, network, max_batch))
+    config.add_optimization_profile(_batch_profile(builder, network, max_batch, opt_batch))
     cache_path = Path(timing_cache) if timing_cache else None
     cache = _timing_cache(config, cache_path)
 

@@ -1,8 +1,11 @@
 """StageChain on TensorRT plans, with pycuda for device memory, the stream and timing events.
 
-Every I/O tensor of every stage gets one device buffer when the chain is activated, batch 1; a map
-that stage k writes and stage k+1 reads is the same buffer (same name, checked to have the same
-shape and dtype), so carried maps never leave the GPU. The frame goes up through a pinned host
+Every I/O tensor of every stage gets one device buffer when the chain is activated, sized for the
+largest batch the plans' optimisation profile takes (1 for plans built for batch 1); a map that
+stage k writes and stage k+1 reads is the same buffer (same name, checked to have the same
+shape and dtype), so carried maps never leave the GPU. A batch of another size sets every
+context's input shapes (``set_input_shape``) for that call; ``keep`` packs the rows still wanted to
+the front of the next stage's maps on the device (row copies on the stream) and narrows the shapes. The frame goes up through a pinned host
 buffer and only each exit's logits come back, into pinned host memory, all on one CUDA stream that
 ``run`` synchronises before it returns. Uses the name-based API (``set_tensor_address`` +
 ``execute_async_v3``) of TensorRT 8.5 to 11.
@@ -47,6 +50,16 @@ def _release_at_exit() -> None:
             chain.deactivate()
 
 
+def _profile_max(engine: Any, inputs: list[str]) -> int:
+    """The largest batch a plan takes: its optimisation profile's max where the batch axis is dynamic, else
+    its static batch."""
+    sizes = []
+    for name in inputs:
+        batch = tuple(engine.get_tensor_shape(name))[0]
+        sizes.append(int(tuple(engine.get_tensor_profile_shape(name, 0)[2])[0]) if batch < 0 else int(batch))
+    return min(sizes) if sizes else 1
+
+
 class TensorRTChain(StageChain):
     backend = "tensorrt"
 
@@ -68,7 +81,10 @@ class TensorRTChain(StageChain):
         self._specs: dict[str, tuple[tuple[int, ...], np.dtype]] = {}  # tensor name -> (shape, dtype)
         self._logits: list[np.ndarray] = []  # pinned (1, classes) per stage
         self._events: list[tuple[Any, Any]] = []  # (start, end) per stage
-        self._frame: np.ndarray | None = None  # pinned (1, H, W, 3) uint8
+        self._frame: np.ndarray | None = None  # pinned (max batch, H, W, 3) uint8
+        self._inputs: list[list[str]] = []  # per stage, the tensors it reads
+        self._max = 1  # the largest batch every plan's profile takes
+        self._shaped: list[int] = []  # per stage, the batch its context's input shapes are set for
         self._stream: Any = None
         self._runtime: Any = None
         self._frame_pending = False  # stage 1's start event was recorded before the frame's upload
@@ -126,17 +142,25 @@ class TensorRTChain(StageChain):
             self._contexts.append(context)
             io = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
             inputs = [n for n in io if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-            for name in inputs:  # batch 1; output shapes follow from the inputs'
-                if not context.set_input_shape(name, (1, *tuple(engine.get_tensor_shape(name))[1:])):
-                    raise PipelineError(f"{path.name} does not accept batch 1 for {name}; rebuild it")
+            self._inputs.append(inputs)
+            if k == 1:
+                self._max = _profile_max(engine, inputs)
+            elif _profile_max(engine, inputs) != self._max:
+                raise PipelineError(f"{path.name} takes batches up to {_profile_max(engine, inputs)}, stage 1's plan "
+                                    f"up to {self._max}; rebuild every stage with one --max-batch")
+            for name in inputs:  # the largest batch, to size the buffers; output shapes follow from the inputs'
+                if not context.set_input_shape(name, (self._max, *tuple(engine.get_tensor_shape(name))[1:])):
+                    raise PipelineError(f"{path.name} does not accept batch {self._max} for {name}; rebuild it")
             for name in inputs + [n for n in io if n not in inputs]:  # readers check against what was written
                 shape = tuple(context.get_tensor_shape(name))
                 dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
                 context.set_tensor_address(name, int(self._buffer(cuda, k, name, shape, dtype, name in inputs)))
+            self._shaped.append(self._max)
+            self._set_batch_of(k, 1)  # batch 1 until a call asks for another
             if names.logits_name(k) not in io:
                 raise PipelineError(f"{path.name} has no output {names.logits_name(k)}; is it stage {k}'s plan?")
             shape, dtype = self._specs[names.logits_name(k)]
-            self._logits.append(cuda.pagelocked_empty(shape, dtype))  # (1, classes)
+            self._logits.append(cuda.pagelocked_empty(shape, dtype))  # (max batch, classes)
             self._events.append((cuda.Event(), cuda.Event()))
         if self._frame is None:
             raise PipelineError(f"{self.plans[0].name} does not read {names.FRAME}; is it stage 1's plan?")
@@ -165,20 +189,55 @@ class TensorRTChain(StageChain):
 
     def _frame_spec(self) -> tuple[tuple[int, ...], np.dtype]:
         assert self._frame is not None  # set by _load, which an active chain has completed
-        return self._frame.shape, self._frame.dtype
+        return (1, *self._frame.shape[1:]), self._frame.dtype
+
+    def _max_batch(self) -> int:
+        return self._max
+
+    def _set_batch_of(self, stage: int, n: int) -> None:
+        """Set stage ``stage``'s context for a batch of ``n`` (within the profile, so it is accepted)."""
+        if self._shaped[stage - 1] == n:
+            return
+        engine, context = self._engines[stage - 1], self._contexts[stage - 1]
+        for name in self._inputs[stage - 1]:
+            if not context.set_input_shape(name, (n, *tuple(engine.get_tensor_shape(name))[1:])):
+                raise PipelineError(f"{self.plans[stage - 1].name} does not accept batch {n} for {name}; rebuild it")
+        self._shaped[stage - 1] = n
 
     def _set_frame(self, frame: np.ndarray) -> None:
         with self._current():
+            for k in range(1, self.num_stages + 1):
+                self._set_batch_of(k, frame.shape[0])
             self._upload(frame)
 
     def _upload(self, frame: np.ndarray) -> None:
         import pycuda.driver as cuda
 
         assert self._frame is not None  # set by _load, which an active chain has completed
-        np.copyto(self._frame, frame)  # after run()'s sync no upload reads it; a pending one is superseded
+        staged = self._frame[:frame.shape[0]]  # (n, H, W, 3) of the pinned buffer
+        np.copyto(staged, frame)  # after run()'s sync no upload reads it; a pending one is superseded
         self._events[0][0].record(self._stream)  # stage 1's time covers the upload, as the profiler counts it
-        cuda.memcpy_htod_async(self._device[names.FRAME], self._frame, self._stream)
+        cuda.memcpy_htod_async(self._device[names.FRAME], staged, self._stream)
         self._frame_pending = True
+
+    def _keep(self, rows: list[int]) -> None:
+        with self._current():
+            self._pack(rows)
+
+    def _pack(self, rows: list[int]) -> None:
+        """Move row ``rows[j]`` of every map the next stage reads to row j (rows ascend: no row is overwritten
+        before it is read), on the stream; then the later stages' contexts take ``len(rows)``."""
+        import pycuda.driver as cuda
+
+        for name in self._inputs[self._done]:  # what stage done + 1 reads
+            shape, dtype = self._specs[name]
+            row = int(np.prod(shape[1:])) * dtype.itemsize
+            base = int(self._device[name])
+            for j, r in enumerate(rows):
+                if r != j:
+                    cuda.memcpy_dtod_async(base + j * row, base + r * row, row, self._stream)
+        for k in range(self._done + 1, self.num_stages + 1):
+            self._set_batch_of(k, len(rows))
 
     def _run(self, stage: int) -> np.ndarray:
         with self._current():
@@ -193,11 +252,11 @@ class TensorRTChain(StageChain):
         self._frame_pending = False
         if not self._contexts[stage - 1].execute_async_v3(self._stream.handle):
             raise RuntimeError(f"TensorRT failed to enqueue stage {stage}")
-        host = self._logits[stage - 1]
+        host = self._logits[stage - 1][:self._batch]  # (n, classes) of the pinned buffer
         cuda.memcpy_dtoh_async(host, self._device[names.logits_name(stage)], self._stream)
         end.record(self._stream)
         self._stream.synchronize()
-        return np.array(host, dtype=np.float32)  # (1, classes): a copy, off the pinned buffer
+        return np.array(host, dtype=np.float32)  # (n, classes): a copy, off the pinned buffer
 
     def _last_run_ms(self, stage: int) -> float | None:
         """Device time of the latest ``run`` (CUDA events): its stage, the logits' copy back and, for stage 1,

@@ -160,6 +160,8 @@ def runtime_script(trt: Any) -> dict[str, Any]:
             "num_io_tensors": len(io), "get_tensor_name": lambda i: names[i],
             "get_tensor_mode": lambda name: io[name][0], "get_tensor_dtype": lambda name: io[name][1],
             "get_tensor_shape": lambda name: trt.Dims(io[name][2]),
+            "get_tensor_profile_shape": lambda name, index: [  # min, opt, max of the plan's one profile
+                trt.Dims((b, *io[name][2][1:])) for b in (1, spec.get("max_batch", 1), spec.get("max_batch", 1))],
             "create_execution_context": lambda: context})
 
     return {"deserialize_cuda_engine": engine}
@@ -235,15 +237,20 @@ def pycuda_driver() -> types.ModuleType:
             return 0.0
 
     def memcpy_htod_async(dest: DeviceAllocation, src: np.ndarray, stream: Stream | None = None) -> None:
-        dest.buffer[:] = np.frombuffer(np.ascontiguousarray(src).tobytes(), np.uint8)
+        data = np.frombuffer(np.ascontiguousarray(src).tobytes(), np.uint8)
+        dest.buffer[:data.size] = data
 
     def memcpy_dtoh_async(dest: np.ndarray, src: DeviceAllocation, stream: Stream | None = None) -> None:
-        dest.view(np.uint8).reshape(-1)[:] = src.buffer
+        dest.view(np.uint8).reshape(-1)[:] = src.buffer[:dest.nbytes]
+
+    def memcpy_dtod_async(dest: int, src: int, size: int, stream: Stream | None = None) -> None:
+        pass  # the doubles' device memory is not addressed by offset; the chain's use is checked by the fakes
 
     drv.init = lambda flags=0: None
     drv.Context, drv.Device, drv.DeviceAllocation = Context, Device, DeviceAllocation
     drv.Stream, drv.Event = Stream, Event
     drv.mem_alloc = DeviceAllocation
     drv.memcpy_htod_async, drv.memcpy_dtoh_async = memcpy_htod_async, memcpy_dtoh_async
+    drv.memcpy_dtod_async = memcpy_dtod_async
     drv.pagelocked_empty = lambda shape, dtype, order="C", mem_flags=0: np.zeros(shape, dtype, order=order)
     return drv

@@ -111,7 +111,7 @@ def builds(trt: Any, tmp: Path) -> dict[str, Any]:
 
     (tmp / "cache").write_bytes(b"an earlier timing cache")
     cases = {"fp32": {}, "fp16": {}, "int8": {}, "fp16-dla": {"dla_core": 1}, "fp32-timing-cache":
-             {"timing_cache": tmp / "cache"}}
+             {"timing_cache": tmp / "cache"}, "int8-batch-profile": {"max_batch": 16, "opt_batch": 4}}
     out = {}
     for case, kw in cases.items():
         precision = case.split("-")[0]
@@ -127,10 +127,12 @@ def chain_run(trt: Any, tmp: Path) -> dict[str, Any]:
     io = [[["frame", "INPUT", "uint8", [-1, 4, 4, 3]], ["logits_1", "OUTPUT", "float32", [-1, 3]],
            ["stage1_map0", "OUTPUT", "float32", [-1, 2, 4, 4]]],
           [["stage1_map0", "INPUT", "float32", [-1, 2, 4, 4]], ["logits_2", "OUTPUT", "float32", [-1, 3]]]]
-    plans = []
+    plans, batched = [], []
     for k, spec in enumerate(io, start=1):
         plans.append(tmp / f"stage{k}.plan")
         plans[-1].write_text(json.dumps({"stage": k, "io": spec}))
+        batched.append(tmp / f"stage{k}.b4.plan")  # an optimisation profile up to batch 4
+        batched[-1].write_text(json.dumps({"stage": k, "io": spec, "max_batch": 4}))
 
     def run() -> list[list[int]]:
         chain = TensorRTChain(plans, "fp32")
@@ -139,6 +141,15 @@ def chain_run(trt: Any, tmp: Path) -> dict[str, Any]:
             chain.set_frame(np.zeros((1, 4, 4, 3), np.uint8))
             shapes = [list(chain.run(k).shape) for k in (1, 2)]
             chain.last_run_ms()
+        finally:
+            chain.deactivate()
+        chain = TensorRTChain(batched, "fp32")
+        chain.activate()
+        try:  # a batch of 3, narrowed to 1 between the stages: set_input_shape per call, rows packed
+            chain.set_frame(np.zeros((3, 4, 4, 3), np.uint8))
+            shapes.append(list(chain.run(1).shape))
+            chain.keep([2])
+            shapes.append(list(chain.run(2).shape))
         finally:
             chain.deactivate()
         return shapes

@@ -14,7 +14,7 @@ from tests.backends.tensorrt_api.bindings import VERSIONS
 
 pytestmark = pytest.mark.tensorrt_api
 LATEST = "11.4.0.106"
-BUILDS = ("fp32", "fp16", "int8", "fp16-dla", "fp32-timing-cache")
+BUILDS = ("fp32", "fp16", "int8", "fp16-dla", "fp32-timing-cache", "int8-batch-profile")
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -53,7 +53,7 @@ def test_builder_runs_on_the_real_api(real_report, version, case):
 def test_chain_runs_on_the_real_api(real_report, version):
     run = real_report(version)["chain"]
     assert (run["error"], run["mismatches"]) == (None, []), run["detail"]
-    assert run["detail"] == [[1, 3], [1, 3]]  # each stage's logits, batch 1
+    assert run["detail"] == [[1, 3], [1, 3], [3, 3], [1, 3]]  # each stage's logits: batch 1, then 3 narrowed to 1
 
 
 @pytest.mark.parametrize("version", VERSIONS)

@@ -1,0 +1,99 @@
+"""The serving parts that need no server: addresses, the protocol's body, the admission rule, log lines, summaries."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pipeline.errors import PipelineError
+from pipeline.serving.configs import ModelSpec, Tensor, config_text
+from pipeline.serving.fleet import FleetOptions, fallback_answer
+from pipeline.serving.remote import Admission
+from pipeline.serving.report import IN_BUDGET, LATE, NO_ANSWER, Outcome, format_summary, summarize
+from pipeline.serving.server import first_failure
+from pipeline.serving.wire import NotSent, decode, encode, split_url
+
+
+@pytest.mark.parametrize("url, want", [("127.0.0.1:8000", ("127.0.0.1", 8000)),
+                                       ("http://jetson.local:8000", ("jetson.local", 8000))])
+def test_server_addresses(url, want):
+    assert split_url(url) == want
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1", "https://x:1", "x:1/v2", ""])
+def test_a_bad_server_address_is_refused(url):
+    with pytest.raises(PipelineError, match="expected a server address like"):
+        split_url(url)
+
+
+def test_a_request_body_carries_binary_tensors_and_the_timeout():
+    frame = np.arange(12, dtype=np.uint8).reshape(1, 2, 2, 3)
+    body, head = encode({"frame": frame}, ["logits_1"], timeout_us=2500)
+    header = json.loads(body[:head])
+    assert header["inputs"][0] == {"name": "frame", "shape": [1, 2, 2, 3], "datatype": "UINT8",
+                                   "parameters": {"binary_data_size": 12}}
+    assert header["parameters"] == {"timeout": 2500} and body[head:] == frame.tobytes()
+    logits = np.array([[0.5, -1.0]], np.float32)
+    answer = json.dumps({"outputs": [{"name": "logits_1", "datatype": "FP32", "shape": [1, 2],
+                                      "parameters": {"binary_data_size": 8}}]}).encode()
+    out = decode(answer + logits.tobytes(), len(answer))
+    np.testing.assert_array_equal(out["logits_1"], logits)
+
+
+def test_admission_sheds_after_misses_and_sends_again_after_a_few_frames():
+    rule = Admission(3.0)
+    rule.admit(30.0, "stage1")  # a typical first answer: sent
+    for _ in range(3):
+        rule.missed(30.0)  # no answer within 30 ms, three times
+    with pytest.raises(NotSent, match="predicted in"):
+        rule.admit(30.0, "stage1")
+    skipped = 1
+    while True:
+        try:
+            rule.admit(30.0, "stage1")
+            break
+        except NotSent:
+            skipped += 1
+    assert 1 <= skipped <= 30
+
+
+def test_the_first_failure_of_a_log_names_the_model():
+    log = ('E1206 01:20:32.302790 22842 server.cc:241] "CudaDriverHelper has not been initialized."\n'
+           'E1206 01:20:33.1 22842 model_lifecycle.cc:641] "failed to load \'stage2\' version 1: Internal: '
+           'ValueError: stage2: input x is [1] in its configuration\\nAt: model.py(70)"\n')
+    assert first_failure(log) == ("failed to load 'stage2' version 1: Internal: ValueError: stage2: input x is [1] "
+                                  "in its configuration At: model.py(70)")
+    assert first_failure("I1206 all good\n") is None
+
+
+def test_a_configuration_with_impossible_sizes_is_refused():
+    with pytest.raises(PipelineError, match="max batch size and instances"):
+        config_text(ModelSpec("stage1", [Tensor("frame", "uint8", (4, 4, 3))], [], max_batch_size=0))
+    with pytest.raises(PipelineError, match="cannot carry"):
+        Tensor("x", "complex64", (1,))
+
+
+def test_the_fallback_answer_is_the_last_exit_or_the_mean():
+    z1, z2 = np.array([[4.0, 0.0, 0.0]]), np.array([[0.0, 1.0, 0.0]])
+    assert fallback_answer([z1, z2], "last") == 1 and fallback_answer([z1, z2], "mean") == 0
+
+
+def test_fleet_options_are_checked():
+    with pytest.raises(PipelineError, match="needs --url"):
+        FleetOptions(mode="bls").check()
+    with pytest.raises(PipelineError, match="--cameras should be 1 or more"):
+        FleetOptions(cameras=0, mode="local").check()
+    assert FleetOptions(fps=25).budget_s == pytest.approx(0.04)
+
+
+def test_a_summary_counts_every_frame_once():
+    outcomes = [Outcome(0, 0, IN_BUDGET, 5.0, 1, 1, 1), Outcome(0, 1, LATE, 40.0, 1, 2, 2),
+                Outcome(1, 0, NO_ANSWER, None, 1, why="timeout"), Outcome(1, 1, NO_ANSWER, None, 1, why="not sent")]
+    s = summarize(outcomes, 1.0, 2, 2, 33.3, 3)
+    assert (s["frames"], s["in_budget"], s["late"], s["no_answer"], s["deadline_misses"]) == (4, 1, 1, 2, 3)
+    assert s["exits"] == {"1": 1, "2": 1, "3": 0} and s["accuracy_answered"] == 50.0 and s["accuracy_all"] == 25.0
+    assert s["no_answer_why"] == {"not sent": 1, "timeout": 1}
+    text = format_summary(s, "client mode")
+    assert "1 late, 2 no answer in budget (not sent 1, timeout 1)" in text
