@@ -237,21 +237,6 @@ def check_output(path: str | Path, what: str, inputs: Iterable[tuple[str, Path |
     return path
 
 
-class _Counting:
-    """A file wrapper that counts the bytes a writer hands it."""
-
-    def __init__(self, f: BinaryIO):
-        self.f, self.count = f, 0
-
-    def write(self, data: bytes) -> int:
-        n = self.f.write(data)
-        self.count += len(data) if n is None else n
-        return len(data) if n is None else n
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.f, name)
-
-
 def write_output(path: str | Path, data: bytes | str | Callable[[BinaryIO], object], what: str,
                  inputs: Iterable[tuple[str, Path | None]] = ()) -> Path:
     """Check ``path`` as :func:`check_output` does, then write it whole (``data``: bytes, text, or a
@@ -278,13 +263,15 @@ def hold_lock(path: Path, busy: str) -> Iterator[None]:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
         except OSError as exc:
-            if exc.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR):
-                refuse_special(path, "the lock")
-            raise
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            refuse_special(path, "the lock")
-            raise PipelineError(f"cannot take the lock {path}: it is not a regular file; remove it")
+            if exc.errno not in (errno.ELOOP, errno.ENXIO, errno.EISDIR):
+                raise
+            fd = -1
+        if fd < 0 or not stat.S_ISREG(os.fstat(fd).st_mode):
+            if fd >= 0:
+                os.close(fd)
+            kind = "a symbolic link" if os.path.islink(path) else "not a regular file"
+            raise PipelineError(f"cannot take the lock {path}: it is {kind}, not a lock this pipeline made (it is "
+                                "never followed); remove it and run again")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:

@@ -97,7 +97,8 @@ def check_options(args: ProfileOptions) -> None:
                             "built from, or drop --checkpoint to skip the PyTorch baseline")
     check_output_folder(args.out, "--out")
     for name in ("latency.json", "latency.md", "latency.png"):  # the reports: never over a model's or an input's file
-        check_output(args.out / name, "--out's report", [("--engines", args.engines), ("--checkpoint", args.checkpoint)])
+        check_output(args.out / name, "--out's report",
+                     [("--engines", args.engines), ("--checkpoint", args.checkpoint)])
     if args.engines.is_dir():  # its manifest is rewritten at the end: writable before the work, not after
         check_output_folder(args.engines, "the manifest's folder --engines")
 

@@ -97,8 +97,8 @@ def load_factory(spec: str) -> Callable[..., Any]:
         raise PipelineError(f"--model-factory should look like package.module:function or path/file.py:function, "
                             f"got {spec!r}")
     if not where.endswith(".py") and not all(part.isidentifier() for part in where.split(".")):
-        raise PipelineError(f"--model-factory {spec}: {where!r} is not a module name (package.module, no path or `..`); "
-                            "give package.module:function, or the path of a .py file as path/file.py:function")
+        raise PipelineError(f"--model-factory {spec}: {where!r} is not a module name (package.module, no path "
+                            "or `..`); give package.module:function, or the path of a .py file as path/file.py:function")
     try:
         if where.endswith(".py"):
             path = Path(where)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.backends.facts import describe_device
-from pipeline.files import atomic_write_text
+from pipeline.files import atomic_write, atomic_write_text
 from pipeline.profiling.torch_baseline import TORCH_EAGER
 from pipeline.thresholds import AGGREGATE_NAMES
 
@@ -77,7 +77,7 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
         ax.legend(fontsize=8)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path)
+    atomic_write(path, lambda f: fig.savefig(f, format="png"))  # whole or not at all, like every output
     return path
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import PipelineError, cli_main
-from pipeline.files import atomic_write_text
+from pipeline.files import check_output, write_output
 
 MODES = ("local", "client", "bls")
 
@@ -169,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.serving.server import TritonServer
 
     args = build_parser().parse_args(argv)
+    inputs = [("--engines", args.engines), ("--repo", args.repo), ("--data", Path(args.data) if args.data else None)]
+    check_output(args.json, "--json", inputs)
     try:
         counts = [int(x) for x in args.cameras.split(",") if x.strip()]
     except ValueError:
@@ -212,8 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nDevice: {results['device_line']} ({results['note']})\n")
     print(costs_text(results["costs"]))
     print(table(rows), end="")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.json, json.dumps(results, indent=1) + "\n")
+    write_output(args.json, json.dumps(results, indent=1) + "\n", "--json", inputs)
     print(f"wrote {args.json} ({results['seconds']:.0f} s)")
     return 0
 

@@ -28,7 +28,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from pipeline.errors import PipelineError, cli_main
-from pipeline.files import atomic_write_text
+from pipeline.files import check_output, write_output
 from pipeline.manifest import Manifest, load_manifest
 from pipeline.serving.cameras import Feed
 from pipeline.serving.report import IN_BUDGET, LATE, NO_ANSWER, Outcome, format_summary, summarize
@@ -272,6 +272,9 @@ def load_feeds(args: argparse.Namespace, manifest: Manifest, frames_needed: int)
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    inputs = [("--engines", args.engines), ("--data", Path(args.data) if args.data else None)]
+    if args.json is not None:
+        check_output(args.json, "--json", inputs)
     opts = FleetOptions(args.cameras, args.fps, args.seconds, args.mode, args.budget_ms, args.policy, args.url,
                         args.precision)
     opts.check()
@@ -286,8 +289,7 @@ def main(argv: list[str] | None = None) -> int:
             feed.close()
     print(format_summary(summary, f"{opts.mode} mode" + (f" against {opts.url}" if opts.url else "")), end="")
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(args.json, json.dumps(summary, indent=1) + "\n")
+        write_output(args.json, json.dumps(summary, indent=1) + "\n", "--json", inputs)
     return 0
 
 

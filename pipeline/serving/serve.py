@@ -119,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.seconds is not None and not args.seconds > 0:
         raise PipelineError(f"--seconds should be a positive number, got {args.seconds}")
+    if args.log is not None:
+        from pipeline.files import check_output
+
+        check_output(args.log, "--log", [("--repo", args.repo)])
     rec = check_repository(args.repo)
     server = TritonServer(args.repo, host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
                           metrics_port=args.metrics_port, log_path=args.log)

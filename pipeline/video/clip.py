@@ -39,7 +39,8 @@ def count_frames(path: Path) -> int:
     return n
 
 
-def write_video(frames: Iterable[np.ndarray], path: Path, fps: float = 30.0, *, into_place: bool = True) -> tuple[Path, int]:
+def write_video(frames: Iterable[np.ndarray], path: Path, fps: float = 30.0, *,
+                into_place: bool = True) -> tuple[Path, int]:
     """(H, W, 3) uint8 BGR frames -> an MJPG video written to a marked temporary beside ``path`` and read back:
     (the temporary, or ``path`` once renamed there with ``into_place``; the frame count). A video that does
     not read back whole (a full disk, a file size limit: OpenCV's writer does not say) or a signal removes

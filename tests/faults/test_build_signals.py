@@ -9,7 +9,8 @@ import shutil
 
 import pytest
 
-from tests.faults.conftest import CommandChild, build_argv, dead_pid, mark_build_folder, mark_temporary, one_error, run_command, snapshot, temporaries
+from tests.faults.conftest import (CommandChild, build_argv, dead_pid, mark_build_folder, mark_temporary, one_error,
+                                   run_command, snapshot, temporaries)
 
 pytest.importorskip("torch")
 pytest.importorskip("onnxsim")

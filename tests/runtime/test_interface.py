@@ -13,7 +13,7 @@ from pipeline.temporal.cascade import FrameResult, TemporalCascade, TemporalResu
 from pipeline.temporal.rule import TemporalOptions, TemporalSettings
 from pipeline.video.run import model_input
 from tests.temporal.doubles import CLASSES, colour_cascade, scene
-from tests.test_cascade import fake_backends, write_model  # noqa: F401  (fake_backends: a fixture)
+from tests.runtime.test_cascade import fake_backends, write_model  # noqa: F401  (fake_backends: a fixture)
 from tests.video.fakes import FakeCascade
 
 FACTS = ("backend", "precision", "policy", "classes", "num_exits", "frame_size", "colour_order", "resize_shorter",
