@@ -114,8 +114,12 @@ def read_checkpoint(path: str | Path, resume: bool = False) -> dict:
                             "it is corrupt or not a checkpoint of this project: retrain or restore it") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        if isinstance(ckpt, dict) and ("arch" in ckpt or "best_prec1" in ckpt or "format" not in ckpt):
+            raise PipelineError(f"checkpoint {path} is not in this project's format (it records no {FORMAT!r}); "
+                                "a checkpoint of the reference MSDNet code converts with `anytime convert "
+                                f"--checkpoint {path} --config cifar10 --out models/converted.pt` (docs/own-model.md)")
         raise PipelineError(f"checkpoint {path} has format {found!r}, expected {FORMAT!r}; "
-                            "it was not written by `pipeline.training`")
+                            "it was not written by `anytime train`")
     for key, kind, what in REQUIRED:
         if not isinstance(ckpt.get(key), kind):
             found = "it lacks it" if key not in ckpt else f"found {type(ckpt[key]).__name__}"

@@ -175,3 +175,15 @@ def test_pickled_objects_are_not_loaded_and_the_input_is_never_overwritten(tmp_p
     with pytest.raises(PipelineError, match="is the reference checkpoint itself"):
         convert_file(src, src, "cifar10")
     assert src.read_bytes() == before
+
+
+def test_a_reference_checkpoint_given_to_the_build_points_at_the_converter(tmp_path, cifar_state, capsys):
+    from pipeline.build.cli import main as build
+
+    src = save_reference(tmp_path / "ref.pth.tar", cifar_state)
+    before = src.read_bytes()
+    with pytest.raises(SystemExit) as exc:
+        build(["--checkpoint", str(src), "--out", str(tmp_path / "engines"), "--data", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "anytime convert --checkpoint" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and src.read_bytes() == before
