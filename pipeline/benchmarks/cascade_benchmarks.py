@@ -15,7 +15,6 @@ The benchmarks themselves are in ``cascade_runs``, the table in ``cascade_report
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import time
@@ -23,12 +22,13 @@ from pathlib import Path
 
 from pipeline.backends import BACKENDS
 from pipeline.benchmarks.cascade_report import format_table
+from pipeline.benchmarks.common import bench_inputs, check_counts, write_report
 from pipeline.benchmarks.cascade_runs import (
     DEADLINE_SLACK_MS, MATCH_POINTS, PORTABLE, Bench, cascade_vs_full, deadline_adherence, int8_vs_fp32,
     ort_vs_torch)
 from pipeline.data.options import add_data_options
 from pipeline.errors import PipelineError, cli_main
-from pipeline.files import check_output, write_output
+from pipeline.files import check_output
 from pipeline.names import PRECISIONS
 from pipeline.thresholds import add_calibration_options, check_calibration_options
 
@@ -55,24 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def check_options(args: argparse.Namespace) -> None:
-    for name in ("threads", "runs"):
-        if getattr(args, name) < 1:
-            raise PipelineError(f"--{name} must be at least 1, got {getattr(args, name)}")
-    for name in ("frames", "calib_frames", "warmup"):
-        if getattr(args, name) < 0:
-            raise PipelineError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(args, name)}")
+    check_counts(args)
     check_calibration_options(args.tolerance, args.confidence)
     if args.checkpoint is not None and not args.checkpoint.is_file():
         raise PipelineError(f"--checkpoint {args.checkpoint} does not exist; pass the engines' checkpoint or drop it "
                             "(benchmark 2 is then skipped)")
     check_output(args.json, "--json", bench_inputs(args))
-
-
-def bench_inputs(args: argparse.Namespace) -> list[tuple[str, Path | None]]:
-    """What a benchmark reads, which its --json must not be."""
-    return [("--engines", args.engines), ("--checkpoint", getattr(args, "checkpoint", None)),
-            ("--data", Path(args.data) if getattr(args, "data", None) else None),
-            *(("--static", folder) for folder in getattr(args, "static", []))]
 
 
 @cli_main
@@ -96,8 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                "cascade_vs_full": {k: v for k, v in first.items() if not k.startswith("_")}}
     results["seconds"] = time.time() - started
     print(format_table(results), end="")
-    write_output(args.json, json.dumps(results, indent=2) + "\n", "--json", bench_inputs(args))
-    print(f"wrote {args.json} ({results['seconds']:.1f} s)")
+    write_report(args, results)
     return 0
 
 

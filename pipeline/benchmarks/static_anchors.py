@@ -27,6 +27,7 @@ from typing import Any, Callable
 import numpy as np
 
 from pipeline.backends import BACKENDS
+from pipeline.benchmarks.common import bench_inputs, check_counts
 from pipeline.data.options import DataOptions, add_data_options
 from pipeline.errors import PipelineError, cli_main
 from pipeline.names import PRECISIONS
@@ -53,12 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_options(args: argparse.Namespace) -> None:
     """Bad numbers and missing folders, before any image is loaded."""
-    for name in ("threads", "runs"):
-        if getattr(args, name) < 1:
-            raise PipelineError(f"--{name} must be at least 1, got {getattr(args, name)}")
-    for name in ("frames", "calib_frames", "warmup"):
-        if getattr(args, name) < 0:
-            raise PipelineError(f"--{name.replace('_', '-')} must not be negative, got {getattr(args, name)}")
+    check_counts(args)
     for folder in [args.engines, *args.static]:
         if not (folder / "manifest.json").is_file():
             raise PipelineError(f"no built model at {folder} (no manifest.json): build it with `make engines "
@@ -182,7 +178,6 @@ def format_table(report: dict[str, Any]) -> str:
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
-    from pipeline.benchmarks.cascade_benchmarks import bench_inputs
     from pipeline.files import check_output, write_output
 
     args = build_parser().parse_args(argv)

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.backends import BACKENDS
-from pipeline.benchmarks.cascade_benchmarks import bench_inputs
+from pipeline.benchmarks.common import bench_inputs
 from pipeline.data.options import add_data_options
 from pipeline.errors import PipelineError, check_seed, cli_main
 from pipeline.files import check_output, write_output

@@ -20,7 +20,6 @@ comes from the new scene by the frame after the cut.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import time
@@ -31,9 +30,9 @@ import numpy as np
 
 from pipeline.backends import BACKENDS
 from pipeline.data.options import add_data_options
-from pipeline.benchmarks.cascade_benchmarks import bench_inputs
+from pipeline.benchmarks.common import bench_inputs, write_report
 from pipeline.errors import PipelineError, check_seed, cli_main
-from pipeline.files import check_output, write_output
+from pipeline.files import check_output
 from pipeline.runtime.cascade import Cascade
 from pipeline.temporal.cascade import TemporalCascade
 from pipeline.temporal.rule import TemporalSettings
@@ -219,8 +218,7 @@ def main(argv: list[str] | None = None) -> int:
                "precisions": [run_precision(bench, p) for p in have]}
     results["seconds"] = time.time() - started
     print(format_table(results), end="")
-    write_output(args.json, json.dumps(results, indent=2) + "\n", "--json", bench_inputs(args))
-    print(f"wrote {args.json} ({results['seconds']:.1f} s)")
+    write_report(args, results)
     return 0
 
 

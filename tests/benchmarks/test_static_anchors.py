@@ -95,7 +95,7 @@ def test_a_static_network_of_other_classes_or_split_is_refused(built, tmp_path, 
 
 
 @pytest.mark.parametrize("extra, match", [(["--runs", "0"], "--runs must be at least 1"),
-                                          (["--frames", "-1"], "--frames must not be negative")])
+                                          (["--frames", "-1"], "--frames must be 0 or more")])
 def test_bad_numbers_are_one_line_errors(built, statics, capsys, extra, match):
     with pytest.raises(SystemExit, match="2"):
         main(args(built, "--static", str(statics[0]), *extra))
