@@ -88,6 +88,16 @@ def answer_of(result: FrameResult) -> CascadeResult:
     return result.answer if isinstance(result, TemporalResult) else result
 
 
+def prior_score_thresholds(cascade: Cascade, settings: TemporalSettings) -> list[float] | None:
+    """The score thresholds a frame that agrees with the reference answer may leave at (the prior floor, never
+    above the plain rule's bar), or None where the settings have no prior."""
+    if settings.prior_floor is None:
+        return None
+    floor = to_scores([settings.prior_floor] * cascade.num_exits, cascade.criterion)
+    plain = to_scores(cascade.thresholds, cascade.criterion)
+    return [float(v) for v in np.minimum(plain, floor)]
+
+
 class TemporalCascade(AnytimeRuntime[TemporalResult]):
     """A Cascade followed over consecutive frames; the model's facts are the wrapped cascade's.
 
@@ -102,11 +112,7 @@ class TemporalCascade(AnytimeRuntime[TemporalResult]):
         self._notes = list(notes)
         self.meter = ChangeMeter(settings.thumb)
         self.smoother = SoftmaxSmoother(settings.smoothing)
-        self._prior_scores: list[float] | None = None
-        if settings.prior_floor is not None:
-            floor = to_scores([settings.prior_floor] * cascade.num_exits, cascade.criterion)
-            plain = to_scores(cascade.thresholds, cascade.criterion)
-            self._prior_scores = np.minimum(plain, floor).tolist()  # never above the plain rule's bar
+        self._prior_scores = prior_score_thresholds(cascade, settings)
         self.reset()
 
     @classmethod

@@ -16,11 +16,10 @@ from typing import Sequence
 import numpy as np
 
 from pipeline.runtime.cascade import Cascade, CascadeResult
-from pipeline.temporal.cascade import TemporalResult
+from pipeline.temporal.cascade import TemporalResult, prior_score_thresholds
 from pipeline.temporal.change import ChangeMeter
 from pipeline.temporal.rule import TemporalSettings, decide
 from pipeline.temporal.smoothing import SoftmaxSmoother
-from pipeline.thresholds import to_scores
 
 
 @dataclass
@@ -45,11 +44,7 @@ class StreamTemporal:
         self.cascade, self.settings = cascade, settings
         self.meter = ChangeMeter(settings.thumb)
         self.smoother = SoftmaxSmoother(settings.smoothing)
-        self._prior_scores: list[float] | None = None
-        if settings.prior_floor is not None:
-            floor = to_scores([settings.prior_floor] * cascade.num_exits, cascade.criterion)
-            plain = to_scores(cascade.thresholds, cascade.criterion)
-            self._prior_scores = np.minimum(plain, floor).tolist()  # never above the plain rule's bar
+        self._prior_scores = prior_score_thresholds(cascade, settings)
         self._prev: np.ndarray | None = None
         self._ref: np.ndarray | None = None
         self._ref_time, self._age = 0.0, 0
