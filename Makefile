@@ -17,9 +17,10 @@ CHECKPOINT  ?= models/msdnet_cifar10.pt
 TEACHER_OUT ?= models/teacher_cifar10.pt
 TEACHER_ARGS ?= --epochs 30 --batch-size 256 --lr 0.4 --nesterov --weight-decay 5e-4 --schedule cosine --warmup-epochs 1 \
                --ema 0.998 --bn-bias-lr-scale 4 --cutout 16 --bf16 --threads 2 --compile on --channels-last --no-progress
-# The shipped recipe (README, "Training"): `make train` resumes it from TRAIN_OUT after an interruption;
-# when it has run all its epochs and beats the shipped model, its weights become CHECKPOINT.
-TRAIN_OUT   ?= models/msdnet_cifar10_kd.pt
+# The shipped recipe (docs/training.md): `make train` resumes it from TRAIN_OUT after an interruption; a run in
+# progress lives in checkpoints/ (its resume state committed once at the end of a session, never every epoch);
+# when it has run all its epochs and beats the shipped model, its weights become CHECKPOINT and checkpoints/ is emptied.
+TRAIN_OUT   ?= checkpoints/$(MODEL)_long.pt
 EPOCHS      ?= 120
 TRAIN_ARGS  ?= --batch-size 128 --lr 0.2 --weight-decay 5e-4 --cutout 16 --schedule cosine --ema 0.999 --bn-bias-lr-scale 4 \
                --teacher $(TEACHER_OUT) --distill 0.5 --bf16 --threads 2 --compile on --channels-last --no-progress

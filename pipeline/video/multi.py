@@ -226,6 +226,7 @@ def _finish(states: list[_Stream], reason: str) -> None:
         if s.video is not None and s.video.frames:
             print(f"[stream {i + 1}] annotated video: {s.video.path} ({s.video.frames} frames)", flush=True)
         if s.log is not None:
-            print(f"[stream {i + 1}] frame log: {s.log.path} ({s.log.lines} frames)", flush=True)
+            print(f"[stream {i + 1}] frame log: {s.log.path} ({s.log.lines} frames)" if s.log.lines else
+                  f"[stream {i + 1}] frame log: none written (no frame); {s.log.path} left as it was", flush=True)
     if problems:
         raise PipelineError(problems[0])

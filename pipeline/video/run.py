@@ -275,7 +275,8 @@ class CameraRun:
         if self.video is not None and self.video.frames:
             print(f"annotated video: {self.video.path} ({self.video.frames} frames)", flush=True)
         if self.log is not None:
-            print(f"frame log: {self.log.path} ({self.log.lines} frames)", flush=True)
+            print(f"frame log: {self.log.path} ({self.log.lines} frames)" if self.log.lines else
+                  f"frame log: none written (no frame); {self.log.path} left as it was", flush=True)
         warning = None if self.labels is None else self.labels.coverage_warning(
             self.summary.frames, self.summary.labelled, source_ended=self.stop.reason == "end of source")
         for text in ([warning] if warning else []) + (problems if failed else problems[1:]):

@@ -141,8 +141,9 @@ def test_an_empty_source_leaves_an_earlier_log_as_it_was(engines, tmp_path, caps
     log = tmp_path / "frames.jsonl"
     log.write_text('{"frame": 0}\n')
     run_app(["--engines", engines, "--source", empty, "--headless", "--log", log])
-    capsys.readouterr()
+    out = capsys.readouterr().out
     assert log.read_text() == '{"frame": 0}\n'
+    assert f"frame log: none written (no frame); {log} left as it was" in out and "(0 frames)" not in out
 
 
 def test_a_second_run_writing_the_same_output_is_refused(engines, clip, tmp_path, capsys):
