@@ -1,7 +1,7 @@
-"""Benchmark 8: N cameras against a Triton server, client-driven and BLS, beside the in-process cascade.
+"""Benchmark 8: N cameras against a Triton server, client-driven and BLS, beside the in-process cascades.
 
     anytime bench triton --engines engines/msdnet_cifar --data DATA \\
-        [--cameras 1,4,16,64] [--modes local,client,bls] [--seconds 10] [--fps 30] \\
+        [--cameras 1,4,16,64] [--modes local,batched,client,bls] [--seconds 10] [--fps 30] \\
         [--json reports/triton_benchmark.json]
 
 The repository is written from the engines into a temporary folder (or ``--repo`` is served) and
@@ -10,7 +10,9 @@ same frames, without a deadline and one at a time: the in-process cascade, the c
 cascade (a round trip per stage, the carried maps both ways) and one request to the ``cascade``
 BLS model (a BLS hop per stage inside the server); with the per-stage round trip and the bytes
 each stage sends and receives. Then each camera count in each mode for ``--seconds``
-(``pipeline.serving.fleet``): throughput, latency percentiles, deadline misses, exits, accuracy.
+(``pipeline.serving.fleet``): throughput, latency percentiles, deadline misses, exits, accuracy. The
+in-process rows are ``local`` (one cascade per camera, in threads) and ``batched`` (one loop that runs each
+stage once on the newest frames of all cameras, as ``anytime streams`` does).
 The server and the clients share this machine's cores: read the ratios between rows, and say so.
 """
 
@@ -30,7 +32,7 @@ import numpy as np
 from pipeline.errors import PipelineError, cli_main
 from pipeline.files import check_output, write_output
 
-MODES = ("local", "client", "bls")
+MODES = ("local", "batched", "client", "bls")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--repo", type=Path, default=None, help="serve this repository (default: write one for --engines)")
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--cameras", default="1,4,16,64", help="comma list of camera counts")
-    ap.add_argument("--modes", default=",".join(MODES), help="comma list of local, client, bls")
+    ap.add_argument("--modes", default=",".join(MODES), help="comma list of " + ", ".join(MODES))
     ap.add_argument("--seconds", type=float, default=10.0, help="per camera count and mode")
     ap.add_argument("--fps", type=float, default=30.0)
     ap.add_argument("--budget-ms", type=float, default=None, help="each frame's deadline (default: one frame period)")

@@ -33,7 +33,8 @@ from pipeline.manifest import Manifest, load_manifest
 from pipeline.serving.cameras import Feed
 from pipeline.serving.report import IN_BUDGET, LATE, NO_ANSWER, Outcome, format_summary, summarize
 
-MODES = ("client", "bls", "local")
+MODES = ("client", "bls", "local", "batched")
+IN_PROCESS = ("local", "batched")  # the modes that run the engines here, with no server
 _PRINT = threading.Lock()
 
 
@@ -63,7 +64,7 @@ class FleetOptions:
                                 f"{self.cameras}, {self.fps}, {self.seconds}")
         if self.budget_ms is not None and not (0 < self.budget_ms < math.inf):
             raise PipelineError(f"--budget-ms should be a positive number of milliseconds, got {self.budget_ms}")
-        if self.mode != "local" and not self.url:
+        if self.mode not in IN_PROCESS and not self.url:
             raise PipelineError(f"--mode {self.mode} needs --url, the server's HTTP address (host:port)")
 
     @property
@@ -199,6 +200,12 @@ def run_fleet(manifest: Manifest, engines: Path, feeds: Sequence[Feed], opts: Fl
             start_ms = measure_round_trips(probe)
         finally:
             probe.deactivate()
+    if opts.mode == "batched":
+        from pipeline.serving.batched_fleet import run_batched
+
+        outcomes = run_batched(manifest, engines, feeds, opts)
+        summary = summarize(outcomes, opts.seconds, opts.cameras, opts.fps, opts.budget_s * 1e3, manifest.num_exits)
+        return {**summary, "mode": opts.mode}
     made = [make_classifier(opts.mode, manifest, opts, engines, start_ms) for _ in range(opts.cameras)]
     period = 1.0 / opts.fps
     t0 = time.perf_counter() + 0.2
@@ -278,8 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     opts = FleetOptions(args.cameras, args.fps, args.seconds, args.mode, args.budget_ms, args.policy, args.url,
                         args.precision)
     opts.check()
-    manifest = load_manifest(args.engines, verify=opts.mode == "local")
-    if opts.mode != "local":
+    manifest = load_manifest(args.engines, verify=opts.mode in IN_PROCESS)
+    if opts.mode not in IN_PROCESS:
         check_server(opts.url)
     feeds = load_feeds(args, manifest, int(opts.fps * opts.seconds) + 1)
     try:

@@ -106,7 +106,7 @@ def test_a_budget_stops_the_cascade_model_early(server, manifest, frames):
 
 def test_a_fleet_run_accounts_for_every_frame(server, tiny, manifest, frames):
     feeds = [Feed(f"camera {i}", frames, np.zeros(len(frames), np.int64), i) for i in range(2)]
-    for mode in ("client", "bls", "local"):
+    for mode in ("client", "bls", "local", "batched"):
         s = run_fleet(manifest, tiny.folder, feeds, FleetOptions(2, 20, 1.0, mode, 200.0, url=server.url))
         assert s["frames"] >= 38 and s["in_budget"] + s["late"] + s["no_answer"] == s["frames"], (mode, s)
         assert s["in_budget"] > 0.8 * s["frames"] and s["p99_ms"] is not None, (mode, str(s))

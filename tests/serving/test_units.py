@@ -86,6 +86,7 @@ def test_fleet_options_are_checked():
     with pytest.raises(PipelineError, match="--cameras should be 1 or more"):
         FleetOptions(cameras=0, mode="local").check()
     assert FleetOptions(fps=25).budget_s == pytest.approx(0.04)
+    FleetOptions(mode="batched").check()  # in process: no server to name
 
 
 def test_a_summary_counts_every_frame_once():

@@ -1,0 +1,68 @@
+"""The fleet's in-process batched mode: every camera's newest frame answered in one loop by a ``BatchedCascade``.
+
+This is what ``anytime streams`` does in one process, run on the fleet's simulated cameras, so that
+benchmark 8 sets it beside the server's modes on the same feeds, frame rate and deadlines. Each pass
+of the loop takes, from every camera, the newest frame that has arrived and not been answered (older
+ones are skipped: their deadlines are the loop's to miss, as a camera thread's would be), and runs the
+cascade's stages once on that batch; early exit and the deadline rule hold per frame.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence
+
+from pipeline.serving.report import IN_BUDGET, LATE, NO_ANSWER, Outcome
+
+if TYPE_CHECKING:
+    from pipeline.manifest import Manifest
+    from pipeline.serving.cameras import Feed
+    from pipeline.serving.fleet import FleetOptions
+
+
+def run_batched(manifest: "Manifest", engines: Path, feeds: Sequence["Feed"], opts: "FleetOptions",
+                clock: Callable[[], float] = time.perf_counter) -> list[Outcome]:
+    """Every camera's frames for ``opts.seconds``, camera i's arrivals staggered by i / cameras of a frame period
+    as the threaded modes' are; one outcome per frame shown."""
+    from pipeline.backends import REFERENCE_BACKEND
+    from pipeline.runtime.batched import BatchedCascade
+    from pipeline.runtime.cascade import Cascade
+
+    n, period, budget_s = opts.cameras, 1.0 / opts.fps, opts.budget_s
+    cascade = Cascade.from_folder(engines, backend=REFERENCE_BACKEND, precision=opts.precision, policy=opts.policy)
+    batched = BatchedCascade(cascade)
+    outcomes: list[Outcome] = []
+    t0 = clock() + 0.2
+    starts = [t0 + period * i / n for i in range(n)]
+    end = t0 + opts.seconds
+    nxt = [0] * n  # each camera's first frame not yet taken
+    with cascade:
+        while True:
+            now = clock()
+            taken = []  # (camera, tick, arrival, frame, truth)
+            for i in range(n):
+                tick = math.floor((now - starts[i]) / period) if now >= starts[i] else -1
+                if tick < nxt[i] or starts[i] + tick * period >= end:
+                    continue
+                for skipped in range(nxt[i], tick):  # arrived while the loop was busy: superseded
+                    outcomes.append(Outcome(i, skipped, NO_ANSWER, None, feeds[i].at(skipped)[1], why="skipped"))
+                nxt[i] = tick + 1
+                arrival = starts[i] + tick * period
+                frame, truth = feeds[i].at(tick)
+                if now >= arrival + budget_s:
+                    outcomes.append(Outcome(i, tick, NO_ANSWER, None, truth, why="skipped"))
+                    continue
+                taken.append((i, tick, arrival, frame, truth))
+            if not taken:
+                wake = min(starts[i] + nxt[i] * period for i in range(n))
+                if wake >= end:
+                    return outcomes
+                time.sleep(max(0.0, wake - clock()))
+                continue
+            results = batched.classify_batch([t[3] for t in taken], [budget_s * 1e3] * len(taken),
+                                             arrived=[t[2] for t in taken])
+            for (i, tick, _, _, truth), r in zip(taken, results):
+                status = IN_BUDGET if r.total_ms <= budget_s * 1e3 else LATE
+                outcomes.append(Outcome(i, tick, status, r.total_ms, truth, r.label, r.exit))
