@@ -38,13 +38,14 @@ def run_batched(manifest: "Manifest", engines: Path, feeds: Sequence["Feed"], op
     starts = [t0 + period * i / n for i in range(n)]
     end = t0 + opts.seconds
     nxt = [0] * n  # each camera's first frame not yet taken
+    last = [math.ceil((end - s) / period) - 1 for s in starts]  # each camera's last frame shown before ``end``
     with cascade:
         while True:
             now = clock()
             taken = []  # (camera, tick, arrival, frame, truth)
             for i in range(n):
-                tick = math.floor((now - starts[i]) / period) if now >= starts[i] else -1
-                if tick < nxt[i] or starts[i] + tick * period >= end:
+                tick = min(last[i], math.floor((now - starts[i]) / period)) if now >= starts[i] else -1
+                if tick < nxt[i]:
                     continue
                 for skipped in range(nxt[i], tick):  # arrived while the loop was busy: superseded
                     outcomes.append(Outcome(i, skipped, NO_ANSWER, None, feeds[i].at(skipped)[1], why="skipped"))
@@ -56,10 +57,10 @@ def run_batched(manifest: "Manifest", engines: Path, feeds: Sequence["Feed"], op
                     continue
                 taken.append((i, tick, arrival, frame, truth))
             if not taken:
-                wake = min(starts[i] + nxt[i] * period for i in range(n))
-                if wake >= end:
+                waiting = [starts[i] + nxt[i] * period for i in range(n) if nxt[i] <= last[i]]
+                if not waiting:
                     return outcomes
-                time.sleep(max(0.0, wake - clock()))
+                time.sleep(max(0.0, min(waiting) - clock()))
                 continue
             results = batched.classify_batch([t[3] for t in taken], [budget_s * 1e3] * len(taken),
                                              arrived=[t[2] for t in taken])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -98,3 +100,39 @@ def test_a_summary_counts_every_frame_once():
     assert s["no_answer_why"] == {"not sent": 1, "timeout": 1}
     text = format_summary(s, "client mode")
     assert "1 late, 2 no answer in budget (not sent 1, timeout 1)" in text
+
+
+def test_the_batched_fleet_ends_and_counts_every_frame_shown_even_when_it_cannot_keep_up(monkeypatch):
+    """A loop slower than the frame rate: every frame before the end is answered or skipped once, and the run
+    ends (it used to wait for frames past the end)."""
+    import pipeline.runtime.batched as batched
+    import pipeline.runtime.cascade as cascade_module
+    from pipeline.runtime.cascade import CascadeResult
+    from pipeline.serving.batched_fleet import run_batched
+    from pipeline.serving.cameras import Feed
+
+    class SlowBatch:
+        def __init__(self, cascade):
+            pass
+
+        def classify_batch(self, frames, budgets, arrived):
+            time.sleep(0.03)  # three frame periods at 100 frames/s
+            return [CascadeResult(0, "a", 1.0, 1, 2, [1.0], 5.0, budgets[0], True, "confidence") for _ in frames]
+
+    class NoCascade:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+    monkeypatch.setattr(batched, "BatchedCascade", SlowBatch)
+    monkeypatch.setattr(cascade_module.Cascade, "from_folder", classmethod(lambda cls, *a, **k: NoCascade()))
+    feeds = [Feed(f"camera {i}", np.zeros((4, 8, 8, 3), np.uint8), np.zeros(4, np.int64)) for i in range(3)]
+    opts = FleetOptions(cameras=3, fps=100, seconds=0.5, mode="batched")
+    started = time.perf_counter()
+    outcomes = run_batched(None, Path("unused"), feeds, opts)
+    assert time.perf_counter() - started < 2.0
+    shown = {(o.camera, o.index) for o in outcomes}
+    assert len(shown) == len(outcomes) == 3 * 50  # 50 frames each in 0.5 s, each counted once
+    assert {o.status for o in outcomes} == {IN_BUDGET, NO_ANSWER}
