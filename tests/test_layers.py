@@ -66,3 +66,16 @@ def test_light_layers_import_no_heavy_package(module):
             "if m in sys.modules]; print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "", f"importing {module} loaded {out}"
+
+
+def test_every_import_of_the_package_names_a_module_that_exists():
+    """mypy ignores missing imports (torch, onnx and the rest are untyped), so a module moved without its callers
+    would pass it: every ``pipeline.`` import must name a file or package of the tree."""
+    missing = []
+    for path, module, line in imports():
+        parts = module.split(".")[1:]
+        where = PACKAGE.joinpath(*parts) if parts else PACKAGE
+        if not (where.with_suffix(".py").is_file() or (where / "__init__.py").is_file()):
+            # ``from pipeline.x import name``: module is pipeline.x itself, which must exist
+            missing.append(f"{path}:{line} imports {module}")
+    assert missing == []
