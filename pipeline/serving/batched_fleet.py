@@ -4,7 +4,9 @@ This is what ``anytime streams`` does in one process, run on the fleet's simulat
 benchmark 8 sets it beside the server's modes on the same feeds, frame rate and deadlines. Each pass
 of the loop takes, from every camera, the newest frame that has arrived and not been answered (older
 ones are skipped: their deadlines are the loop's to miss, as a camera thread's would be), and runs the
-cascade's stages once on that batch; early exit and the deadline rule hold per frame.
+cascade's stages once on that batch; early exit and the deadline rule hold per frame. A batch is only as
+large as stage 1 can finish within its members' deadlines (``admit``): past that, frames get no answer, not
+late ones.
 """
 
 from __future__ import annotations
@@ -20,6 +22,22 @@ if TYPE_CHECKING:
     from pipeline.manifest import Manifest
     from pipeline.serving.cameras import Feed
     from pipeline.serving.fleet import FleetOptions
+
+
+Taken = tuple  # (camera, tick, arrival s, frame, truth)
+
+
+def admit(taken: list[Taken], budget_s: float, now: float, predict: Callable[..., float]
+          ) -> tuple[list[Taken], list[Taken]]:
+    """(run, shed): the largest set of frames, most time left first, whose every member's time left covers stage 1's
+    predicted cost for a batch of that size; the rest get no answer rather than a late one (stage 1 always runs on
+    every frame it is given, so a batch too large for the budget would make every answer in it late)."""
+    order = sorted(taken, key=lambda t: t[2], reverse=True)  # the latest arrival has the most time left
+    for size in range(len(order), 0, -1):
+        left_ms = (order[size - 1][2] + budget_s - now) * 1e3
+        if predict(1, batch=size) <= left_ms:
+            return order[:size], order[size:]
+    return [], order
 
 
 def run_batched(manifest: "Manifest", engines: Path, feeds: Sequence["Feed"], opts: "FleetOptions",
@@ -61,6 +79,10 @@ def run_batched(manifest: "Manifest", engines: Path, feeds: Sequence["Feed"], op
                 if not waiting:
                     return outcomes
                 time.sleep(max(0.0, min(waiting) - clock()))
+                continue
+            taken, shed = admit(taken, budget_s, clock(), cascade.predictor.predict)
+            outcomes += [Outcome(i, tick, NO_ANSWER, None, truth, why="not run") for i, tick, _, _, truth in shed]
+            if not taken:
                 continue
             results = batched.classify_batch([t[3] for t in taken], [budget_s * 1e3] * len(taken),
                                              arrived=[t[2] for t in taken])

@@ -120,6 +120,11 @@ def test_the_batched_fleet_ends_and_counts_every_frame_shown_even_when_it_cannot
             return [CascadeResult(0, "a", 1.0, 1, 2, [1.0], 5.0, budgets[0], True, "confidence") for _ in frames]
 
     class NoCascade:
+        class predictor:
+            @staticmethod
+            def predict(stage, batch=1):
+                return 1.0  # ms: every batch fits
+
         def __enter__(self):
             return self
 
@@ -136,3 +141,16 @@ def test_the_batched_fleet_ends_and_counts_every_frame_shown_even_when_it_cannot
     shown = {(o.camera, o.index) for o in outcomes}
     assert len(shown) == len(outcomes) == 3 * 50  # 50 frames each in 0.5 s, each counted once
     assert {o.status for o in outcomes} == {IN_BUDGET, NO_ANSWER}
+
+
+def test_admission_keeps_the_largest_batch_whose_stage_1_fits_every_member():
+    from pipeline.serving.batched_fleet import admit
+
+    taken = [(i, 0, 1.0 + 0.01 * i, None, 0) for i in range(5)]  # arrivals 1.00 .. 1.04 s, budget 50 ms
+    cost = {1: 5.0, 2: 9.0, 3: 13.0, 4: 17.0, 5: 21.0}  # ms for a batch of that size
+    run, shed = admit(taken, 0.05, 1.02, lambda stage, batch: cost[batch])
+    # time left: 70, 60, 50, 40, 30 ms for the frames that arrived last to first; 4 frames cost 17 ms <= 40 ms
+    assert [t[0] for t in run] == [4, 3, 2, 1, 0] and shed == []
+    run, shed = admit(taken, 0.05, 1.05, lambda stage, batch: cost[batch])  # left: 40, 30, 20, 10, 0 ms
+    assert [t[0] for t in run] == [4, 3, 2] and [t[0] for t in shed] == [1, 0]  # 13 ms <= 20 ms; 17 > 10
+    assert admit(taken, 0.05, 2.0, lambda stage, batch: cost[batch]) == ([], sorted(taken, key=lambda t: -t[2]))
