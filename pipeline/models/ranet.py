@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from pipeline.errors import PipelineError
+from pipeline.models.msdnet import chain_stages
 from pipeline.models.preprocess import PreprocessConfig
 from pipeline.models.teacher import LOGIT_SCALE, ConvBlock, conv_bn
 
@@ -125,12 +126,7 @@ class RANet(nn.Module):
         self.preprocess = PreprocessConfig()
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        logits, carried = [], (x,)
-        for stage in self.stages:
-            out = stage(*carried)
-            logits.append(out[0])
-            carried = out[1:]
-        return logits
+        return chain_stages(self.stages, x)
 
 
 class _LastFineBlock(nn.Module):

@@ -24,6 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
+from pipeline.backends.base import StageChain
 from pipeline.errors import PipelineError
 from pipeline.runtime.cascade import Cascade, CascadeResult, StoppedBy
 from pipeline.runtime.deadline import check_budget
@@ -100,10 +101,7 @@ class BatchedCascade:
                         finish(i, k - 1, "deadline")
                 if not stay:
                     return
-                if len(stay) < len(alive):
-                    pos = {i: r for r, i in enumerate(alive)}
-                    chain.keep([pos[i] for i in stay])
-                alive = stay
+                alive = _narrow(chain, alive, stay)
             logits = chain.run(k)  # (B, C)
             now = clock()
             ms = (now - prev) * 1e3
@@ -127,10 +125,7 @@ class BatchedCascade:
                     undecided.append(i)
             if not undecided:
                 return
-            if len(undecided) < len(alive):
-                pos = {i: r for r, i in enumerate(alive)}
-                chain.keep([pos[i] for i in undecided])
-            alive = undecided
+            alive = _narrow(chain, alive, undecided)
 
     def _within_budget(self, k: int, alive: list[int], budgets: list[float | None], starts: list[float],
                        now: float) -> list[int]:
@@ -172,3 +167,11 @@ class BatchedCascade:
         if c.criterion == "confidence":
             return labels, conf, conf, probs
         return labels, conf, (e * shifted).sum(axis=1) / total - np.log(total), probs
+
+
+def _narrow(chain: StageChain, alive: list[int], kept: list[int]) -> list[int]:
+    """``kept`` (a subsequence of ``alive``, the chain's rows in order) as the chain's rows from now on."""
+    if len(kept) < len(alive):
+        pos = {i: r for r, i in enumerate(alive)}
+        chain.keep([pos[i] for i in kept])
+    return kept
