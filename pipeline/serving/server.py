@@ -173,18 +173,34 @@ class TritonServer:
         raise PipelineError(f"the Triton server for {self.repository} was not ready within {self.ready_timeout_s:.0f} s"
                             + (f": {failure}" if failure else "; see its log"))
 
-    def _shm_regions(self) -> set[str]:
-        """The shared-memory regions of this server's stubs (named on their command lines), to unlink after a kill."""
-        regions: set[str] = set()
+    def _group_members(self) -> list[int]:
+        """Live (not zombie) processes of the group this server leads: itself and its backend stubs."""
         if self._proc is None:
-            return regions
+            return []
+        members = []
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
             try:
-                if os.getpgid(int(entry.name)) != self._proc.pid:
-                    continue
-                args = (entry / "cmdline").read_bytes().split(b"\0")
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == self._proc.pid and fields[0] not in ("Z", "X"):
+                members.append(int(entry.name))
+        return members
+
+    def _wait_group_gone(self, timeout_s: float = 10.0) -> None:
+        """Wait, bounded, until no process of the group is left: a SIGKILLed stub takes a moment to exit."""
+        deadline = time.monotonic() + timeout_s
+        while self._group_members() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def _shm_regions(self) -> set[str]:
+        """The shared-memory regions of this server's stubs (named on their command lines), to unlink after a kill."""
+        regions: set[str] = set()
+        for pid in self._group_members():
+            try:
+                args = (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
             regions.update(a.decode(errors="replace") for a in args
@@ -211,10 +227,11 @@ class TritonServer:
         self._signal_group(signal.SIGKILL)
         if self._proc is not None:
             self._proc.wait(timeout=10)
+            self._wait_group_gone()
         self._unlink_regions(regions)
 
     def stop(self, keep_home: bool = False) -> None:
-        """SIGTERM the group, SIGKILL it after a bounded wait; idempotent."""
+        """SIGTERM the group, SIGKILL it after a bounded wait, return once none of it is left (bounded); idempotent."""
         proc = self._proc
         regions = self._shm_regions()
         if proc is not None:
@@ -229,6 +246,7 @@ class TritonServer:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
+            self._wait_group_gone()
         self._unlink_regions(regions)  # what stubs killed before their clean-up left in /dev/shm
         if not keep_home:
             self._remove_home()

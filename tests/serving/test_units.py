@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from pipeline.serving.configs import ModelSpec, Tensor, config_text
 from pipeline.serving.fleet import FleetOptions, fallback_answer
 from pipeline.serving.remote import Admission
 from pipeline.serving.report import IN_BUDGET, LATE, NO_ANSWER, Outcome, format_summary, summarize
-from pipeline.serving.server import first_failure
+from pipeline.serving.server import TritonServer, first_failure
 from pipeline.serving.wire import NotSent, decode, encode, split_url
 
 
@@ -154,3 +155,33 @@ def test_admission_keeps_the_largest_batch_whose_stage_1_fits_every_member():
     run, shed = admit(taken, 0.05, 1.05, lambda stage, batch: cost[batch])  # left: 40, 30, 20, 10, 0 ms
     assert [t[0] for t in run] == [4, 3, 2] and [t[0] for t in shed] == [1, 0]  # 13 ms <= 20 ms; 17 > 10
     assert admit(taken, 0.05, 2.0, lambda stage, batch: cost[batch]) == ([], sorted(taken, key=lambda t: -t[2]))
+
+
+def _group_of(command: str, tmp_path: Path) -> TritonServer:
+    """A server object whose process group is ``command`` run by sh (a stand-in for tritonserver and its stubs)."""
+    server = TritonServer(tmp_path, exit_timeout_s=0)
+    server._proc = subprocess.Popen(["sh", "-c", command], start_new_session=True)
+    return server
+
+
+def test_stop_returns_only_when_no_process_of_the_group_is_left(tmp_path):
+    # the leader dies at SIGTERM; its child ignores SIGTERM and lives until the group's SIGKILL
+    server = _group_of("(trap '' TERM; exec sleep 30) & wait", tmp_path)
+    deadline = time.monotonic() + 5
+    while len(server._group_members()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(server._group_members()) == 2
+    started = time.monotonic()
+    server.stop()
+    assert server._group_members() == []
+    assert time.monotonic() - started < 5
+
+
+def test_waiting_for_the_group_outlasts_a_child_the_leader_left_behind(tmp_path):
+    server = _group_of("sleep 0.4 & exit 0", tmp_path)
+    server._proc.wait(timeout=5)
+    assert server._group_members()  # the leader is gone, its child still runs
+    started = time.monotonic()
+    server._wait_group_gone(timeout_s=5)
+    assert server._group_members() == []
+    assert 0.1 < time.monotonic() - started < 5
