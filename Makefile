@@ -17,10 +17,12 @@ CHECKPOINT  ?= models/msdnet_cifar10.pt
 TEACHER_OUT ?= models/teacher_cifar10.pt
 TEACHER_ARGS ?= --epochs 30 --batch-size 256 --lr 0.4 --nesterov --weight-decay 5e-4 --schedule cosine --warmup-epochs 1 \
                --ema 0.998 --bn-bias-lr-scale 4 --cutout 16 --bf16 --threads 2 --compile on --channels-last --no-progress
-# The shipped recipe (docs/training.md): `make train` resumes it from TRAIN_OUT after an interruption; a run in
-# progress lives in checkpoints/ (its resume state committed once at the end of a session, never every epoch);
-# when it has run all its epochs and beats the shipped model, its weights become CHECKPOINT and checkpoints/ is emptied.
+# The shipped recipe (docs/training.md): `make train` resumes it from TRAIN_OUT after an interruption. A run in
+# progress lives in checkpoints/ (ignored by git); `make keep-run` commits it with its resume state onto the side
+# branch RUN_BRANCH (one commit, replaced each time, never on main), and `make train` restores it from there into a
+# fresh clone. When it has run all its epochs and beats the shipped model, its weights become CHECKPOINT.
 TRAIN_OUT   ?= checkpoints/$(MODEL)_long.pt
+RUN_BRANCH  ?= runs/$(basename $(notdir $(TRAIN_OUT)))
 EPOCHS      ?= 120
 TRAIN_ARGS  ?= --batch-size 128 --lr 0.2 --weight-decay 5e-4 --cutout 16 --schedule cosine --ema 0.999 --bn-bias-lr-scale 4 \
                --teacher $(TEACHER_OUT) --distill 0.5 --bf16 --threads 2 --compile on --channels-last --no-progress
@@ -90,9 +92,32 @@ lint: setup
 test: lint triton
 	$(PY) -m pytest
 
-train: teacher
+train: teacher restore-run
 	$(PY) -m pipeline.cli train --model $(MODEL) --data "$(DATA)" --epochs $(EPOCHS) \
 	    --out $(TRAIN_OUT) --resume $(TRAIN_ARGS)
+
+# A run's checkpoint and resume state, kept off main: the side branch holds exactly one commit, the latest state,
+# so clones of main never carry it and a shallow clone of the branch is one state. Neither target touches main,
+# its index or another file of the working tree.
+RUN_STATE = $(basename $(TRAIN_OUT)).state$(suffix $(TRAIN_OUT))
+.PHONY: keep-run restore-run drop-run
+keep-run:
+	@[ -f "$(TRAIN_OUT)" ] && [ -f "$(RUN_STATE)" ] || { echo "keep-run: no run at $(TRAIN_OUT) with its resume state $(RUN_STATE)" >&2; exit 2; }
+	@index=$$(mktemp) && trap 'rm -f "$$index"' EXIT && export GIT_INDEX_FILE="$$index" && git read-tree --empty && \
+	  git update-index --add -- "$(TRAIN_OUT)" "$(RUN_STATE)" && \
+	  commit=$$(git commit-tree $$(git write-tree) -m "Run in progress: $(TRAIN_OUT) and its resume state") && \
+	  git update-ref "refs/heads/$(RUN_BRANCH)" "$$commit" && echo "kept $(TRAIN_OUT) on branch $(RUN_BRANCH) ($$commit)"
+# Brings the kept run back where TRAIN_OUT is missing (a fresh clone: fetch the branch first); never over a file.
+restore-run:
+	@if [ ! -e "$(TRAIN_OUT)" ] && git rev-parse -q --verify "refs/heads/$(RUN_BRANCH)^{commit}" >/dev/null 2>&1; then \
+	  [ ! -e "$(RUN_STATE)" ] || { echo "restore-run: $(RUN_STATE) exists without $(TRAIN_OUT); move it away first" >&2; exit 2; }; \
+	  mkdir -p "$(dir $(TRAIN_OUT))" && \
+	  for f in "$(RUN_STATE)" "$(TRAIN_OUT)"; do \
+	    git show "refs/heads/$(RUN_BRANCH):$$f" > "$$f.restoring" && mv "$$f.restoring" "$$f" || { rm -f "$$f.restoring"; exit 2; }; \
+	  done && echo "restored $(TRAIN_OUT) and its resume state from branch $(RUN_BRANCH)"; fi
+# When a run has shipped (or is abandoned): its side branch goes; the files in checkpoints/ stay until removed.
+drop-run:
+	@git update-ref -d "refs/heads/$(RUN_BRANCH)" && echo "dropped branch $(RUN_BRANCH)"
 
 .PHONY: teacher
 teacher: setup

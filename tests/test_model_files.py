@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -40,3 +42,14 @@ def test_the_files_section_is_rewritten_not_appended(tmp_path):
     (tmp_path / "a.pt").write_bytes(b"not a checkpoint")
     card = with_files_section(with_files_section("# Model card\n", tmp_path), tmp_path)
     assert card.count(FILES_HEADING) == 1 and "| a.pt | not a checkpoint of this project | - | 0.00 |" in card
+
+
+def test_main_tracks_no_run_in_progress():
+    """A run in progress is kept on its side branch (`make keep-run`), so that a clone of main stays small."""
+    root = MODELS.parent
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    tracked = subprocess.run(["git", "ls-files", "--", "*.pt"], cwd=root, capture_output=True, text=True,
+                             check=True).stdout.split()
+    assert not [f for f in tracked if not f.startswith(("models/", "examples/", "tests/"))], tracked
+    assert not [f for f in tracked if ".state." in f], tracked
