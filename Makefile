@@ -12,6 +12,8 @@ OPENCV      ?= headless
 # CIFAR-10 for development: an ImageFolder archive, or leave empty to download the official one.
 DATA        ?= $(if $(wildcard ../shared/data/cifar10-jpg.tar.gz),../shared/data/cifar10-jpg.tar.gz,)
 MODEL       ?= msdnet_cifar
+# The model's folder under ENGINES and the name of its long run (MODEL may be a factory, module:function).
+NAME        ?= msdnet_cifar
 CHECKPOINT  ?= models/msdnet_cifar10.pt
 # The teacher of `--teacher` (README, "Training"): a one-exit network, same data and validation split.
 TEACHER_OUT ?= models/teacher_cifar10.pt
@@ -21,7 +23,7 @@ TEACHER_ARGS ?= --epochs 30 --batch-size 256 --lr 0.4 --nesterov --weight-decay 
 # progress lives in checkpoints/ (ignored by git); `make keep-run` commits it with its resume state onto the side
 # branch RUN_BRANCH (one commit, replaced each time, never on main), and `make train` restores it from there into a
 # fresh clone. When it has run all its epochs and beats the shipped model, its weights become CHECKPOINT.
-TRAIN_OUT   ?= checkpoints/$(MODEL)_long.pt
+TRAIN_OUT   ?= checkpoints/$(NAME)_long.pt
 RUN_BRANCH  ?= runs/$(basename $(notdir $(TRAIN_OUT)))
 EPOCHS      ?= 120
 TRAIN_ARGS  ?= --batch-size 128 --lr 0.2 --weight-decay 5e-4 --cutout 16 --schedule cosine --ema 0.999 --bn-bias-lr-scale 4 \
@@ -135,7 +137,7 @@ anchors: teacher
 
 # Benchmark 6: the cascade's budgeted curve against the static anchors ($(REPORTS)/anchors.json).
 bench-anchors: anchors engines
-	$(PY) -m pipeline.cli bench anchors --engines "$(ENGINES)/$(MODEL)" $(foreach a,$(ANCHORS),--static "$(ENGINES)/$(a)") \
+	$(PY) -m pipeline.cli bench anchors --engines "$(ENGINES)/$(NAME)" $(foreach a,$(ANCHORS),--static "$(ENGINES)/$(a)") \
 	    --data "$(DATA)" --json $(REPORTS)/anchors.json $(ANCHOR_BENCH_ARGS)
 
 # Multi-exit designs on one short schedule with the teacher, judged by their budgeted curves ($(REPORTS)/architectures.json).
@@ -157,49 +159,49 @@ ablations: setup
 
 # Per-stage ONNX (FP32, FP16, INT8), engines for this machine, manifest: $(ENGINES)/<model>/manifest.json
 engines: setup
-	$(PY) -m pipeline.cli engines --checkpoint "$(CHECKPOINT)" --data "$(DATA)" --out "$(ENGINES)" $(ENGINE_ARGS)
+	$(PY) -m pipeline.cli engines --checkpoint "$(CHECKPOINT)" --data "$(DATA)" --out "$(ENGINES)" --name $(NAME) $(ENGINE_ARGS)
 
 # Per-stage latency percentiles and accuracy-vs-latency curves ($(REPORTS)/latency.json, .md, .png);
 # writes the measured latencies and validation-calibrated exit thresholds into the manifest.
 .PHONY: profile bench
 profile: engines
-	$(WITH_CHECKPOINT)$(PY) -m pipeline.cli profile --engines "$(ENGINES)/$(MODEL)" --data "$(DATA)" --split $(SPLIT) \
+	$(WITH_CHECKPOINT)$(PY) -m pipeline.cli profile --engines "$(ENGINES)/$(NAME)" --data "$(DATA)" --split $(SPLIT) \
 	    "$$@" --out $(REPORTS) $(PROFILE_ARGS)
 
 # The README's four benchmarks, side by side in one run ($(REPORTS)/benchmarks.json); --frames N to shorten.
 # Then benchmark 5, the temporal cascade against frame by frame on generated video ($(REPORTS)/video_benchmark.json).
 bench: engines
-	$(WITH_CHECKPOINT)$(PY) -m pipeline.cli bench cascade --engines "$(ENGINES)/$(MODEL)" --data "$(DATA)" \
+	$(WITH_CHECKPOINT)$(PY) -m pipeline.cli bench cascade --engines "$(ENGINES)/$(NAME)" --data "$(DATA)" \
 	    "$$@" --json $(REPORTS)/benchmarks.json $(BENCH_ARGS)
-	$(PY) -m pipeline.cli bench video --engines "$(ENGINES)/$(MODEL)" --data "$(DATA)" \
+	$(PY) -m pipeline.cli bench video --engines "$(ENGINES)/$(NAME)" --data "$(DATA)" \
 	    --json $(REPORTS)/video_benchmark.json $(VIDEO_BENCH_ARGS)
 
 # Frame reuse, cuts, the temporal prior and smoothing, calibrated on validation clips into the manifest
 # (after `make profile`, whose exit thresholds they build on).
 .PHONY: temporal
 temporal: engines
-	$(PY) -m pipeline.cli temporal --engines "$(ENGINES)/$(MODEL)" --data "$(DATA)" $(TEMPORAL_ARGS)
+	$(PY) -m pipeline.cli temporal --engines "$(ENGINES)/$(NAME)" --data "$(DATA)" $(TEMPORAL_ARGS)
 
 # Every built engine against the reference (the PyTorch model where torch is installed, else ONNX Runtime
 # FP32) on 256 validation images: per-exit logit differences and top-1 agreement, exit 1 past a tolerance.
 .PHONY: verify
 verify: engines
-	$(WITH_CHECKPOINT)$(PY) -m pipeline.cli verify --engines "$(ENGINES)/$(MODEL)" --data "$(DATA)" \
+	$(WITH_CHECKPOINT)$(PY) -m pipeline.cli verify --engines "$(ENGINES)/$(NAME)" --data "$(DATA)" \
 	    "$$@" $(VERIFY_ARGS)
 
 # The README's main command: engines for this machine, exit thresholds, then the camera app.
 .PHONY: demo
 demo: engines
-	$(PY) -m pipeline.cli profile --engines "$(ENGINES)/$(MODEL)" --data "$(DATA)" --precisions $(PRECISION) \
+	$(PY) -m pipeline.cli profile --engines "$(ENGINES)/$(NAME)" --data "$(DATA)" --precisions $(PRECISION) \
 	    --runs 300 --warmup 30 --out $(DEMO)/profile
-	$(PY) -m pipeline.cli temporal --engines "$(ENGINES)/$(MODEL)" --data "$(DATA)" --precisions $(PRECISION) \
+	$(PY) -m pipeline.cli temporal --engines "$(ENGINES)/$(NAME)" --data "$(DATA)" --precisions $(PRECISION) \
 	    --scenes 40 $(TEMPORAL_ARGS)
 ifeq ($(SOURCE),)
 	$(PY) -m pipeline.cli clip --data "$(DATA)" --split test --scenes 8 --out $(DEMO)
-	$(PY) -m pipeline.cli camera --engines "$(ENGINES)/$(MODEL)" --source $(DEMO)/clip.avi --labels $(DEMO)/labels.json --crop \
+	$(PY) -m pipeline.cli camera --engines "$(ENGINES)/$(NAME)" --source $(DEMO)/clip.avi --labels $(DEMO)/labels.json --crop \
 	    --headless --output $(DEMO)/annotated.avi --log $(DEMO)/frames.jsonl --precision $(PRECISION) $(DEMO_ARGS)
 else
-	$(PY) -m pipeline.cli camera --engines "$(ENGINES)/$(MODEL)" --source '$(subst ','\'',$(value SOURCE))' --precision $(PRECISION) \
+	$(PY) -m pipeline.cli camera --engines "$(ENGINES)/$(NAME)" --source '$(subst ','\'',$(value SOURCE))' --precision $(PRECISION) \
 	    --log $(DEMO)/frames.jsonl $(DEMO_ARGS)
 endif
 
