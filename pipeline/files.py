@@ -254,9 +254,10 @@ def write_output(path: str | Path, data: bytes | str | Callable[[BinaryIO], obje
 
 
 @contextlib.contextmanager
-def hold_lock(path: Path, busy: str) -> Iterator[None]:
+def hold_lock(path: Path, busy: str, holder: str = "") -> Iterator[None]:
     """Hold an advisory ``flock`` on ``path`` (released by the system if the process dies); a PipelineError
-    ``busy`` (with the holder's process id) when another process has it. A symbolic link or any other
+    ``busy`` when another process has it, its ``{who}`` replaced by what that process said it is (``holder``)
+    and its process id. A symbolic link or any other
     non-regular file at ``path`` is refused, never followed. The file is removed on release, so a lock
     taken on a file that was removed meanwhile is taken again on the new one."""
     while True:
@@ -275,11 +276,14 @@ def hold_lock(path: Path, busy: str) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
-            holder = os.read(fd, 32).decode(errors="replace").strip()
+            held_by = os.read(fd, 256).decode(errors="replace").strip().split(" ", 1)
             os.close(fd)
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise
-            who = f" (process {holder})" if holder.isdigit() else ""
+            who = ""
+            if held_by[0].isdigit():
+                what = held_by[1].strip() if len(held_by) > 1 else ""
+                who = f" ({what}, process {held_by[0]})" if what else f" (process {held_by[0]})"
             raise PipelineError(busy.replace("{who}", who)) from None
         try:
             if os.lstat(path).st_ino == os.fstat(fd).st_ino:
@@ -289,7 +293,7 @@ def hold_lock(path: Path, busy: str) -> Iterator[None]:
         os.close(fd)  # the holder released and removed it between our open and our lock: again
     try:
         os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        os.write(fd, f"{os.getpid()} {' '.join(holder.split())}\n".encode())
         yield
     finally:
         try:

@@ -31,21 +31,21 @@ def build_lock(out: Path) -> Iterator[None]:
     PipelineError naming the holder when another build, profiler or calibration has it; a lock file that
     is a symbolic link is refused, never followed."""
     out.mkdir(parents=True, exist_ok=True)
-    with hold_lock(out / LOCK_NAME, f"another build of {out} is running{{who}}; wait for it to finish, or build "
-                                    "into another --out"):
+    with hold_lock(out / LOCK_NAME, f"{out} is in use by another process{{who}}; wait for it to finish, or build "
+                                    "into another --out", "a build"):
         yield
 
 
 @contextlib.contextmanager
-def model_lock(model: Path) -> Iterator[None]:
-    """The lock of the folder a model was built into, held by whatever rewrites its manifest (the profiler,
-    the temporal calibration): the same lock as the build's, so none of them runs while another does."""
+def model_lock(model: Path, holder: str) -> Iterator[None]:
+    """The lock of the folder a model was built into, held by whatever rewrites its manifest (``holder``: the
+    profiler, the temporal calibration): the same lock as the build's, so none of them runs while another does."""
     model = Path(os.path.abspath(model))
     if not model.parent.is_dir():  # nothing there to protect: loading the manifest tells the mistake
         yield
         return
-    with hold_lock(model.parent / LOCK_NAME, f"{model} is being built or updated by another process{{who}}; "
-                                             "wait for it to finish and run this again"):
+    with hold_lock(model.parent / LOCK_NAME, f"{model} is in use by another process{{who}}; wait for it to finish "
+                                             "and run this again", holder):
         yield
 
 

@@ -20,7 +20,7 @@ def test_a_second_build_is_refused_while_one_runs(tiny, tmp_path, capsys):
     built = snapshot(out)
     assert run_command(main, argv) == 2
     err = one_error(capsys.readouterr().err)
-    assert f"another build of {out} is running (process {child.proc.pid})" in err
+    assert f"{out} is in use by another process (a build, process {child.proc.pid})" in err
     assert snapshot(out) == built  # the refused build touched nothing
     status, stdout, stderr = child.finish()
     assert status == 0 and f"built {folder}" in stdout, stderr

@@ -21,7 +21,7 @@ def test_profiler_and_calibration_are_refused_while_the_folder_is_being_built(ti
                            (temporal, ["--engines", folder, *data])):
             assert run_command(main, argv) == 2
             err = one_error(capsys.readouterr().err)
-            assert f"{folder} is being built or updated by another process (process {os.getpid()})" in err
+            assert f"{folder} is in use by another process (a build, process {os.getpid()})" in err
     assert snapshot(folder) == before and not (tmp_path / "reports").exists()
 
 
@@ -31,10 +31,11 @@ def test_a_build_is_refused_while_the_profiler_holds_the_folder(tiny, tmp_path, 
 
     folder = tiny.copy(tmp_path)
     before = snapshot(folder)
-    with model_lock(folder):  # the profiler (or the calibration), re-reading and rewriting the manifest
+    with model_lock(folder, "the latency profiler"):  # re-reading and rewriting the manifest
         assert run_command(main, build_argv(tiny, folder.parent, tmp_path / "calib", "--compile-only",
                                             "--skip-accuracy", "--force")) == 2
-    assert "another build of" in one_error(capsys.readouterr().err)
+    err = one_error(capsys.readouterr().err)
+    assert f"{folder.parent} is in use by another process (the latency profiler, process {os.getpid()})" in err
     assert snapshot(folder) == before
 
 
