@@ -182,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     check_options(args)
     from pipeline.build.folder import model_lock
 
-    with stop_at_once(), model_lock(args.engines, "the latency profiler"):  # the build's lock: the manifest is read and rewritten under it
+    # The build's lock: the manifest is read and rewritten under it.
+    with stop_at_once(), model_lock(args.engines, "the latency profiler"):
         return profile(args)
 
 

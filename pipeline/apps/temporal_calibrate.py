@@ -192,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.scenes < 2:
         raise PipelineError(f"--scenes should be 2 or more (the cut threshold needs cuts); got {args.scenes}")
     check_seed(args.seed)
-    with model_lock(args.engines, "the temporal calibration"):  # the build's lock: no build or profiler changes the folder meanwhile
+    # The build's lock: no build or profiler changes the folder meanwhile.
+    with model_lock(args.engines, "the temporal calibration"):
         return calibrate_folder(args)
 
 
