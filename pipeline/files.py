@@ -257,8 +257,9 @@ def write_output(path: str | Path, data: bytes | str | Callable[[BinaryIO], obje
 def hold_lock(path: Path, busy: str, holder: str = "") -> Iterator[None]:
     """Hold an advisory ``flock`` on ``path`` (released by the system if the process dies); a PipelineError
     ``busy`` when another process has it, its ``{who}`` replaced by what that process said it is (``holder``)
-    and its process id. A symbolic link or any other non-regular file at ``path`` is refused, never followed. The file is removed on release, so a lock
-    taken on a file that was removed meanwhile is taken again on the new one."""
+    and its process id. A symbolic link or any other non-regular file at ``path`` is refused, never followed.
+    The file is removed on release, so a lock taken on a file that was removed meanwhile is taken again on the
+    new one."""
     while True:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
