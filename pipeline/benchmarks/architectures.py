@@ -79,6 +79,7 @@ def judge(folders: dict[str, Path], args: argparse.Namespace) -> list[dict[str, 
     from pipeline.metrics import accuracy_per_exit
     from pipeline.profiling import chain_exit_probs, profile_chains
     from pipeline.thresholds import aggregate_exits, budgeted_curve, thresholds_table
+    from pipeline.thresholds.limits import speedup_limits
 
     manifests = {n: load_manifest(f) for n, f in folders.items()}
     first = next(iter(manifests.values()))
@@ -103,6 +104,7 @@ def judge(folders: dict[str, Path], args: argparse.Namespace) -> list[dict[str, 
                 "stage1_latency_share": costs[0] / costs[-1], "stage1_flops_share": flops[0] / sum(flops),
                 "mflops": sum(flops) / 1e6, "aggregate": aggregate,
                 "matched": {"accuracy": matched.accuracy, "ms": matched.cost, "speedup": costs[-1] / matched.cost},
+                "limits": speedup_limits(probs, labels, costs, MATCH_POINTS, aggregate=aggregate).to_dict(),
                 "ms_at": {str(t): min((p.cost for p in curve if p.accuracy >= t), default=None) for t in TARGETS},
                 "curve": [{"accuracy": p.accuracy, "ms": p.cost} for p in curve]})
     return rows
@@ -112,14 +114,16 @@ def format_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     lines = [f"architectures, {args.epochs} epochs, seed {args.seed}, teacher {args.teacher}; ONNX Runtime FP32, "
              f"{args.threads} thread(s), budgeted curves on the validation split", "",
              "| row | exits | MFLOPs | stage 1 share (latency / FLOPs) | full chain (ms) | validation accuracy per exit "
-             "(%) | matched: ms, speed-up | " + " | ".join(f"ms at {t:g}%" for t in TARGETS) + " |",
-             "|---|---|---|---|---|---|---|" + "---|" * len(TARGETS)]
+             "(%) | matched: ms, speed-up | bounds: hindsight, labels known | "
+             + " | ".join(f"ms at {t:g}%" for t in TARGETS) + " |",
+             "|---|---|---|---|---|---|---|---|" + "---|" * len(TARGETS)]
     for r in rows:
         at = " | ".join("-" if r["ms_at"][str(t)] is None else f"{r['ms_at'][str(t)]:.3f}" for t in TARGETS)
         lines.append(f"| {r['row']} | {r['exits']} | {r['mflops']:.1f} | {100 * r['stage1_latency_share']:.0f}% / "
                      f"{100 * r['stage1_flops_share']:.0f}% | {r['full_ms']:.3f} | "
                      + " ".join(f"{a:.2f}" for a in r["val_accuracy"])
-                     + f" | {r['matched']['ms']:.3f}, {r['matched']['speedup']:.2f}x | {at} |")
+                     + f" | {r['matched']['ms']:.3f}, {r['matched']['speedup']:.2f}x | {r['limits']['hindsight']:.2f}x, "
+                     f"{r['limits']['perfect_rule']:.2f}x | {at} |")
     return "\n".join(lines)
 
 

@@ -12,6 +12,17 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.2f}%"
 
 
+def limits_line(b1: dict[str, Any]) -> str:
+    """What bounds benchmark 1 (pipeline.thresholds.limits), one limit lifted at a time."""
+    lim = b1["limits"]
+    return (f"What bounds benchmark 1 on these test frames, at the profile's p50 stage costs, within {MATCH_POINTS} "
+            f"points of the last exit ({_pct(lim['last_exit_accuracy'])}): stage 1 alone {lim['first_stage']:.2f}x; "
+            f"a rule that knew the labels {lim['perfect_rule']:.2f}x; the best thresholds of this exit rule in "
+            f"hindsight {lim['hindsight']:.2f}x ({_pct(lim['hindsight_accuracy'])}, exits "
+            + " / ".join(f"{f:.0%}" for f in lim["hindsight_exit_fractions"])
+            + f"); thresholds from validation (measured above) {b1['ratio_mean']:.2f}x.")
+
+
 def format_table(results: dict[str, Any]) -> str:
     """The four figures as one Markdown table, then benchmark 3 per stage."""
     b1, b2, b3, b4 = (results[k] for k in ("cascade_vs_full", "ort_vs_torch", "int8_vs_fp32", "deadline"))
@@ -44,7 +55,7 @@ def format_table(results: dict[str, Any]) -> str:
                 f"ms, max {b4['max_ms']:.3f} ms; exits " + " / ".join(f"{f:.0%}" for f in b4["exit_fractions"]) + " |")
     lines = [f"Device: {results['device_line']}", f"Test frames: {b1['frames']}; validation frames for the "
              f"thresholds: {b1['calibration_frames']}; {results['runs']} timed runs per latency profile.", "",
-             "| # | benchmark | figure | details |", "|---|---|---|---|", *rows]
+             "| # | benchmark | figure | details |", "|---|---|---|---|", *rows, "", limits_line(b1)]
     if "skipped" not in b3:
         lines += ["", "| stage | FP32 p50 (ms) | INT8 p50 (ms) | ratio | FP32 acc. (%) | INT8 acc. (%) "
                   "| diff (points) |",

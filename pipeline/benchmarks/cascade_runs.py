@@ -90,6 +90,7 @@ def cascade_vs_full(bench: Bench, clock: Callable[[], float] = time.perf_counter
     from pipeline.runtime.deadline import LatencyPredictor
     from pipeline.profiling import chain_exit_probs, profile_chain
     from pipeline.thresholds import default_policy, thresholds_table
+    from pipeline.thresholds.limits import speedup_limits
 
     a, m = bench.args, bench.manifest
     images, labels = bench.test
@@ -129,6 +130,9 @@ def cascade_vs_full(bench: Bench, clock: Callable[[], float] = time.perf_counter
             order = range(len(runners)) if i % 2 == 0 else reversed(range(len(runners)))
             for j in order:  # alternate the order: shared noise hits every variant
                 ms[j, i], (pred[j, i], exits[j, i]) = _timed(clock, lambda: runners[j](frame))
+        # What bounds the figure on these test frames, at the profile's costs (after the timed loop).
+        limits = speedup_limits(chain_exit_probs(chain, images), labels, profile.cumulative_p50(), MATCH_POINTS,
+                                table["criterion"], table["aggregate"])
     casc_ms, full_ms, fp32_ms = ms[0], ms[1], (ms[2] if fp32_chain is not None else None)
     casc_pred, full_pred = pred[0], pred[1]
 
@@ -151,7 +155,7 @@ def cascade_vs_full(bench: Bench, clock: Callable[[], float] = time.perf_counter
         "exit_fractions": (np.bincount(exits[0] - 1, minlength=k_last) / n).tolist(),
         "thresholds": default["thresholds"], "calibration_frames": int(len(bench.val[1])),
         "validation_expected": {"accuracy": default["expected_accuracy"], "cost_ms": default["expected_cost_ms"]},
-        "_profile": profile, "_thresholds": thresholds,
+        "limits": limits.to_dict(), "_profile": profile, "_thresholds": thresholds,
     }
 
 

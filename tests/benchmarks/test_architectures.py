@@ -48,6 +48,8 @@ def test_two_rows_are_trained_built_and_judged_side_by_side(tmp_path, tiny_rows,
         assert len(r["stage_ms"]) == r["exits"] == len(r["val_accuracy"]) and r["full_ms"] > 0
         assert 0 < r["stage1_latency_share"] <= 1 and 0 < r["stage1_flops_share"] < 1
         assert r["matched"]["speedup"] >= 1 and r["matched"]["accuracy"] >= r["val_accuracy"][-1] - 0.3
+        # the sweep's matched point is one the hindsight search starts from; knowing the labels bounds both
+        assert r["limits"]["perfect_rule"] >= r["limits"]["hindsight"] >= r["matched"]["speedup"] - 1e-9
     assert architectures.main(argv) == 0  # finished rows: judged again, not trained again
     assert "$ " not in capsys.readouterr().out
 

@@ -36,6 +36,10 @@ def test_all_four_benchmarks(built, tmp_path, capsys):
     assert b1["fp32_full_mean_ms"] is None and b1["ratio_mean_vs_fp32_full"] is None  # no second baseline
     assert sum(b1["exit_fractions"]) == pytest.approx(1.0) and b1["aggregate"] in ("mean", "last")  # auto resolved
     assert f"answers: {'mean of exits 1..k' if b1['aggregate'] == 'mean' else 'exit k alone'}" in printed
+    lim = b1["limits"]  # what bounds benchmark 1 on the same test frames, one limit lifted at a time
+    assert lim["first_stage"] >= lim["perfect_rule"] >= lim["hindsight"] >= 1.0
+    assert lim["last_exit_accuracy"] == pytest.approx(b1["full_accuracy"])
+    assert f"a rule that knew the labels {lim['perfect_rule']:.2f}x" in printed
     assert b2["ratio_p50"] > 0 and b2["ratio_mean"] > 0 and b2["onnxruntime"]["p50_ms"] > 0
     assert [s["stage"] for s in b3["stages"]] == [1, 2, 3] and all(s["ratio_p50"] > 0 for s in b3["stages"])
     assert b4["budget_ms"] > 0 and 0.0 <= b4["within_budget_plus_1ms"] <= 1.0 and 0.0 <= b4["accuracy"] <= 100.0
