@@ -98,28 +98,37 @@ train: teacher restore-run
 	$(PY) -m pipeline.cli train --model $(MODEL) --data "$(DATA)" --epochs $(EPOCHS) \
 	    --out $(TRAIN_OUT) --resume $(TRAIN_ARGS)
 
-# A run's checkpoint and resume state, kept off main: the side branch holds exactly one commit, the latest state,
-# so clones of main never carry it and a shallow clone of the branch is one state. Neither target touches main,
-# its index or another file of the working tree.
+# A run's checkpoint and resume state, kept off main: the side branch holds exactly one commit, the latest state
+# (replaced each time: push it with --force), so a clone of main with --depth 1 or --single-branch never carries it
+# and a full clone carries one state. Neither target touches main, its index or another file of the working tree.
 RUN_STATE = $(basename $(TRAIN_OUT)).state$(suffix $(TRAIN_OUT))
+# Before a recipe: TRAIN_OUT must be a relative path without spaces (it names the branch and a path in it).
+RUN_PATH_CHECK = case "$(TRAIN_OUT)" in /*|*" "*|"") echo "$@: TRAIN_OUT must be a relative path without spaces, got '$(TRAIN_OUT)'" >&2; exit 2;; esac;
+# The kept run's ref: the local branch, else the one fetched from origin (a plain clone), else nothing.
+RUN_REF = $$(for r in "refs/heads/$(RUN_BRANCH)" "refs/remotes/origin/$(RUN_BRANCH)"; do \
+	  git rev-parse -q --verify "$$r^{commit}" >/dev/null 2>&1 && { echo "$$r"; break; }; done)
 .PHONY: keep-run restore-run drop-run
 keep-run:
-	@[ -f "$(TRAIN_OUT)" ] && [ -f "$(RUN_STATE)" ] || { echo "keep-run: no run at $(TRAIN_OUT) with its resume state $(RUN_STATE)" >&2; exit 2; }
+	@$(RUN_PATH_CHECK) [ -f "$(TRAIN_OUT)" ] && [ -f "$(RUN_STATE)" ] || { echo "keep-run: no run at $(TRAIN_OUT) with its resume state $(RUN_STATE)" >&2; exit 2; }
 	@index=$$(mktemp) && trap 'rm -f "$$index"' EXIT && export GIT_INDEX_FILE="$$index" && git read-tree --empty && \
 	  git update-index --add -- "$(TRAIN_OUT)" "$(RUN_STATE)" && \
 	  commit=$$(git commit-tree $$(git write-tree) -m "Run in progress: $(TRAIN_OUT) and its resume state") && \
-	  git update-ref "refs/heads/$(RUN_BRANCH)" "$$commit" && echo "kept $(TRAIN_OUT) on branch $(RUN_BRANCH) ($$commit)"
+	  git update-ref "refs/heads/$(RUN_BRANCH)" "$$commit" && \
+	  { git reflog expire --expire=now "refs/heads/$(RUN_BRANCH)" 2>/dev/null || true; } && \
+	  echo "kept $(TRAIN_OUT) on branch $(RUN_BRANCH) ($$commit)"
 # Brings the kept run back where TRAIN_OUT is missing (a fresh clone: fetch the branch first); never over a file.
 restore-run:
-	@if [ ! -e "$(TRAIN_OUT)" ] && git rev-parse -q --verify "refs/heads/$(RUN_BRANCH)^{commit}" >/dev/null 2>&1; then \
+	@$(RUN_PATH_CHECK) ref=$(RUN_REF); if [ ! -e "$(TRAIN_OUT)" ] && [ -n "$$ref" ]; then \
 	  [ ! -e "$(RUN_STATE)" ] || { echo "restore-run: $(RUN_STATE) exists without $(TRAIN_OUT); move it away first" >&2; exit 2; }; \
 	  mkdir -p "$(dir $(TRAIN_OUT))" && \
 	  for f in "$(RUN_STATE)" "$(TRAIN_OUT)"; do \
-	    git show "refs/heads/$(RUN_BRANCH):$$f" > "$$f.restoring" && mv "$$f.restoring" "$$f" || { rm -f "$$f.restoring"; exit 2; }; \
-	  done && echo "restored $(TRAIN_OUT) and its resume state from branch $(RUN_BRANCH)"; fi
+	    git show "$$ref:$$f" > "$$f.restoring" && mv "$$f.restoring" "$$f" || { rm -f "$$f.restoring"; exit 2; }; \
+	  done && echo "restored $(TRAIN_OUT) and its resume state from $$ref"; fi
 # When a run has shipped (or is abandoned): its side branch goes; the files in checkpoints/ stay until removed.
 drop-run:
-	@git update-ref -d "refs/heads/$(RUN_BRANCH)" && echo "dropped branch $(RUN_BRANCH)"
+	@if git rev-parse -q --verify "refs/heads/$(RUN_BRANCH)" >/dev/null 2>&1; then \
+	  git update-ref -d "refs/heads/$(RUN_BRANCH)" && echo "dropped branch $(RUN_BRANCH)"; \
+	else echo "drop-run: no branch $(RUN_BRANCH) here; nothing to drop"; fi
 
 .PHONY: teacher
 teacher: setup

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipelineError, cli_main
+from pipeline.thresholds.limits import times_text
 
 # The shipped recipe on a short schedule; the teacher is the runner's --teacher.
 RECIPE = ["--batch-size", "128", "--lr", "0.2", "--weight-decay", "5e-4", "--cutout", "16", "--schedule", "cosine",
@@ -122,8 +123,8 @@ def format_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         lines.append(f"| {r['row']} | {r['exits']} | {r['mflops']:.1f} | {100 * r['stage1_latency_share']:.0f}% / "
                      f"{100 * r['stage1_flops_share']:.0f}% | {r['full_ms']:.3f} | "
                      + " ".join(f"{a:.2f}" for a in r["val_accuracy"])
-                     + f" | {r['matched']['ms']:.3f}, {r['matched']['speedup']:.2f}x | {r['limits']['hindsight']:.2f}x, "
-                     f"{r['limits']['perfect_rule']:.2f}x | {at} |")
+                     + f" | {r['matched']['ms']:.3f}, {r['matched']['speedup']:.2f}x | {times_text(r['limits']['hindsight'])}, "
+                     f"{times_text(r['limits']['perfect_rule'])} | {at} |")
     return "\n".join(lines)
 
 

@@ -89,6 +89,7 @@ class TritonServer:
         self.ready_timeout_s = ready_timeout_s
         self.extra_args = list(extra_args)
         self._proc: subprocess.Popen[bytes] | None = None
+        self._group_ended = False  # stop() saw the whole group gone: its pid may belong to another group by now
         self._home: Path | None = None
 
     @property
@@ -156,6 +157,7 @@ class TritonServer:
         assert path is not None
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "ab") as log:
+            self._group_ended = False
             self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                           env=server_env(install, self.env), start_new_session=True)
 
@@ -215,7 +217,7 @@ class TritonServer:
                 pass  # the server removed it, or it was never made
 
     def _signal_group(self, sig: int) -> None:
-        if self._proc is not None:
+        if self._proc is not None and not self._group_ended:
             try:
                 os.killpg(self._proc.pid, sig)  # the group this server leads: itself and its stubs
             except (ProcessLookupError, PermissionError):
@@ -225,16 +227,18 @@ class TritonServer:
         """SIGKILL the server and its stubs at once (a crash, for fault tests); ``start`` may follow."""
         regions = self._shm_regions()
         self._signal_group(signal.SIGKILL)
-        if self._proc is not None:
+        if self._proc is not None and not self._group_ended:
             self._proc.wait(timeout=10)
             self._wait_group_gone()
+            self._group_ended = not self._group_members()
         self._unlink_regions(regions)
 
     def stop(self, keep_home: bool = False) -> None:
-        """SIGTERM the group, SIGKILL it after a bounded wait, return once none of it is left (bounded); idempotent."""
+        """SIGTERM the group, SIGKILL it after a bounded wait, return once none of it is left (bounded); idempotent:
+        a stopped server's process id is never signalled again."""
         proc = self._proc
-        regions = self._shm_regions()
-        if proc is not None:
+        if proc is not None and not self._group_ended:
+            regions = self._shm_regions()
             if proc.poll() is None:
                 self._signal_group(signal.SIGTERM)
                 try:
@@ -247,7 +251,8 @@ class TritonServer:
             except subprocess.TimeoutExpired:
                 pass
             self._wait_group_gone()
-        self._unlink_regions(regions)  # what stubs killed before their clean-up left in /dev/shm
+            self._group_ended = proc.poll() is not None and not self._group_members()
+            self._unlink_regions(regions)  # what stubs killed before their clean-up left in /dev/shm
         if not keep_home:
             self._remove_home()
 

@@ -21,8 +21,8 @@ def git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=repo, env=ENV, capture_output=True, text=True, check=True).stdout.strip()
 
 
-def make(repo: Path, target: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["make", "-s", "-f", str(ROOT / "Makefile"), target, "TRAIN_OUT=checkpoints/r.pt"],
+def make(repo: Path, target: str, train_out: str = "checkpoints/r.pt") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["make", "-s", "-f", str(ROOT / "Makefile"), target, f"TRAIN_OUT={train_out}"],
                           cwd=repo, env=ENV, capture_output=True, text=True)
 
 
@@ -93,3 +93,27 @@ def test_dropping_a_run_removes_its_branch_and_keeps_the_files(repo):
     assert make(repo, "drop-run").returncode == 0
     assert git(repo, "branch", "--list", "runs/r") == ""
     assert (repo / "checkpoints" / "r.pt").read_bytes() == b"weights 1"
+
+
+def test_a_plain_clone_restores_the_run_from_origin(repo, tmp_path):
+    assert make(repo, "keep-run").returncode == 0
+    clone = tmp_path / "other"
+    git(tmp_path, "clone", "-q", str(repo), str(clone))  # the branch arrives as refs/remotes/origin/runs/r
+    assert git(clone, "branch", "--list", "runs/r") == ""
+    done = make(clone, "restore-run")
+    assert done.returncode == 0 and "from refs/remotes/origin/runs/r" in done.stdout, done.stderr
+    assert (clone / "checkpoints" / "r.pt").read_bytes() == b"weights 1"
+    assert (clone / "checkpoints" / "r.state.pt").read_bytes() == b"state 1"
+
+
+def test_dropping_a_branch_that_is_not_there_says_so(repo):
+    done = make(repo, "drop-run")
+    assert done.returncode == 0 and "no branch runs/r here" in done.stdout
+
+
+@pytest.mark.parametrize("train_out", ["/abs/r.pt", "check points/r.pt"])
+def test_a_path_that_cannot_name_a_branch_is_refused(repo, train_out):
+    for target in ("keep-run", "restore-run"):
+        done = make(repo, target, train_out)
+        assert done.returncode == 2 and "TRAIN_OUT must be a relative path without spaces" in done.stderr
+    assert git(repo, "branch", "--list", "runs/*") == ""

@@ -164,24 +164,45 @@ def _group_of(command: str, tmp_path: Path) -> TritonServer:
     return server
 
 
-def test_stop_returns_only_when_no_process_of_the_group_is_left(tmp_path):
-    # the leader dies at SIGTERM; its child ignores SIGTERM and lives until the group's SIGKILL
-    server = _group_of("(trap '' TERM; exec sleep 30) & wait", tmp_path)
-    deadline = time.monotonic() + 5
-    while len(server._group_members()) < 2 and time.monotonic() < deadline:
+def _wait_for(path: Path, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
+    assert path.exists(), f"{path} did not appear"
+
+
+def test_stop_returns_only_when_no_process_of_the_group_is_left(tmp_path):
+    # the leader dies at SIGTERM; its child ignores SIGTERM (a marker says so) and lives until the group's SIGKILL
+    marker = tmp_path / "trapped"
+    server = _group_of(f"(trap '' TERM; touch {marker}; exec sleep 30) & wait", tmp_path)
+    _wait_for(marker)
     assert len(server._group_members()) == 2
     started = time.monotonic()
     server.stop()
     assert server._group_members() == []
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 10
 
 
-def test_waiting_for_the_group_outlasts_a_child_the_leader_left_behind(tmp_path):
-    server = _group_of("sleep 0.4 & exit 0", tmp_path)
-    server._proc.wait(timeout=5)
-    assert server._group_members()  # the leader is gone, its child still runs
-    started = time.monotonic()
-    server._wait_group_gone(timeout_s=5)
-    assert server._group_members() == []
-    assert 0.1 < time.monotonic() - started < 5
+def test_waiting_for_the_group_outlasts_a_slow_exit(tmp_path, monkeypatch):
+    server = TritonServer(tmp_path)
+    left = iter([[101, 102], [102], [102], []])  # what /proc shows on each look: a stub that takes a while to go
+    looks = []
+
+    def members() -> list[int]:
+        looks.append(1)
+        return next(left)
+
+    monkeypatch.setattr(server, "_group_members", members)
+    server._wait_group_gone(timeout_s=10)
+    assert len(looks) == 4  # it looked until the group was gone, and no longer
+
+
+def test_a_stopped_server_never_signals_its_old_process_id_again(tmp_path, monkeypatch):
+    server = _group_of("exit 0", tmp_path)
+    server._proc.wait(timeout=10)
+    server.stop()
+    sent = []
+    monkeypatch.setattr("os.killpg", lambda pid, sig: sent.append((pid, sig)))
+    server.stop()  # the pid may be another group's by now
+    server.kill()
+    assert sent == []
