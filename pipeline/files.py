@@ -276,14 +276,11 @@ def hold_lock(path: Path, busy: str, holder: str = "") -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
-            held_by = os.read(fd, 256).decode(errors="replace").strip().split(" ", 1)
+            pid, _, what = os.read(fd, 256).decode(errors="replace").strip().partition(" ")  # "<pid> <holder>"
             os.close(fd)
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise
-            who = ""
-            if held_by[0].isdigit():
-                what = held_by[1].strip() if len(held_by) > 1 else ""
-                who = f" ({what}, process {held_by[0]})" if what else f" (process {held_by[0]})"
+            who = f" ({what + ', ' if what else ''}process {pid})" if pid.isdigit() else ""
             raise PipelineError(busy.replace("{who}", who)) from None
         try:
             if os.lstat(path).st_ino == os.fstat(fd).st_ino:

@@ -89,7 +89,7 @@ class TritonServer:
         self.ready_timeout_s = ready_timeout_s
         self.extra_args = list(extra_args)
         self._proc: subprocess.Popen[bytes] | None = None
-        self._group_ended = False  # stop() saw the whole group gone: its pid may belong to another group by now
+        self._group_ended = False  # stop() or kill() saw the whole group gone: its pid may be another's by now
         self._home: Path | None = None
 
     @property
@@ -197,6 +197,19 @@ class TritonServer:
         while self._group_members() and time.monotonic() < deadline:
             time.sleep(0.05)
 
+    def _end_group(self, regions: set[str]) -> None:
+        """SIGKILL what is left of the group, wait (bounded) until none of it is, and unlink the shared-memory
+        ``regions`` its stubs named (what stubs killed before their clean-up left in /dev/shm)."""
+        assert self._proc is not None
+        self._signal_group(signal.SIGKILL)
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        self._wait_group_gone()
+        self._group_ended = self._proc.poll() is not None and not self._group_members()
+        self._unlink_regions(regions)
+
     def _shm_regions(self) -> set[str]:
         """The shared-memory regions of this server's stubs (named on their command lines), to unlink after a kill."""
         regions: set[str] = set()
@@ -225,13 +238,8 @@ class TritonServer:
 
     def kill(self) -> None:
         """SIGKILL the server and its stubs at once (a crash, for fault tests); ``start`` may follow."""
-        regions = self._shm_regions()
-        self._signal_group(signal.SIGKILL)
         if self._proc is not None and not self._group_ended:
-            self._proc.wait(timeout=10)
-            self._wait_group_gone()
-            self._group_ended = not self._group_members()
-        self._unlink_regions(regions)
+            self._end_group(self._shm_regions())
 
     def stop(self, keep_home: bool = False) -> None:
         """SIGTERM the group, SIGKILL it after a bounded wait, return once none of it is left (bounded); idempotent:
@@ -245,14 +253,7 @@ class TritonServer:
                     proc.wait(timeout=self.exit_timeout_s + 5)
                 except subprocess.TimeoutExpired:
                     pass
-            self._signal_group(signal.SIGKILL)  # stubs still shutting down, or a server that did not stop
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-            self._wait_group_gone()
-            self._group_ended = proc.poll() is not None and not self._group_members()
-            self._unlink_regions(regions)  # what stubs killed before their clean-up left in /dev/shm
+            self._end_group(regions)  # stubs still shutting down, or a server that did not stop
         if not keep_home:
             self._remove_home()
 
