@@ -19,12 +19,11 @@ CHECKPOINT  ?= models/msdnet_cifar10.pt
 TEACHER_OUT ?= models/teacher_cifar10.pt
 TEACHER_ARGS ?= --epochs 30 --batch-size 256 --lr 0.4 --nesterov --weight-decay 5e-4 --schedule cosine --warmup-epochs 1 \
                --ema 0.998 --bn-bias-lr-scale 4 --cutout 16 --bf16 --threads 2 --compile on --channels-last --no-progress
-# The shipped recipe (docs/training.md): `make train` resumes it from TRAIN_OUT after an interruption. A run in
-# progress lives in checkpoints/ (ignored by git); `make keep-run` commits it with its resume state onto the side
-# branch RUN_BRANCH (one commit, replaced each time, never on main), and `make train` restores it from there into a
-# fresh clone. When it has run all its epochs and beats the shipped model, its weights become CHECKPOINT.
+# The shipped recipe (docs/training.md): `make train` resumes it from TRAIN_OUT after an interruption (SIGTERM or
+# Ctrl-C stop it after the step in flight, state saved). A run in progress lives in checkpoints/ (ignored by git
+# but for the one run `make keep-run` commits). When it has run all its epochs and beats the shipped model, its
+# weights become CHECKPOINT.
 TRAIN_OUT   ?= checkpoints/$(NAME)_long.pt
-RUN_BRANCH  ?= runs/$(basename $(notdir $(TRAIN_OUT)))
 EPOCHS      ?= 120
 TRAIN_ARGS  ?= --batch-size 128 --lr 0.2 --weight-decay 5e-4 --cutout 16 --schedule cosine --ema 0.999 --bn-bias-lr-scale 4 \
                --teacher $(TEACHER_OUT) --distill 0.5 --bf16 --threads 2 --compile on --channels-last --no-progress
@@ -94,41 +93,36 @@ lint: setup
 test: lint triton
 	$(PY) -m pytest
 
-train: teacher restore-run
+train: teacher
 	$(PY) -m pipeline.cli train --model $(MODEL) --data "$(DATA)" --epochs $(EPOCHS) \
 	    --out $(TRAIN_OUT) --resume $(TRAIN_ARGS)
 
-# A run's checkpoint and resume state, kept off main: the side branch holds exactly one commit, the latest state
-# (replaced each time: push it with --force), so a clone of main with --depth 1 or --single-branch never carries it
-# and a full clone carries one state. Neither target touches main, its index or another file of the working tree.
+# A run in progress is kept on the current branch (main), where the next session's checkout finds it: once
+# per session, after the run has stopped (so that both files are of one step), `make keep-run` commits
+# TRAIN_OUT and its resume state, and nothing else, as one commit. Once the run has shipped or is abandoned,
+# `make drop-run` takes both out of the tree in one commit (the files here stay until removed).
 RUN_STATE = $(basename $(TRAIN_OUT)).state$(suffix $(TRAIN_OUT))
-# Before a recipe: TRAIN_OUT must be a relative path without spaces (it names the branch and a path in it).
+# Before a recipe: TRAIN_OUT must be a relative path without spaces (a path in the repository).
 RUN_PATH_CHECK = case "$(TRAIN_OUT)" in /*|*" "*|"") echo "$@: TRAIN_OUT must be a relative path without spaces, got '$(TRAIN_OUT)'" >&2; exit 2;; esac;
-# The kept run's ref: the local branch, else the one fetched from origin (a plain clone), else nothing.
-RUN_REF = $$(for r in "refs/heads/$(RUN_BRANCH)" "refs/remotes/origin/$(RUN_BRANCH)"; do \
-	  git rev-parse -q --verify "$$r^{commit}" >/dev/null 2>&1 && { echo "$$r"; break; }; done)
-.PHONY: keep-run restore-run drop-run
+.PHONY: keep-run drop-run
 keep-run:
 	@$(RUN_PATH_CHECK) [ -f "$(TRAIN_OUT)" ] && [ -f "$(RUN_STATE)" ] || { echo "keep-run: no run at $(TRAIN_OUT) with its resume state $(RUN_STATE)" >&2; exit 2; }
-	@index=$$(mktemp) && trap 'rm -f "$$index"' EXIT && export GIT_INDEX_FILE="$$index" && git read-tree --empty && \
-	  git update-index --add -- "$(TRAIN_OUT)" "$(RUN_STATE)" && \
-	  commit=$$(git commit-tree $$(git write-tree) -m "Run in progress: $(TRAIN_OUT) and its resume state") && \
-	  git update-ref "refs/heads/$(RUN_BRANCH)" "$$commit" && \
-	  { git reflog expire --expire=now "refs/heads/$(RUN_BRANCH)" 2>/dev/null || true; } && \
-	  echo "kept $(TRAIN_OUT) on branch $(RUN_BRANCH) ($$commit)"
-# Brings the kept run back where TRAIN_OUT is missing (a fresh clone: fetch the branch first); never over a file.
-restore-run:
-	@$(RUN_PATH_CHECK) ref=$(RUN_REF); if [ ! -e "$(TRAIN_OUT)" ] && [ -n "$$ref" ]; then \
-	  [ ! -e "$(RUN_STATE)" ] || { echo "restore-run: $(RUN_STATE) exists without $(TRAIN_OUT); move it away first" >&2; exit 2; }; \
-	  mkdir -p "$(dir $(TRAIN_OUT))" && \
-	  for f in "$(RUN_STATE)" "$(TRAIN_OUT)"; do \
-	    git show "$$ref:$$f" > "$$f.restoring" && mv "$$f.restoring" "$$f" || { rm -f "$$f.restoring"; exit 2; }; \
-	  done && echo "restored $(TRAIN_OUT) and its resume state from $$ref"; fi
-# When a run has shipped (or is abandoned): its side branch goes; the files in checkpoints/ stay until removed.
+	@lock="$(TRAIN_OUT).lock"; [ ! -f "$$lock" ] || ! command -v flock >/dev/null || flock -n "$$lock" true || { \
+	  echo "keep-run: $(TRAIN_OUT) is being trained (process $$(cut -d' ' -f1 "$$lock")); stop it first with SIGTERM (it saves its state), so that both files are of one step" >&2; exit 2; }
+	@git add -f -- "$(TRAIN_OUT)" "$(RUN_STATE)" && \
+	  if git diff --cached --quiet -- "$(TRAIN_OUT)" "$(RUN_STATE)"; then echo "keep-run: $(TRAIN_OUT) is kept as it is"; \
+	  else git commit -q -m "Run in progress: $(TRAIN_OUT) and its resume state" -- "$(TRAIN_OUT)" "$(RUN_STATE)" && \
+	    echo "kept $(TRAIN_OUT) and its resume state in $$(git rev-parse --short HEAD)"; fi
 drop-run:
-	@if git rev-parse -q --verify "refs/heads/$(RUN_BRANCH)" >/dev/null 2>&1; then \
-	  git update-ref -d "refs/heads/$(RUN_BRANCH)" && echo "dropped branch $(RUN_BRANCH)"; \
-	else echo "drop-run: no branch $(RUN_BRANCH) here; nothing to drop"; fi
+	@$(RUN_PATH_CHECK) if [ -n "$$(git ls-files -- "$(TRAIN_OUT)" "$(RUN_STATE)")" ]; then \
+	  index=$$(mktemp) && trap 'rm -f "$$index"' EXIT && \
+	  GIT_INDEX_FILE="$$index" git read-tree HEAD && \
+	  GIT_INDEX_FILE="$$index" git update-index --force-remove -- "$(TRAIN_OUT)" "$(RUN_STATE)" && \
+	  commit=$$(git commit-tree $$(GIT_INDEX_FILE="$$index" git write-tree) -p HEAD \
+	    -m "Run done: $(TRAIN_OUT) and its resume state out of the tree") && \
+	  git update-ref -m "drop-run" HEAD "$$commit" && git rm -q --cached -- "$(TRAIN_OUT)" "$(RUN_STATE)" && \
+	  echo "dropped $(TRAIN_OUT) and its resume state from the tree in $$(git rev-parse --short HEAD)"; \
+	else echo "drop-run: $(TRAIN_OUT) is not in the tree; nothing to drop"; fi
 
 .PHONY: teacher
 teacher: setup

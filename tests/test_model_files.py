@@ -44,12 +44,19 @@ def test_the_files_section_is_rewritten_not_appended(tmp_path):
     assert card.count(FILES_HEADING) == 1 and "| a.pt | not a checkpoint of this project | - | 0.00 |" in card
 
 
-def test_main_tracks_no_run_in_progress():
-    """A run in progress is kept on its side branch (`make keep-run`), so that a clone of main stays small."""
+def test_the_tree_holds_at_most_one_run_in_progress_and_only_where_keep_run_puts_it():
+    """Checkpoints live in models/ (shipped), examples/ and tests/; the one other pair allowed is the long run
+    in progress that `make keep-run` commits (checkpoints/<name>_long.pt and its resume state)."""
     root = MODELS.parent
     if shutil.which("git") is None or not (root / ".git").exists():
         pytest.skip("not a git checkout")
     tracked = subprocess.run(["git", "ls-files", "--", "*.pt"], cwd=root, capture_output=True, text=True,
                              check=True).stdout.split()
-    assert not [f for f in tracked if not f.startswith(("models/", "examples/", "tests/"))], tracked
-    assert not [f for f in tracked if ".state." in f], tracked
+    runs = [f for f in tracked if f.startswith("checkpoints/")]
+    assert not [f for f in tracked if not f.startswith(("models/", "examples/", "tests/", "checkpoints/"))], tracked
+    assert not [f for f in tracked if ".state." in f and not f.startswith("checkpoints/")], tracked
+    if runs:
+        assert len(runs) == 2, runs
+        weights = min(runs, key=len)
+        assert weights.endswith("_long.pt") and "/" not in weights[len("checkpoints/"):], runs
+        assert sorted(runs) == sorted([weights, weights[:-len(".pt")] + ".state.pt"]), runs

@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 from pathlib import Path
 
 from pipeline.data.options import add_data_options
@@ -99,6 +101,22 @@ def check_out(opts: TrainOptions, overwrite: bool) -> None:
                             "--overwrite to replace it with a new one, or another --out")
 
 
+def run_lock_path(out: Path) -> Path:
+    """The lock a run holds while it trains into ``out`` (``make keep-run`` looks at it too)."""
+    return out.with_name(out.name + ".lock")
+
+
+def run_lock(out: Path) -> contextlib.AbstractContextManager[None]:
+    """One process trains into ``out`` at a time: two resumed copies of a run would overwrite each other's
+    epochs. Only the first rank of a torchrun run takes it (the others write nothing)."""
+    from pipeline.files import hold_lock
+
+    if os.environ.get("RANK", "0") != "0":
+        return contextlib.nullcontext()
+    return hold_lock(run_lock_path(out), f"--out {out} is being trained by another process{{who}}; wait for it "
+                     "to finish or stop it (SIGTERM keeps its state), or pass another --out", "a training run")
+
+
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
@@ -106,5 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     check_out(opts, args.overwrite)
     from pipeline.training.loop import run_training
 
-    run_training(opts)
-    return 0
+    opts.out.parent.mkdir(parents=True, exist_ok=True)
+    with run_lock(opts.out):
+        check_out(opts, args.overwrite)  # again under the lock: another run may have finished meanwhile
+        return run_training(opts)

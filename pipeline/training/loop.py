@@ -1,7 +1,9 @@
 """The epoch loop: data order, augmentation, forward (eager or compiled), loss, step, averaging, checkpoints.
 
 The order and augmentation of an epoch depend only on (seed, epoch), and everything else a step
-reads is in the checkpoint, so ``--resume`` after any epoch repeats an uninterrupted run.
+reads is in the checkpoint, so ``--resume`` after any epoch repeats an uninterrupted run. SIGINT or
+SIGTERM end the run after the step in flight with the partial epoch saved (its step and generator
+state, as ``--max-steps`` does), so a run stopped at any moment loses at most one step.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import time
 from typing import Any, Callable
 
 from pipeline.errors import PipelineError
+from pipeline.stop import StopFlag
 from pipeline.training.augment import augment, mean_colour
 from pipeline.training.camera import camera_augment
 from pipeline.training.data import TrainData, load_train_data
@@ -91,7 +94,21 @@ def train_step(net: Any, state: RunState, x: Any, y: Any, opts: TrainOptions, au
     return loss, logits
 
 
-def run_training(opts: TrainOptions) -> None:
+def run_training(opts: TrainOptions) -> int:
+    """Train until ``opts.epochs`` (or ``--max-steps``); returns 0, or 130 / 143 once a SIGINT / SIGTERM
+    has stopped the run with its state saved."""
+    stop = StopFlag()
+    stop.install()
+    try:
+        _train(opts, stop)
+    finally:
+        stop.restore()
+    if stop.reason is not None:
+        print(f"stopped: {stop.reason}", file=sys.stderr)
+    return stop.exit_code
+
+
+def _train(opts: TrainOptions, stop: StopFlag) -> None:
     import torch
     from torch.nn.parallel import DistributedDataParallel
 
@@ -176,7 +193,7 @@ def run_training(opts: TrainOptions) -> None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}",
                                 acc="/".join(f"{100 * float(c) / seen:.0f}" for c in correct))
-            if opts.max_steps and state.step >= opts.max_steps:
+            if (opts.max_steps and state.step >= opts.max_steps) or stop.reason is not None:
                 stopped_inside = i + 1 < steps_per_epoch
                 break
         if bar is not None:
@@ -186,7 +203,8 @@ def run_training(opts: TrainOptions) -> None:
             if main_proc:
                 save_checkpoint(opts.out, state.shipped, opts.model, data.classes, data.split,
                                 training_state(state, opts))
-            log(f"stopped after step {state.step} ({i + 1} of epoch {epoch + 1}'s {steps_per_epoch}); --resume "
+            why = f" on {stop.reason}" if stop.reason is not None else ""
+            log(f"stopped{why} after step {state.step} ({i + 1} of epoch {epoch + 1}'s {steps_per_epoch}); --resume "
                 "continues it")
             break
         state.epoch_step, state.generator = 0, None
@@ -204,7 +222,7 @@ def run_training(opts: TrainOptions) -> None:
             f"{record['images_per_second']:.0f} images/s)")
         if main_proc:
             save_checkpoint(opts.out, state.shipped, opts.model, data.classes, data.split, training_state(state, opts))
-        if opts.max_steps and state.step >= opts.max_steps:
+        if (opts.max_steps and state.step >= opts.max_steps) or stop.reason is not None:
             break
     if world > 1:
         torch.distributed.destroy_process_group()

@@ -1,8 +1,11 @@
-"""A run stopped inside an epoch resumes that epoch where it stopped (same steps, same weights as a run never
+"""A run stopped inside an epoch (by --max-steps, SIGTERM or Ctrl-C) resumes that epoch where it stopped (same steps, same weights as a run never
 stopped); a teacher retrained in place is refused on resume; a loss that becomes NaN or infinite stops the run
 with one line, writing no NaN checkpoint."""
 
 from __future__ import annotations
+
+import os
+import signal
 
 import pytest
 
@@ -22,6 +25,37 @@ def test_a_partial_epoch_is_finished_on_resume_not_counted_as_done(tmp_path):
     assert run(tmp_path, resumed, "--epochs", "1", "--resume") == 0
     a, b = read_checkpoint(straight), read_checkpoint(resumed)
     assert b["train_state"]["step"] == total == 4 and b["train_state"]["epoch"] == 1
+    for key, value in a["state_dict"].items():
+        assert torch.allclose(value.float(), b["state_dict"][key].float(), atol=1e-5), key
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_the_run_after_the_step_in_flight_and_resume_repeats_it(tmp_path, monkeypatch, capsys, sig):
+    from pipeline.training import loop
+
+    straight, stopped = tmp_path / "a.pt", tmp_path / "b.pt"
+    assert run(tmp_path, straight, "--epochs", "2") == 0
+    real_step, calls, handler = loop.train_step, [], signal.getsignal(sig)
+
+    def step_then_signal(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 6:  # the second step of epoch 2: the signal arrives while a step is in flight
+            os.kill(os.getpid(), sig)
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "train_step", step_then_signal)
+    capsys.readouterr()
+    assert run(tmp_path, stopped, "--epochs", "2") == 128 + sig
+    out, err = capsys.readouterr()
+    assert f"stopped on {signal.Signals(sig).name} after step 6 (2 of epoch 2's 4)" in out
+    assert f"stopped: {signal.Signals(sig).name}" in err
+    state = read_checkpoint(stopped)["train_state"]
+    assert (state["epoch"], state["epoch_step"], state["step"]) == (1, 2, 6)
+    assert signal.getsignal(sig) is handler and len(calls) == 6  # handler given back, no step after the signal
+    monkeypatch.setattr(loop, "train_step", real_step)
+    assert run(tmp_path, stopped, "--epochs", "2", "--resume") == 0
+    a, b = read_checkpoint(straight), read_checkpoint(stopped)
+    assert b["train_state"]["step"] == a["train_state"]["step"] == 8
     for key, value in a["state_dict"].items():
         assert torch.allclose(value.float(), b["state_dict"][key].float(), atol=1e-5), key
 
@@ -50,3 +84,20 @@ def test_a_loss_that_becomes_nan_stops_the_run_without_a_checkpoint(tmp_path, ca
     err = capsys.readouterr().err
     assert exc.value.code == 2 and "the training loss became" in err and "nothing was written" in err
     assert not out.exists() and not list(tmp_path.glob("m.state*"))
+
+
+def test_a_second_process_training_into_the_same_out_is_refused(tmp_path, capsys):
+    from pipeline.files import hold_lock
+    from pipeline.training.cli import run_lock_path
+
+    out = tmp_path / "m.pt"
+    assert run(tmp_path, out, "--epochs", "1", "--max-steps", "1") == 0
+    before = out.read_bytes()
+    with hold_lock(run_lock_path(out), "held", "a training run"):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exc:
+            run(tmp_path, out, "--epochs", "1", "--resume")
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and f"--out {out} is being trained by another process (a training run, process " \
+        f"{os.getpid()})" in err
+    assert out.read_bytes() == before and not run_lock_path(out).exists()
