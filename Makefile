@@ -208,6 +208,33 @@ else
 	    --log $(DEMO)/frames.jsonl $(DEMO_ARGS)
 endif
 
+# Every figure the README and docs/results.md publish for the shipped model, remeasured in one command after a
+# model changes: thresholds on validation and test, benchmarks 1-5 (FP32) and the INT8 cascade, benchmark 6 against
+# the static anchors, the build's agreement, the model card, benchmarks 7 and 8, and the demo. Each step is the
+# documented command, writing under $(REPORTS)/ (and $(DEMO)/); a failing step stops the rest.
+.PHONY: results bench-streams bench-triton
+results: engines
+	$(MAKE) profile
+	$(MAKE) profile SPLIT=test REPORTS=$(REPORTS)/test PROFILE_ARGS="--precisions fp32,int8"
+	$(MAKE) bench
+	$(WITH_CHECKPOINT)$(PY) -m pipeline.cli bench cascade --engines "$(ENGINES)/$(NAME)" --data "$(DATA)" \
+	    "$$@" --precision int8 --json $(REPORTS)/benchmarks_int8.json $(BENCH_ARGS)
+	$(MAKE) bench-anchors
+	$(MAKE) verify VERIFY_ARGS="--json $(REPORTS)/verify.json $(VERIFY_ARGS)"
+	$(MAKE) evaluate SPLIT=test EVAL_ARGS="--card models/README.md --corruptions all --engines $(ENGINES)/$(NAME) \
+	    --json $(REPORTS)/card_test.json"
+	$(MAKE) bench-streams
+	$(MAKE) bench-triton
+	$(MAKE) demo
+
+# Benchmark 7: N streams in one process, batched against a cascade per stream ($(REPORTS)/streams.json).
+bench-streams: engines
+	$(PY) -m pipeline.cli bench streams --engines "$(ENGINES)/$(NAME)" --data "$(DATA)" --json $(REPORTS)/streams.json
+
+# Benchmark 8: cameras against a Triton server on 127.0.0.1 and in process ($(REPORTS)/triton.json).
+bench-triton: engines triton
+	$(PY) -m pipeline.cli bench triton --engines "$(ENGINES)/$(NAME)" --data "$(DATA)" --json $(REPORTS)/triton.json
+
 # MSDNet's ImageNet configuration at 224x224 (random weights) through engines, profiler and camera app:
 # per-stage latency in runs/imagenet224/reports/latency.md.
 .PHONY: imagenet-size
