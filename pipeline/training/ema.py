@@ -34,9 +34,10 @@ class WeightAverage:
         d = self.current_decay()
         self.updates += 1
         with torch.no_grad():
-            ours = self.module.state_dict()
-            for name, value in model.state_dict().items():
-                if value.dtype.is_floating_point:
-                    ours[name].mul_(d).add_(value.detach(), alpha=1 - d)
-                else:
+            ours, theirs = self.module.state_dict(), model.state_dict()
+            floats = [name for name, value in theirs.items() if value.dtype.is_floating_point]
+            # One multi-tensor call instead of a Python loop of two calls per tensor (most of its cost).
+            torch._foreach_lerp_([ours[n] for n in floats], [theirs[n].detach() for n in floats], 1 - d)
+            for name, value in theirs.items():
+                if not value.dtype.is_floating_point:
                     ours[name].copy_(value)

@@ -41,6 +41,44 @@ def test_average_follows_its_formula():
     assert avg.updates == 1 and avg.current_decay() == pytest.approx(2 / 11)
 
 
+def test_the_average_of_a_whole_model_copies_counters_and_averages_buffers():
+    model = tiny_model()
+    avg = WeightAverage(model, decay=0.5)
+    before = {k: v.clone() for k, v in avg.module.state_dict().items()}
+    with torch.no_grad():
+        for v in model.state_dict().values():
+            v.add_(1) if v.dtype.is_floating_point else v.fill_(7)
+    avg.update(model)
+    for k, v in avg.module.state_dict().items():
+        want = 0.1 * before[k] + 0.9 * model.state_dict()[k] if v.dtype.is_floating_point else torch.full_like(v, 7)
+        assert torch.allclose(v, want, atol=1e-6), k
+
+
+def test_the_fused_step_updates_the_weights_as_the_per_tensor_loop_and_keeps_it_after_a_resume():
+    from pipeline.training.setup import load_optimizer_state, make_optimizer, parameter_groups
+
+    opts = TrainOptions(out=Path("unused.pt"), lr=0.1, nesterov=True, weight_decay=5e-4, bn_bias_lr_scale=4)
+    a, b = tiny_model(), tiny_model()
+    fused = make_optimizer(parameter_groups(a, opts), opts)
+    plain = torch.optim.SGD(parameter_groups(b, opts), lr=opts.lr, momentum=opts.momentum, nesterov=True,
+                            weight_decay=opts.weight_decay)
+    assert all(g["fused"] for g in fused.param_groups)
+    x = torch.randint(0, 256, (4, 32, 32, 3), dtype=torch.uint8)
+    for step in range(3):
+        for model, opt in ((a, fused), (b, plain)):
+            opt.zero_grad()
+            sum(z.square().mean() for z in model(x)).backward()
+            opt.step()
+    for (name, p), q in zip(a.named_parameters(), b.parameters()):
+        assert torch.allclose(p, q, atol=1e-6), name
+    again = make_optimizer(parameter_groups(a, opts), opts)
+    load_optimizer_state(again, plain.state_dict())  # a state saved by a run whose steps were not fused
+    assert all(g["fused"] for g in again.param_groups)
+    pairs = [(p, q) for p, q in zip(a.parameters(), b.parameters()) if q in plain.state]
+    assert pairs and all(torch.equal(again.state[p]["momentum_buffer"], plain.state[q]["momentum_buffer"])
+                         for p, q in pairs)
+
+
 def test_the_average_is_what_a_run_saves_and_evaluates(tmp_path):
     out = tmp_path / "m.pt"
     assert run(tmp_path, out, "--epochs", "2", "--ema", "0.9") == 0
