@@ -26,6 +26,16 @@ from pipeline.training.setup import (RunState, bf16_is_native, build_state, setu
                                      training_state)
 
 
+REPORT_EVERY_S = 300.0  # without a progress bar, a line this often inside an epoch (long epochs on a CPU)
+
+
+def remaining_text(seconds: float) -> str:
+    """``95 s``, ``12 min``, ``3.4 h``: how long something has left, for a log line."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
 def training_forward(model: Any, opts: TrainOptions) -> Any:
     """The module a step calls: the model itself, or the model with gradient equilibrium."""
     from torch import nn
@@ -172,6 +182,7 @@ def _train(opts: TrainOptions, stop: StopFlag) -> None:
 
             bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{opts.epochs}", file=sys.stderr, leave=False)
         stopped_inside = False
+        reported = t0
         for i in range(first, steps_per_epoch):
             idx = order[(i * world + rank) * opts.batch_size:(i * world + rank + 1) * opts.batch_size]
             x = camera_augment(augment(data.train_frames[idx], gen, cutout=opts.cutout, fill=fill), gen,
@@ -193,6 +204,12 @@ def _train(opts: TrainOptions, stop: StopFlag) -> None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}",
                                 acc="/".join(f"{100 * float(c) / seen:.0f}" for c in correct))
+            elif time.time() - reported >= REPORT_EVERY_S:
+                reported = time.time()
+                rate = (i + 1 - first) / (reported - t0)
+                log(f"epoch {epoch + 1}/{opts.epochs}: step {i + 1} of {steps_per_epoch}, "
+                    f"{rate * opts.batch_size * world:.0f} images/s, loss {loss_sum / seen:.4f}; the epoch ends in "
+                    f"about {remaining_text((steps_per_epoch - i - 1) / rate)}")
             if (opts.max_steps and state.step >= opts.max_steps) or stop.reason is not None:
                 stopped_inside = i + 1 < steps_per_epoch
                 break
@@ -217,9 +234,11 @@ def _train(opts: TrainOptions, stop: StopFlag) -> None:
                   "seconds": time.time() - t0, "images_per_second": seen / max(train_seconds, 1e-9),
                   "lr": lr_at(opts, state.epoch), "machine": machine}
         state.history.append(record)
+        left = "" if state.epoch >= opts.epochs else \
+            f"; about {remaining_text(record['seconds'] * (opts.epochs - state.epoch))} to epoch {opts.epochs} at this pace"
         log(f"epoch {state.epoch}/{opts.epochs} loss {record['loss']:.4f} val acc per exit "
             + " ".join(f"{a:.2f}" for a in val_acc) + f" ({record['seconds']:.0f} s, "
-            f"{record['images_per_second']:.0f} images/s)")
+            f"{record['images_per_second']:.0f} images/s{left})")
         if main_proc:
             save_checkpoint(opts.out, state.shipped, opts.model, data.classes, data.split, training_state(state, opts))
         if (opts.max_steps and state.step >= opts.max_steps) or stop.reason is not None:

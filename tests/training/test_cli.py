@@ -175,3 +175,24 @@ def test_evaluate_refuses_a_bad_corruption_before_loading(tmp_path, capsys):
         evaluate.main(["--checkpoint", str(tmp_path / "none.pt"), "--corruptions", "snow"])
     assert exc.value.code == 2
     assert "unknown corruption snow" in capsys.readouterr().err
+
+
+def test_a_run_without_a_progress_bar_says_where_it_is_and_how_long_it_has_left(tmp_path, capsys, monkeypatch):
+    from pipeline.training import loop
+
+    monkeypatch.setattr(loop, "REPORT_EVERY_S", 0.0)  # a line after every step instead of every few minutes
+    assert run(tmp_path, tmp_path / "m.pt", "--epochs", "2") == 0
+    lines = capsys.readouterr().out.splitlines()
+    inside = [line for line in lines if line.startswith("epoch 1/2: step ")]
+    assert [line.split(",")[0] for line in inside] == [f"epoch 1/2: step {i} of 4" for i in (1, 2, 3, 4)]
+    assert all("images/s, loss " in line and "; the epoch ends in about " in line for line in inside)
+    ends = [line for line in lines if line.startswith(("epoch 1/2 loss", "epoch 2/2 loss"))]
+    assert len(ends) == 2 and "to epoch 2 at this pace)" in ends[0] and "at this pace" not in ends[1]
+
+
+@pytest.mark.parametrize("seconds, text", [(0.4, "0 s"), (95, "95 s"), (720, "12 min"), (5399, "90 min"),
+                                           (12240, "3.4 h")])
+def test_time_left_reads_in_the_unit_that_suits_it(seconds, text):
+    from pipeline.training.loop import remaining_text
+
+    assert remaining_text(seconds) == text
