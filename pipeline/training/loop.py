@@ -234,8 +234,9 @@ def _train(opts: TrainOptions, stop: StopFlag) -> None:
                   "seconds": time.time() - t0, "images_per_second": seen / max(train_seconds, 1e-9),
                   "lr": lr_at(opts, state.epoch), "machine": machine}
         state.history.append(record)
+        pace = (time.time() - t0) * steps_per_epoch / max(steps_per_epoch - first, 1)  # a whole epoch's seconds
         left = "" if state.epoch >= opts.epochs else \
-            f"; about {remaining_text(record['seconds'] * (opts.epochs - state.epoch))} to epoch {opts.epochs} at this pace"
+            f"; about {remaining_text(pace * (opts.epochs - state.epoch))} to epoch {opts.epochs} at this pace"
         log(f"epoch {state.epoch}/{opts.epochs} loss {record['loss']:.4f} val acc per exit "
             + " ".join(f"{a:.2f}" for a in val_acc) + f" ({record['seconds']:.0f} s, "
             f"{record['images_per_second']:.0f} images/s{left})")
