@@ -117,11 +117,29 @@ def run_lock(out: Path) -> contextlib.AbstractContextManager[None]:
                      "to finish or stop it (SIGTERM keeps its state), or pass another --out", "a training run")
 
 
+def finished(opts: TrainOptions) -> str | None:
+    """The line to print when ``--resume`` finds the run at ``--out`` already done with these options (no data
+    loaded, no lock taken: a finished teacher is a dependency several make targets may check at once)."""
+    from pipeline.checkpoint import read_checkpoint
+
+    if not (opts.resume and opts.out.is_file() and not opts.max_steps):
+        return None
+    done = read_checkpoint(opts.out).get("train_state") or {}
+    if int(done.get("epoch", 0)) < opts.epochs or done.get("epoch_step") or opts.changed_from(done.get("args", {})):
+        return None  # unfinished, or another run: the full path resumes it or says why not
+    epochs = f"{opts.epochs} epoch{'s' if opts.epochs != 1 else ''}"
+    return f"checkpoint {opts.out} already has its {epochs} (step {done.get('step')}); nothing to train"
+
+
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     opts = options_from_args(args)
     check_out(opts, args.overwrite)
+    done = finished(opts)
+    if done:
+        print(done)
+        return 0
     from pipeline.training.loop import run_training
 
     opts.out.parent.mkdir(parents=True, exist_ok=True)

@@ -101,3 +101,21 @@ def test_a_second_process_training_into_the_same_out_is_refused(tmp_path, capsys
     assert exc.value.code == 2 and f"--out {out} is being trained by another process (a training run, process " \
         f"{os.getpid()})" in err
     assert out.read_bytes() == before and not run_lock_path(out).exists()
+
+
+def test_resuming_a_finished_run_does_nothing_even_while_another_process_holds_its_lock(tmp_path, capsys):
+    from pipeline.files import hold_lock
+    from pipeline.training.cli import run_lock_path
+
+    out = tmp_path / "m.pt"
+    assert run(tmp_path, out, "--epochs", "1") == 0
+    before = out.read_bytes()
+    capsys.readouterr()
+    with hold_lock(run_lock_path(out), "held", "a training run"):  # e.g. another target checking the teacher
+        assert run(tmp_path, out, "--epochs", "1", "--resume") == 0
+    printed = capsys.readouterr().out
+    assert f"checkpoint {out} already has its 1 epoch (step 4); nothing to train" in printed
+    assert "training " not in printed and out.read_bytes() == before
+    with pytest.raises(SystemExit):  # more epochs than it has: another run, said by the full path
+        run(tmp_path, out, "--epochs", "2", "--resume")
+    assert "was trained with --epochs 1 (now 2)" in capsys.readouterr().err
