@@ -15,14 +15,13 @@ The benchmarks themselves are in ``cascade_runs``, the table in ``cascade_report
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 import time
 from pathlib import Path
 
 from pipeline.backends import BACKENDS
 from pipeline.benchmarks.cascade_report import format_table
-from pipeline.benchmarks.common import bench_inputs, check_counts, write_report
+from pipeline.benchmarks.common import bench_inputs, check_counts, command_text, write_report
 from pipeline.benchmarks.cascade_runs import (
     DEADLINE_SLACK_MS, MATCH_POINTS, PORTABLE, Bench, cascade_vs_full, deadline_adherence, int8_vs_fp32,
     ort_vs_torch)
@@ -76,8 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: {w}", file=sys.stderr)
     first = cascade_vs_full(bench)
     third = int8_vs_fp32(bench)  # before benchmark 2, which then reuses its interleaved FP32 profile
-    results = {"command": " ".join(shlex.quote(a) for a in ["python", "benchmarks/cascade_benchmarks.py",
-                                                              *(sys.argv[1:] if argv is None else argv)]),
+    results = {"command": command_text("cascade", argv),
                "device": facts, "device_line": describe_device(facts), "runs": args.runs,
                "ort_vs_torch": ort_vs_torch(bench), "int8_vs_fp32": third,
                "deadline": deadline_adherence(bench, first),

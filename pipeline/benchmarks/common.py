@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,11 @@ from pipeline.files import write_output
 
 AT_LEAST_ONE = ("threads", "runs")
 NOT_NEGATIVE = ("frames", "calib_frames", "warmup")
+
+
+def command_text(name: str, argv: list[str] | None) -> str:
+    """The command a report came from, as a user types it: ``anytime bench NAME ARGS...``."""
+    return " ".join(shlex.quote(x) for x in ["anytime", "bench", name, *(sys.argv[1:] if argv is None else argv)])
 
 
 def check_counts(args: argparse.Namespace) -> None:

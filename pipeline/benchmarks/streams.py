@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import threading
 import time
@@ -29,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.backends import BACKENDS
-from pipeline.benchmarks.common import bench_inputs
+from pipeline.benchmarks.common import bench_inputs, command_text
 from pipeline.data.options import add_data_options
 from pipeline.errors import PipelineError, check_seed, cli_main
 from pipeline.files import check_output, write_output
@@ -246,8 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{n} streams: batched {row['batched']['frames_per_s']:.1f} frames/s, threads "
               f"{row['threads']['frames_per_s']:.1f} ({time.time() - started:.0f} s)", file=sys.stderr)
     facts = device_facts([backend], args.threads)
-    results = {"command": " ".join(shlex.quote(x) for x in ["anytime", "bench", "streams",
-                                                            *(sys.argv[1:] if argv is None else argv)]),
+    results = {"command": command_text("streams", argv),
                "device": facts, "device_line": describe_device(facts), "fps": args.fps, "budget_ms": budget,
                "shards": args.shards,
                "frames": frames,

@@ -20,8 +20,6 @@ comes from the new scene by the frame after the cut.
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -30,7 +28,7 @@ import numpy as np
 
 from pipeline.backends import BACKENDS
 from pipeline.data.options import add_data_options
-from pipeline.benchmarks.common import bench_inputs, write_report
+from pipeline.benchmarks.common import bench_inputs, command_text, write_report
 from pipeline.errors import PipelineError, check_seed, cli_main
 from pipeline.files import check_output
 from pipeline.runtime.cascade import Cascade
@@ -212,8 +210,7 @@ def main(argv: list[str] | None = None) -> int:
              "validation": split_images(m, source, "validation", cache),
              "validation_clips": validation_clips(m, source, cache, args.calib_scenes, 1)}
     facts = device_facts([args.backend], args.threads)
-    results: dict[str, Any] = {"command": " ".join(shlex.quote(x) for x in ["python", "benchmarks/video_benchmark.py",
-                                                             *(sys.argv[1:] if argv is None else argv)]),
+    results: dict[str, Any] = {"command": command_text("video", argv),
                "device": facts, "device_line": describe_device(facts),
                "precisions": [run_precision(bench, p) for p in have]}
     results["seconds"] = time.time() - started

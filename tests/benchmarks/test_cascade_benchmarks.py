@@ -43,7 +43,7 @@ def test_all_four_benchmarks(built, tmp_path, capsys):
     assert b2["ratio_p50"] > 0 and b2["ratio_mean"] > 0 and b2["onnxruntime"]["p50_ms"] > 0
     assert [s["stage"] for s in b3["stages"]] == [1, 2, 3] and all(s["ratio_p50"] > 0 for s in b3["stages"])
     assert b4["budget_ms"] > 0 and 0.0 <= b4["within_budget_plus_1ms"] <= 1.0 and 0.0 <= b4["accuracy"] <= 100.0
-    assert r["command"].startswith("python benchmarks/cascade_benchmarks.py --engines")
+    assert r["command"].startswith("anytime bench cascade --engines")
 
 
 def test_without_checkpoint_benchmark_2_is_skipped(built, tmp_path, capsys):
@@ -82,5 +82,7 @@ def test_benchmark_7_streams_prints_its_table(built, tmp_path, capsys):
                          "--streams", "1,2", "--seconds", "0.2", "--repeats", "1", "--json", str(out)]) == 0
     text = capsys.readouterr().out
     assert "| 2 | batched |" in text and "| 2 | threads |" in text and "| 2 | ratio |" in text
-    rows = json.loads(out.read_text())["rows"]
+    report = json.loads(out.read_text())
+    rows = report["rows"]
+    assert report["command"].startswith("anytime bench streams --engines ")
     assert [r["streams"] for r in rows] == [1, 2] and rows[1]["batched"]["answered"] + rows[1]["batched"]["dropped"] == 12

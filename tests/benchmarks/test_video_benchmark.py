@@ -42,6 +42,7 @@ def test_benchmark_five_end_to_end(built, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| onnxruntime/fp32, mixed |" in printed and "| onnxruntime/fp32, continuous |" in printed
     results = json.loads(out.read_text())
+    assert results["command"].startswith("anytime bench video --engines ")
     clips = results["precisions"][0]["clips"]
     assert clips["mixed"]["scenes"] == 3 and clips["continuous"]["scenes"] == 2
     for r in clips.values():
