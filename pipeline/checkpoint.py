@@ -1,11 +1,14 @@
 """Checkpoints that carry everything a later step needs: weights, config, classes, preprocessing, split.
 
 A checkpoint is a plain dict of tensors and Python literals, so ``torch.load(weights_only=True)``
-reads it and nothing in it can run code. Writes go to a temporary file renamed into place.
+reads it and nothing in it can run code. Writes go to a temporary file renamed into place. A resumable
+checkpoint is a pair (the checkpoint records its resume state's sha256); while a new pair is written the
+old state is kept aside, so a process killed between the two writes leaves a pair that still resumes.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +44,7 @@ def save_checkpoint(path: str | Path, model: Any, model_name: str, classes: list
     if origin is not None:
         payload["origin"] = dict(origin)
     atomic_write(path, lambda f: torch.save(payload, f))
+    previous_state_path(path).unlink(missing_ok=True)  # the new pair is whole
 
 
 # What only a resumed run reads (raw weights beside an average, the optimiser's momentum): kept in a
@@ -51,6 +55,11 @@ RESUME_KEYS = ("raw_state_dict", "optimizer")
 def resume_state_path(path: Path) -> Path:
     """``models/x.pt`` -> ``models/x.state.pt``."""
     return path.with_name(f"{path.stem}.state{path.suffix}")
+
+
+def previous_state_path(path: Path) -> Path:
+    """``models/x.pt`` -> ``models/x.state.previous.pt``: the resume state of the pair being replaced."""
+    return path.with_name(f"{path.stem}.state.previous{path.suffix}")
 
 
 def _split_off_resume_state(path: Path, train_state: dict) -> dict:
@@ -64,6 +73,8 @@ def _split_off_resume_state(path: Path, train_state: dict) -> dict:
     if not side:
         return train_state
     state_path = resume_state_path(path)
+    if state_path.is_file() and path.is_file():  # the checkpoint on disk names this state until it is replaced
+        os.replace(state_path, previous_state_path(path))
     atomic_write(state_path, lambda f: torch.save(side, f))
     rest = {k: v for k, v in train_state.items() if k not in side}
     rest["resume_file"] = {"name": state_path.name, "sha256": sha256_file(state_path)}
@@ -86,9 +97,12 @@ def _join_resume_state(path: Path, train_state: dict) -> dict:
     state_path = path.with_name(str(ref.get("name")))
     if finished and not state_path.exists():
         return {k: v for k, v in train_state.items() if k != "resume_file"}
-    if not state_path.is_file() or sha256_file(state_path) != ref.get("sha256"):
+    # A process stopped between the two writes of a save left this checkpoint's state aside.
+    matching = [p for p in (state_path, previous_state_path(path)) if p.is_file() and sha256_file(p) == ref.get("sha256")]
+    if not matching:
         raise PipelineError(f"checkpoint {path} resumes from {state_path}, which is missing or is not the file it "
                             "was saved with; restore both files together (or train from scratch)")
+    state_path = matching[0]
     try:
         side = torch.load(state_path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or foreign files

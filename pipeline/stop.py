@@ -32,11 +32,13 @@ _POLL_S = 0.05
 class StopFlag:
     """Why the run should stop (None: keep going); ``install`` routes SIGINT and SIGTERM here."""
 
-    def __init__(self, at_once: bool = False) -> None:
+    def __init__(self, at_once: bool = False, patient: bool = False) -> None:
         """``at_once``: the first signal raises KeyboardInterrupt (and later ones are ignored while the
-        clean-up runs) instead of only setting the flag."""
+        clean-up runs) instead of only setting the flag. ``patient``: later signals are ignored too, for
+        work whose stop point must not be cut short (a training run saving its state); SIGKILL remains."""
         self.reason: str | None = None
         self.at_once = at_once
+        self.patient = patient
         self._previous: dict[int, Any] = {}
 
     def install(self) -> None:
@@ -52,7 +54,7 @@ class StopFlag:
 
     def _handle(self, signum: int, _frame: Any) -> None:
         if self.reason is not None:  # asked again while stopping: stop now, finalising on the way out
-            if self.at_once:
+            if self.at_once or self.patient:
                 return  # already unwinding: let the clean-up finish
             raise KeyboardInterrupt
         self.reason = signal.Signals(signum).name

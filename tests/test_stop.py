@@ -56,3 +56,14 @@ def test_call_interruptibly_returns_raises_or_walks_away():
             break
         time.sleep(0.01)
     assert discarded == ["late"]  # what came too late was handed to discard, not leaked
+
+
+def test_a_patient_flag_ignores_a_second_signal_and_keeps_the_first_reason():
+    flag = StopFlag(patient=True)
+    flag._handle(signal.SIGTERM, None)
+    flag._handle(signal.SIGINT, None)  # would raise KeyboardInterrupt on an impatient flag
+    assert flag.reason == "SIGTERM" and flag.exit_code == 143
+    impatient = StopFlag()
+    impatient._handle(signal.SIGTERM, None)
+    with pytest.raises(KeyboardInterrupt):
+        impatient._handle(signal.SIGTERM, None)

@@ -121,12 +121,16 @@ def finished(opts: TrainOptions) -> str | None:
     """The line to print when ``--resume`` finds the run at ``--out`` already done with these options (no data
     loaded, no lock taken: a finished teacher is a dependency several make targets may check at once)."""
     from pipeline.checkpoint import read_checkpoint
+    from pipeline.models import model_config
 
     if not (opts.resume and opts.out.is_file() and not opts.max_steps):
         return None
-    done = read_checkpoint(opts.out).get("train_state") or {}
+    ckpt = read_checkpoint(opts.out)
+    done = ckpt.get("train_state") or {}
     if int(done.get("epoch", 0)) < opts.epochs or done.get("epoch_step") or opts.changed_from(done.get("args", {})):
         return None  # unfinished, or another run: the full path resumes it or says why not
+    if ckpt["model"] != opts.model or ckpt["config"] != model_config(opts.model, **opts.model_overrides).to_dict():
+        return None  # another model at this path: the full path says so
     epochs = f"{opts.epochs} epoch{'s' if opts.epochs != 1 else ''}"
     return f"checkpoint {opts.out} already has its {epochs} (step {done.get('step')}); nothing to train"
 

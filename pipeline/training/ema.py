@@ -37,7 +37,8 @@ class WeightAverage:
             ours, theirs = self.module.state_dict(), model.state_dict()
             floats = [name for name, value in theirs.items() if value.dtype.is_floating_point]
             # One multi-tensor call instead of a Python loop of two calls per tensor (most of its cost).
-            torch._foreach_lerp_([ours[n] for n in floats], [theirs[n].detach() for n in floats], 1 - d)
+            if floats:
+                torch._foreach_lerp_([ours[n] for n in floats], [theirs[n].detach() for n in floats], 1 - d)
             for name, value in theirs.items():
                 if not value.dtype.is_floating_point:
                     ours[name].copy_(value)

@@ -107,18 +107,20 @@ def train_step(net: Any, state: RunState, x: Any, y: Any, opts: TrainOptions, au
 def run_training(opts: TrainOptions) -> int:
     """Train until ``opts.epochs`` (or ``--max-steps``); returns 0, or 130 / 143 once a SIGINT / SIGTERM
     has stopped the run with its state saved."""
-    stop = StopFlag()
+    stop = StopFlag(patient=True)  # a second signal must not cut a save short
     stop.install()
     try:
-        _train(opts, stop)
+        complete = _train(opts, stop)
     finally:
         stop.restore()
-    if stop.reason is not None:
-        print(f"stopped: {stop.reason}", file=sys.stderr)
+    if stop.reason is None or complete:
+        return 0
+    print(f"stopped: {stop.reason}", file=sys.stderr)
     return stop.exit_code
 
 
-def _train(opts: TrainOptions, stop: StopFlag) -> None:
+def _train(opts: TrainOptions, stop: StopFlag) -> bool:
+    """The run; True when it has all its epochs."""
     import torch
     from torch.nn.parallel import DistributedDataParallel
 
@@ -166,6 +168,16 @@ def _train(opts: TrainOptions, stop: StopFlag) -> None:
                                (cfg.preprocess.height, cfg.preprocess.width), device, opts.channels_last,
                                opts.compile == "on", log)
 
+    def stop_asked() -> bool:
+        """Whether a signal asked this run to stop; with several processes, whether any of them was asked, so
+        that all leave the loop at the same step (one waiting alone in an all-reduce would hang)."""
+        asked = stop.reason is not None
+        if world > 1:
+            flag = torch.tensor([float(asked)], device=device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            asked = bool(flag.item())
+        return asked
+
     while state.epoch < opts.epochs:
         epoch = state.epoch
         gen = torch.Generator().manual_seed(opts.seed * 100_003 + epoch)
@@ -174,8 +186,10 @@ def _train(opts: TrainOptions, stop: StopFlag) -> None:
         if first and state.generator is not None:
             gen.set_state(state.generator)  # where the stopped run's augmentation draws had reached
         state.model.train()
-        t0, seen, loss_sum = time.time(), 0, 0.0
-        correct = torch.zeros(state.model.num_exits)
+        tally = state.epoch_tally if first else {}  # the figures of the epoch's steps before a stop
+        t0, seen, loss_sum = time.time(), int(tally.get("seen", 0)), float(tally.get("loss_sum", 0.0))
+        earlier_s = float(tally.get("seconds", 0.0))
+        correct = torch.tensor(tally["correct"]) if "correct" in tally else torch.zeros(state.model.num_exits)
         bar = None
         if main_proc and opts.progress:
             from tqdm import tqdm
@@ -206,17 +220,19 @@ def _train(opts: TrainOptions, stop: StopFlag) -> None:
                                 acc="/".join(f"{100 * float(c) / seen:.0f}" for c in correct))
             elif time.time() - reported >= REPORT_EVERY_S:
                 reported = time.time()
-                rate = (i + 1 - first) / (reported - t0)
+                rate = (i + 1 - first) / (reported - t0)  # steps per second in this process
                 log(f"epoch {epoch + 1}/{opts.epochs}: step {i + 1} of {steps_per_epoch}, "
                     f"{rate * opts.batch_size * world:.0f} images/s, loss {loss_sum / seen:.4f}; the epoch ends in "
                     f"about {remaining_text((steps_per_epoch - i - 1) / rate)}")
-            if (opts.max_steps and state.step >= opts.max_steps) or stop.reason is not None:
+            if (opts.max_steps and state.step >= opts.max_steps) or stop_asked():
                 stopped_inside = i + 1 < steps_per_epoch
                 break
         if bar is not None:
             bar.close()
         if stopped_inside:  # not a finished epoch: record where it stopped, so --resume takes the rest of it
             state.epoch_step, state.generator = i + 1, gen.get_state()
+            state.epoch_tally = {"seen": seen, "loss_sum": loss_sum, "correct": correct.tolist(),
+                                 "seconds": earlier_s + time.time() - t0}
             if main_proc:
                 save_checkpoint(opts.out, state.shipped, opts.model, data.classes, data.split,
                                 training_state(state, opts))
@@ -224,17 +240,19 @@ def _train(opts: TrainOptions, stop: StopFlag) -> None:
             log(f"stopped{why} after step {state.step} ({i + 1} of epoch {epoch + 1}'s {steps_per_epoch}); --resume "
                 "continues it")
             break
-        state.epoch_step, state.generator = 0, None
+        state.epoch_step, state.generator, state.epoch_tally = 0, None, {}
         train_seconds = time.time() - t0
         val_acc = exit_accuracy(state.shipped, data.val_frames, data.val_labels, device=device) \
             if len(data.val_labels) else []
         state.epoch = epoch + 1
         record = {"epoch": state.epoch, "step": state.step, "loss": loss_sum / max(seen, 1),
                   "train_acc": [100 * float(c) / max(seen, 1) for c in correct], "val_acc": val_acc,
-                  "seconds": time.time() - t0, "images_per_second": seen / max(train_seconds, 1e-9),
+                  "seconds": earlier_s + time.time() - t0,
+                  "images_per_second": seen / max(earlier_s + train_seconds, 1e-9),
                   "lr": lr_at(opts, state.epoch), "machine": machine}
         state.history.append(record)
-        pace = (time.time() - t0) * steps_per_epoch / max(steps_per_epoch - first, 1)  # a whole epoch's seconds
+        # A whole epoch's seconds at this pace: this process's steps scaled to the epoch, then the evaluation.
+        pace = train_seconds * steps_per_epoch / max(steps_per_epoch - first, 1) + (time.time() - t0 - train_seconds)
         left = "" if state.epoch >= opts.epochs else \
             f"; about {remaining_text(pace * (opts.epochs - state.epoch))} to epoch {opts.epochs} at this pace"
         log(f"epoch {state.epoch}/{opts.epochs} loss {record['loss']:.4f} val acc per exit "
@@ -242,10 +260,11 @@ def _train(opts: TrainOptions, stop: StopFlag) -> None:
             f"{record['images_per_second']:.0f} images/s{left})")
         if main_proc:
             save_checkpoint(opts.out, state.shipped, opts.model, data.classes, data.split, training_state(state, opts))
-        if (opts.max_steps and state.step >= opts.max_steps) or stop.reason is not None:
+        if (opts.max_steps and state.step >= opts.max_steps) or stop_asked():
             break
     if world > 1:
         torch.distributed.destroy_process_group()
     if main_proc and opts.out.exists():
         done = read_checkpoint(opts.out)["train_state"]
         log(f"checkpoint {opts.out} at epoch {done['epoch']}/{opts.epochs}, step {done['step']}")
+    return state.epoch >= opts.epochs

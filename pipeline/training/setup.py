@@ -7,7 +7,7 @@ momentum, the weight average and the step counter, so it repeats an uninterrupte
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.errors import PipelineError
@@ -30,6 +30,9 @@ class RunState:
     epoch_step: int = 0
     generator: Any = None
     teacher_sha256: str = ""  # the teacher's file when the run started: a resumed run must distil from the same
+    # The stopped epoch's running figures (images seen, loss sum, right answers per exit, seconds), so that its
+    # history record covers the whole epoch, not only the steps after the resume.
+    epoch_tally: dict[str, Any] = field(default_factory=dict)
 
     @property
     def shipped(self) -> Any:
@@ -169,7 +172,7 @@ def build_state(opts: TrainOptions, cfg: Any, device: str) -> RunState:
                                 "started with, or start a new run with --overwrite")
     return RunState(model, opt, average, int(saved.get("epoch", 0)), int(saved.get("step", 0)),
                     list(saved.get("history", [])), int(saved.get("epoch_step", 0)), saved.get("generator"),
-                    teacher_sha)
+                    teacher_sha, dict(saved.get("epoch_tally") or {}))
 
 
 def training_state(state: RunState, opts: TrainOptions) -> dict[str, Any]:
@@ -180,6 +183,8 @@ def training_state(state: RunState, opts: TrainOptions) -> dict[str, Any]:
                            "epoch_step": state.epoch_step, "teacher_sha256": state.teacher_sha256}
     if state.generator is not None:
         out["generator"] = state.generator
+    if state.epoch_step and state.epoch_tally:
+        out["epoch_tally"] = state.epoch_tally
     if state.average is not None:
         out["ema_updates"] = state.average.updates
         out["raw_state_dict"] = {k: v.detach().cpu().contiguous() for k, v in state.model.state_dict().items()}

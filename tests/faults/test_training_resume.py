@@ -119,3 +119,91 @@ def test_resuming_a_finished_run_does_nothing_even_while_another_process_holds_i
     with pytest.raises(SystemExit):  # more epochs than it has: another run, said by the full path
         run(tmp_path, out, "--epochs", "2", "--resume")
     assert "was trained with --epochs 1 (now 2)" in capsys.readouterr().err
+
+
+def test_a_run_killed_between_the_two_writes_of_a_save_still_resumes_and_repeats_the_straight_run(tmp_path,
+                                                                                                 monkeypatch):
+    from pathlib import Path
+
+    from pipeline import checkpoint
+
+    straight, out = tmp_path / "a.pt", tmp_path / "b.pt"
+    assert run(tmp_path, straight, "--epochs", "1") == 0
+    assert run(tmp_path, out, "--epochs", "1", "--max-steps", "2") == 0
+    real = checkpoint.atomic_write
+
+    def killed_before_the_checkpoint(path, *args, **kwargs):
+        if Path(path) == out:  # the new resume state is written; the checkpoint naming it is not
+            raise KeyboardInterrupt
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "atomic_write", killed_before_the_checkpoint)
+    with pytest.raises((KeyboardInterrupt, SystemExit)):
+        run(tmp_path, out, "--epochs", "1", "--resume", "--max-steps", "3")
+    assert checkpoint.previous_state_path(out).is_file()  # the pair's own state, kept aside
+    monkeypatch.setattr(checkpoint, "atomic_write", real)
+    assert read_checkpoint(out, resume=True)["train_state"]["step"] == 2
+    assert run(tmp_path, out, "--epochs", "1", "--resume") == 0
+    assert not checkpoint.previous_state_path(out).exists()
+    a, b = read_checkpoint(straight), read_checkpoint(out)
+    assert b["train_state"]["step"] == a["train_state"]["step"] == 4
+    for key, value in a["state_dict"].items():
+        assert torch.allclose(value.float(), b["state_dict"][key].float(), atol=1e-5), key
+
+
+def test_a_finished_run_of_another_model_at_the_path_is_not_taken_for_done(tmp_path, capsys):
+    out = tmp_path / "m.pt"
+    assert run(tmp_path, out, "--epochs", "1") == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        run(tmp_path, out, "--epochs", "1", "--resume", "--model-opt", "growth_rate=6")
+    assert exc.value.code == 2 and "nothing to train" not in capsys.readouterr().out
+
+
+def test_a_second_signal_during_the_save_does_not_cut_it_short(tmp_path, monkeypatch, capsys):
+    from pipeline import checkpoint
+    from pipeline.training import loop
+
+    out = tmp_path / "m.pt"
+    real_step, real_save, steps = loop.train_step, checkpoint.save_checkpoint, []
+
+    def step_then_signal(*args, **kwargs):
+        steps.append(1)
+        if len(steps) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_step(*args, **kwargs)
+
+    def save_signalled_again(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # e.g. `timeout` signalling make and then its whole group
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "train_step", step_then_signal)
+    monkeypatch.setattr(checkpoint, "save_checkpoint", save_signalled_again)
+    assert run(tmp_path, out, "--epochs", "1") == 143
+    state = read_checkpoint(out, resume=True)["train_state"]
+    assert (state["epoch"], state["epoch_step"], state["step"]) == (0, 2, 2)
+
+
+def test_a_signal_after_the_last_step_leaves_a_finished_run_that_exits_0(tmp_path, monkeypatch):
+    from pipeline.training import loop
+
+    out = tmp_path / "m.pt"
+    real_eval = loop.exit_accuracy
+
+    def evaluate_then_signal(*args, **kwargs):  # the signal arrives while the last epoch is evaluated
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real_eval(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "exit_accuracy", evaluate_then_signal)
+    assert run(tmp_path, out, "--epochs", "1") == 0
+    assert read_checkpoint(out)["train_state"]["epoch"] == 1
+
+
+def test_the_history_of_an_epoch_stopped_and_resumed_covers_all_its_steps(tmp_path):
+    straight, stopped = tmp_path / "a.pt", tmp_path / "b.pt"
+    assert run(tmp_path, straight, "--epochs", "1") == 0
+    assert run(tmp_path, stopped, "--epochs", "1", "--max-steps", "3") == 0
+    assert run(tmp_path, stopped, "--epochs", "1", "--resume") == 0
+    a, b = (read_checkpoint(p)["train_state"]["history"][0] for p in (straight, stopped))
+    assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
+    assert b["train_acc"] == pytest.approx(a["train_acc"])  # over the epoch's 4 steps, not the resumed one
