@@ -97,32 +97,15 @@ train: teacher
 	$(PY) -m pipeline.cli train --model $(MODEL) --data "$(DATA)" --epochs $(EPOCHS) \
 	    --out $(TRAIN_OUT) --resume $(TRAIN_ARGS)
 
-# A run in progress is kept on the current branch (main), where the next session's checkout finds it: once
-# per session, after the run has stopped (so that both files are of one step), `make keep-run` commits
-# TRAIN_OUT and its resume state, and nothing else, as one commit. Once the run has shipped or is abandoned,
-# `make drop-run` takes both out of the tree in one commit (the files here stay until removed).
-RUN_STATE = $(basename $(TRAIN_OUT)).state$(suffix $(TRAIN_OUT))
-# Before a recipe: TRAIN_OUT must be a relative path without spaces (a path in the repository).
-RUN_PATH_CHECK = case "$(TRAIN_OUT)" in /*|*" "*|"") echo "$@: TRAIN_OUT must be a relative path without spaces, got '$(TRAIN_OUT)'" >&2; exit 2;; esac;
+# A run in progress is kept on the current branch (main), where the next session's checkout finds it: once per
+# session, after the run has stopped (SIGTERM saves it), `make keep-run` commits TRAIN_OUT and its resume state,
+# and nothing else (refused while the run trains or when the two files are not one pair). Once the run has
+# shipped or is abandoned, `make drop-run` commits their removal (the files here stay until removed).
 .PHONY: keep-run drop-run
-keep-run:
-	@$(RUN_PATH_CHECK) [ -f "$(TRAIN_OUT)" ] && [ -f "$(RUN_STATE)" ] || { echo "keep-run: no run at $(TRAIN_OUT) with its resume state $(RUN_STATE)" >&2; exit 2; }
-	@lock="$(TRAIN_OUT).lock"; [ ! -f "$$lock" ] || ! command -v flock >/dev/null || flock -n "$$lock" true || { \
-	  echo "keep-run: $(TRAIN_OUT) is being trained (process $$(cut -d' ' -f1 "$$lock")); stop it first with SIGTERM (it saves its state), so that both files are of one step" >&2; exit 2; }
-	@git add -f -- "$(TRAIN_OUT)" "$(RUN_STATE)" && \
-	  if git diff --cached --quiet -- "$(TRAIN_OUT)" "$(RUN_STATE)"; then echo "keep-run: $(TRAIN_OUT) is kept as it is"; \
-	  else git commit -q -m "Run in progress: $(TRAIN_OUT) and its resume state" -- "$(TRAIN_OUT)" "$(RUN_STATE)" && \
-	    echo "kept $(TRAIN_OUT) and its resume state in $$(git rev-parse --short HEAD)"; fi
-drop-run:
-	@$(RUN_PATH_CHECK) if [ -n "$$(git ls-files -- "$(TRAIN_OUT)" "$(RUN_STATE)")" ]; then \
-	  index=$$(mktemp) && trap 'rm -f "$$index"' EXIT && \
-	  GIT_INDEX_FILE="$$index" git read-tree HEAD && \
-	  GIT_INDEX_FILE="$$index" git update-index --force-remove -- "$(TRAIN_OUT)" "$(RUN_STATE)" && \
-	  commit=$$(git commit-tree $$(GIT_INDEX_FILE="$$index" git write-tree) -p HEAD \
-	    -m "Run done: $(TRAIN_OUT) and its resume state out of the tree") && \
-	  git update-ref -m "drop-run" HEAD "$$commit" && git rm -q --cached -- "$(TRAIN_OUT)" "$(RUN_STATE)" && \
-	  echo "dropped $(TRAIN_OUT) and its resume state from the tree in $$(git rev-parse --short HEAD)"; \
-	else echo "drop-run: $(TRAIN_OUT) is not in the tree; nothing to drop"; fi
+keep-run: setup
+	$(PY) -m pipeline.training.kept_run keep "$(TRAIN_OUT)"
+drop-run: setup
+	$(PY) -m pipeline.training.kept_run drop "$(TRAIN_OUT)"
 
 .PHONY: teacher
 teacher: setup

@@ -81,6 +81,19 @@ def _split_off_resume_state(path: Path, train_state: dict) -> dict:
     return rest
 
 
+def resume_state_matches(path: Path) -> bool:
+    """Whether the resume state beside the checkpoint ``path`` is the one it was saved with (its own file,
+    not one kept aside by an interrupted save); the checkpoint is checked as :func:`read_checkpoint` does."""
+    import torch
+
+    from pipeline.files import sha256_file
+
+    read_checkpoint(path)
+    ref = (torch.load(path, map_location="cpu", weights_only=True).get("train_state") or {}).get("resume_file")
+    state = resume_state_path(path)
+    return isinstance(ref, dict) and state.is_file() and sha256_file(state) == ref.get("sha256")
+
+
 def _join_resume_state(path: Path, train_state: dict) -> dict:
     """``train_state`` with the resume-only part read back from beside ``path``, checked by its sha256.
 

@@ -1,18 +1,20 @@
-"""`make keep-run` / `drop-run`: a long run's checkpoint and resume state committed on the current branch, alone,
-so that the next checkout resumes it; taken out of the tree once the run is done; the local files never touched."""
+"""`make keep-run` / `drop-run`: a long run's checkpoint and resume state committed on the current branch, alone and
+as one pair, so that the next checkout resumes it; taken out of the tree once done; never while it trains; the
+user's index, working tree and the files themselves untouched, also when a step fails."""
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.faults.conftest import ROOT
 
+pytest.importorskip("torch")
 pytestmark = pytest.mark.skipif(shutil.which("make") is None or shutil.which("git") is None, reason="no make or git")
 
 ENV = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
@@ -24,13 +26,36 @@ def git(repo: Path, *args: str) -> str:
 
 
 def make(repo: Path, target: str, train_out: str = "checkpoints/r.pt") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["make", "-s", "-f", str(ROOT / "Makefile"), target, f"TRAIN_OUT={train_out}"],
-                          cwd=repo, env=ENV, capture_output=True, text=True)
+    return subprocess.run(["make", "-s", "-o", "setup", "-f", str(ROOT / "Makefile"), target, f"TRAIN_OUT={train_out}",
+                           f"PY={sys.executable}"], cwd=repo, env=ENV, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory) -> tuple[Path, Path]:
+    """Two stops of one tiny run (after steps 2 and 3), each a checkpoint and its resume state."""
+    from tests.training.conftest import run
+
+    root = tmp_path_factory.mktemp("pairs")
+    out = root / "r.pt"
+    kept = []
+    for steps in ("2", "3"):
+        assert run(root, out, "--epochs", "1", "--max-steps", steps, *(["--resume"] if out.exists() else [])) == 0
+        folder = root / f"after{steps}"
+        folder.mkdir()
+        for f in ("r.pt", "r.state.pt"):
+            shutil.copy(root / f, folder / f)
+        kept.append(folder)
+    return kept[0], kept[1]
+
+
+def place(pair: Path, repo: Path, *names: str) -> None:
+    for f in names or ("r.pt", "r.state.pt"):
+        shutil.copy(pair / f, repo / "checkpoints" / f)
 
 
 @pytest.fixture
-def repo(tmp_path):
-    """A repository like the project's: checkpoints/ ignored, a run in progress there."""
+def repo(tmp_path, pairs):
+    """A repository like the project's: checkpoints/ ignored, a run stopped after step 2 there."""
     repo = tmp_path / "clone"
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
@@ -39,8 +64,7 @@ def repo(tmp_path):
     git(repo, "add", "code.py", ".gitignore")
     git(repo, "commit", "-q", "-m", "first")
     (repo / "checkpoints").mkdir()
-    (repo / "checkpoints" / "r.pt").write_bytes(b"weights 1")
-    (repo / "checkpoints" / "r.state.pt").write_bytes(b"state 1")
+    place(pairs[0], repo)
     return repo
 
 
@@ -48,7 +72,7 @@ def changed_in(repo: Path, rev: str) -> list[str]:
     return git(repo, "show", "--name-only", "--format=", rev).split()
 
 
-def test_a_kept_run_is_one_commit_of_its_two_files_and_other_work_stays_as_it_was(repo):
+def test_a_kept_run_is_one_commit_of_its_two_files_and_other_work_stays_as_it_was(repo, pairs):
     (repo / "code.py").write_text("x = 2\n")
     git(repo, "add", "code.py")  # staged work of its own
     (repo / ".gitignore").write_text("checkpoints/\nother/\n")  # and an unstaged change
@@ -57,72 +81,83 @@ def test_a_kept_run_is_one_commit_of_its_two_files_and_other_work_stays_as_it_wa
     assert "kept checkpoints/r.pt and its resume state in" in done.stdout
     assert changed_in(repo, "HEAD") == ["checkpoints/r.pt", "checkpoints/r.state.pt"]
     assert git(repo, "rev-list", "--count", "HEAD") == "2"
-    assert git(repo, "diff", "--cached", "--name-only") == "code.py"
-    assert git(repo, "diff", "--name-only") == ".gitignore"
-    assert (repo / "checkpoints" / "r.pt").read_bytes() == b"weights 1"
+    assert git(repo, "diff", "--cached", "--name-only") == "code.py" and git(repo, "diff", "--name-only") == ".gitignore"
+    assert (repo / "checkpoints" / "r.pt").read_bytes() == (pairs[0] / "r.pt").read_bytes()
 
 
-def test_the_next_session_keeps_the_new_state_and_an_unchanged_run_is_not_committed_again(repo):
+def test_the_next_session_keeps_the_new_pair_and_an_unchanged_run_is_not_committed_again(repo, pairs):
     assert make(repo, "keep-run").returncode == 0
-    (repo / "checkpoints" / "r.state.pt").write_bytes(b"state 2")
+    place(pairs[1], repo)
     assert make(repo, "keep-run").returncode == 0
-    assert git(repo, "show", "HEAD:checkpoints/r.state.pt") == "state 2"
-    assert changed_in(repo, "HEAD") == ["checkpoints/r.state.pt"]
+    assert changed_in(repo, "HEAD") == ["checkpoints/r.pt", "checkpoints/r.state.pt"]
+    assert git(repo, "diff", "--cached", "--name-only") == "" and git(repo, "diff", "--name-only") == ""
     done = make(repo, "keep-run")
     assert done.returncode == 0 and "is kept as it is" in done.stdout
     assert git(repo, "rev-list", "--count", "HEAD") == "3"
 
 
-def test_a_clone_holds_the_kept_run_although_its_folder_is_ignored(repo, tmp_path):
+def test_a_clone_holds_the_kept_run_although_its_folder_is_ignored(repo, pairs, tmp_path):
     assert make(repo, "keep-run").returncode == 0
     clone = tmp_path / "next"
     git(tmp_path, "clone", "-q", "--depth", "1", f"file://{repo}", str(clone))
-    assert (clone / "checkpoints" / "r.pt").read_bytes() == b"weights 1"
-    assert (clone / "checkpoints" / "r.state.pt").read_bytes() == b"state 1"
+    for f in ("r.pt", "r.state.pt"):
+        assert (clone / "checkpoints" / f).read_bytes() == (pairs[0] / f).read_bytes()
 
 
-def test_dropping_a_run_takes_both_files_out_of_the_tree_and_keeps_them_here(repo):
+def test_dropping_a_run_that_trained_on_after_it_was_kept_takes_both_out_and_keeps_the_files(repo, pairs):
     assert make(repo, "keep-run").returncode == 0
+    place(pairs[1], repo)  # it went on training since
     (repo / "code.py").write_text("x = 3\n")
     git(repo, "add", "code.py")  # staged work of its own stays staged, out of the commit
     done = make(repo, "drop-run")
     assert done.returncode == 0 and "dropped checkpoints/r.pt and its resume state" in done.stdout, done.stderr
-    assert git(repo, "ls-files") == ".gitignore\ncode.py" and git(repo, "ls-tree", "--name-only", "HEAD") == ".gitignore\ncode.py"
+    assert git(repo, "ls-tree", "--name-only", "HEAD") == ".gitignore\ncode.py"
+    assert git(repo, "ls-files") == ".gitignore\ncode.py"  # not staged again: a later commit cannot bring it back
     assert changed_in(repo, "HEAD") == ["checkpoints/r.pt", "checkpoints/r.state.pt"]
-    assert git(repo, "diff", "--cached", "--name-only") == "code.py" and git(repo, "status", "--porcelain") == "M  code.py"
-    assert (repo / "checkpoints" / "r.pt").read_bytes() == b"weights 1"
-    assert (repo / "checkpoints" / "r.state.pt").read_bytes() == b"state 1"
+    assert git(repo, "status", "--porcelain") == "M  code.py"
+    assert (repo / "checkpoints" / "r.pt").read_bytes() == (pairs[1] / "r.pt").read_bytes()
     done = make(repo, "drop-run")
     assert done.returncode == 0 and "is not in the tree; nothing to drop" in done.stdout
     assert git(repo, "rev-list", "--count", "HEAD") == "3"
 
 
-def test_keeping_without_a_run_or_with_half_of_one_is_refused(repo):
-    (repo / "checkpoints" / "r.state.pt").unlink()
-    done = make(repo, "keep-run")
-    assert done.returncode == 2 and "no run at checkpoints/r.pt with its resume state" in done.stderr
+@pytest.mark.parametrize("case", ["no state", "not one pair", "outside"])
+def test_what_is_not_one_run_in_the_repository_is_refused(repo, pairs, tmp_path, case):
+    train_out = "checkpoints/r.pt"
+    if case == "no state":
+        (repo / "checkpoints" / "r.state.pt").unlink()
+    elif case == "not one pair":
+        place(pairs[1], repo, "r.state.pt")  # a state of a later step beside the earlier checkpoint
+    else:
+        train_out = str(tmp_path / "elsewhere" / "r.pt")
+        Path(train_out).parent.mkdir()
+        for f in ("r.pt", "r.state.pt"):
+            shutil.copy(pairs[0] / f, Path(train_out).parent / f)
+    done = make(repo, "keep-run", train_out)
+    message = {"no state": "no run at checkpoints/r.pt with its resume state",
+               "not one pair": "is not the resume state checkpoints/r.pt was saved with",
+               "outside": "is outside the repository"}[case]
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
     assert git(repo, "rev-list", "--count", "HEAD") == "1" and git(repo, "ls-files") == ".gitignore\ncode.py"
 
 
-@pytest.mark.parametrize("train_out", ["/abs/r.pt", "check points/r.pt"])
-def test_a_path_outside_the_repository_or_with_spaces_is_refused(repo, train_out):
-    for target in ("keep-run", "drop-run"):
-        done = make(repo, target, train_out)
-        assert done.returncode == 2 and "TRAIN_OUT must be a relative path without spaces" in done.stderr
-    assert git(repo, "rev-list", "--count", "HEAD") == "1"
-
-
-@pytest.mark.skipif(shutil.which("flock") is None, reason="no flock(1)")
 def test_a_run_still_training_is_not_kept(repo):
-    """Its two files could be of different epochs: keep-run waits for the run's lock (held by `anytime train`)."""
-    lock = repo / "checkpoints" / "r.pt.lock"
-    with lock.open("w") as f:
-        f.write("4242 a training run")
-        f.flush()
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    from pipeline.files import hold_lock
+
+    with hold_lock(repo / "checkpoints" / "r.pt.lock", "held", "a training run"):
         done = make(repo, "keep-run")
-        fcntl.flock(f, fcntl.LOCK_UN)
-    assert done.returncode == 2 and "checkpoints/r.pt is being trained (process 4242)" in done.stderr
+    assert done.returncode == 2 and f"is being trained by another process (a training run, process {os.getpid()})" \
+        in done.stderr
     assert git(repo, "rev-list", "--count", "HEAD") == "1"
-    done = make(repo, "keep-run")  # a lock file left by a killed run is no obstacle
-    assert done.returncode == 0 and git(repo, "ls-files", "checkpoints") == "checkpoints/r.pt\ncheckpoints/r.state.pt"
+    assert make(repo, "keep-run").returncode == 0  # once it has stopped
+
+
+def test_a_branch_that_cannot_move_leaves_the_branch_and_the_index_as_they_were(repo):
+    head = git(repo, "rev-parse", "HEAD")
+    lock = repo / ".git" / "refs" / "heads" / "main.lock"  # another git process is updating the branch
+    lock.write_text("")
+    done = make(repo, "keep-run")
+    lock.unlink()
+    assert done.returncode == 2 and "git update-ref failed" in done.stderr and "Traceback" not in done.stderr
+    assert git(repo, "rev-parse", "HEAD") == head and git(repo, "ls-files") == ".gitignore\ncode.py"
+    assert git(repo, "diff", "--cached", "--name-only") == ""

@@ -1,0 +1,119 @@
+"""Keep a long training run in the repository between sessions, and take it out once it is done.
+
+    python -m pipeline.training.kept_run keep checkpoints/ranet_long.pt    # make keep-run
+    python -m pipeline.training.kept_run drop checkpoints/ranet_long.pt    # make drop-run
+
+A run in progress lives in ignored files (its checkpoint and resume state); only what the branch holds
+reaches the next checkout. ``keep`` commits exactly those two files on the current branch, once per
+session, after checking that no process is training into them (it holds the run's lock while it works)
+and that they are one pair (the checkpoint names its resume state's sha256). ``drop`` commits their
+removal from the tree. Both build their commit in a temporary index and move the branch only if nobody
+moved it meanwhile, then refresh the two paths in the real index: the user's staged work stays staged,
+out of the commit, and a failed step leaves the branch and the index as they were. Hooks do not run:
+the commit holds data, not code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+from pipeline.errors import PipelineError, cli_main
+
+
+def git(repo: Path, *args: str, index: str | None = None, check: bool = True) -> str:
+    """``git args`` in ``repo``, stdout stripped; ``index``: a temporary index file instead of the real one."""
+    env = {**os.environ, "GIT_INDEX_FILE": index} if index else None
+    done = subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True, text=True)
+    if check and done.returncode != 0:
+        raise PipelineError(f"git {args[0]} failed: {done.stderr.strip() or done.stdout.strip()}")
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def run_files(out: Path) -> tuple[Path, list[str]]:
+    """The top folder of the repository the command runs in and the run's two paths relative to it
+    (checkpoint, resume state)."""
+    from pipeline.checkpoint import resume_state_path
+
+    top = Path(git(Path.cwd(), "rev-parse", "--show-toplevel")).resolve()
+    paths = []
+    for f in (out, resume_state_path(out)):
+        try:
+            paths.append(f.resolve().relative_to(top).as_posix())
+        except ValueError:
+            raise PipelineError(f"{f} is outside the repository at {top}; a kept run lives inside it") from None
+    return top, paths
+
+
+def head_blob(top: Path, path: str) -> str:
+    """The object id of ``path`` in HEAD's tree, or "" where HEAD has no such file."""
+    return git(top, "rev-parse", "-q", "--verify", f"HEAD:{path}", check=False)
+
+
+def commit_tree(top: Path, message: str, paths: list[str], blobs: list[str] | None) -> str:
+    """A commit of HEAD's tree with ``paths`` set to ``blobs`` (None: removed), made and moved onto the
+    branch without touching the real index until the branch has moved; returns the new commit."""
+    head = git(top, "rev-parse", "--verify", "HEAD")
+    with tempfile.TemporaryDirectory(prefix="kept-run-") as tmp:
+        index = str(Path(tmp) / "index")
+        git(top, "read-tree", head, index=index)
+        if blobs is None:
+            git(top, "update-index", "--force-remove", "--", *paths, index=index)
+        else:
+            for path, blob in zip(paths, blobs):
+                git(top, "update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", index=index)
+        tree = git(top, "write-tree", index=index)
+    commit = git(top, "commit-tree", tree, "-p", head, "-m", message)
+    git(top, "update-ref", "-m", message.split(":")[0], "HEAD", commit, head)  # refused if HEAD moved
+    git(top, "reset", "-q", "--", *paths)  # the real index takes the two paths from the new HEAD
+    return commit
+
+
+def keep(out: Path) -> str:
+    """Commit the run at ``out`` and its resume state, alone; the line to print."""
+    from pipeline.checkpoint import resume_state_matches, resume_state_path
+    from pipeline.files import hold_lock
+    from pipeline.training.cli import run_lock_path
+
+    state = resume_state_path(out)
+    if not (out.is_file() and state.is_file()):
+        raise PipelineError(f"no run at {out} with its resume state {state}")
+    top, paths = run_files(out)
+    busy = (f"{out} is being trained by another process{{who}}; stop it first with SIGTERM (it saves its state), "
+            "so that both files are of one step")
+    with hold_lock(run_lock_path(out), busy, "keeping the run"):
+        if not resume_state_matches(out):
+            raise PipelineError(f"{state} is not the resume state {out} was saved with (a run stopped between "
+                                "its two writes); resume it with `make train` and stop it again, then keep it")
+        blobs = [git(top, "hash-object", "-w", "--", p) for p in paths]
+        if [head_blob(top, p) for p in paths] == blobs:
+            return f"{out} is kept as it is"
+        commit = commit_tree(top, f"Run in progress: {paths[0]} and its resume state", paths, blobs)
+    return f"kept {out} and its resume state in {commit[:7]}"
+
+
+def drop(out: Path) -> str:
+    """Commit the removal of the run at ``out`` and its resume state from the tree; the files here stay."""
+    top, paths = run_files(out)
+    if not any(head_blob(top, p) for p in paths):
+        return f"{out} is not in the tree; nothing to drop"
+    commit = commit_tree(top, f"Run done: {paths[0]} and its resume state out of the tree", paths, None)
+    return f"dropped {out} and its resume state from the tree in {commit[:7]}"
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m pipeline.training.kept_run",
+                                 description="Commit a long run in progress (keep) or its removal (drop).")
+    ap.add_argument("action", choices=("keep", "drop"))
+    ap.add_argument("out", type=Path, help="the run's checkpoint (TRAIN_OUT); its resume state lies beside it")
+    args = ap.parse_args(argv)
+    print(keep(args.out) if args.action == "keep" else drop(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
