@@ -25,8 +25,11 @@ TEACHER_ARGS ?= --epochs 30 --batch-size 256 --lr 0.4 --nesterov --weight-decay 
 # weights become CHECKPOINT.
 TRAIN_OUT   ?= checkpoints/$(NAME)_long.pt
 EPOCHS      ?= 120
+# torch.compile for the steps (on | off): a speed option that may change between sessions of one run; on a CPU
+# without hardware bfloat16 eager float32 steps were the faster ones here (docs/training.md).
+COMPILE     ?= on
 TRAIN_ARGS  ?= --batch-size 128 --lr 0.2 --weight-decay 5e-4 --cutout 16 --schedule cosine --ema 0.999 --bn-bias-lr-scale 4 \
-               --teacher $(TEACHER_OUT) --distill 0.5 --bf16 --threads 2 --compile on --channels-last --no-progress
+               --teacher $(TEACHER_OUT) --distill 0.5 --bf16 --threads 2 --compile $(COMPILE) --channels-last --no-progress
 # The static anchors of benchmark 6 (docs/results.md): one-exit networks of three costs, trained on the same data
 # with the teacher's recipe; the largest is the teacher. Their checkpoints ship in models/.
 ANCHORS     ?= static_s static_m teacher

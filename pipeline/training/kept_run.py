@@ -27,7 +27,10 @@ from pipeline.errors import PipelineError, cli_main
 def git(repo: Path, *args: str, index: str | None = None, check: bool = True) -> str:
     """``git args`` in ``repo``, stdout stripped; ``index``: a temporary index file instead of the real one."""
     env = {**os.environ, "GIT_INDEX_FILE": index} if index else None
-    done = subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True, text=True)
+    try:
+        done = subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise PipelineError("git is not installed here; a run is kept in the repository with git") from None
     if check and done.returncode != 0:
         raise PipelineError(f"git {args[0]} failed: {done.stderr.strip() or done.stdout.strip()}")
     return done.stdout.strip() if done.returncode == 0 else ""
