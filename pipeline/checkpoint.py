@@ -115,7 +115,8 @@ def _join_resume_state(path: Path, train_state: dict) -> dict:
     if not matching:
         raise PipelineError(f"checkpoint {path} resumes from {state_path}, which is missing or is not the file it "
                             "was saved with; restore both files together (or train from scratch)")
-    state_path = matching[0]
+    if matching[0] != state_path:  # make the pair whole again, so that the next save keeps the right state aside
+        os.replace(matching[0], state_path)
     try:
         side = torch.load(state_path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or foreign files

@@ -34,11 +34,13 @@ class StopFlag:
 
     def __init__(self, at_once: bool = False, patient: bool = False) -> None:
         """``at_once``: the first signal raises KeyboardInterrupt (and later ones are ignored while the
-        clean-up runs) instead of only setting the flag. ``patient``: later signals are ignored too, for
-        work whose stop point must not be cut short (a training run saving its state); SIGKILL remains."""
+        clean-up runs) instead of only setting the flag. ``patient``: a repeated SIGTERM is ignored (service
+        managers and ``timeout`` may send more than one), and so is any repeat inside :meth:`hold` (work that
+        must not be cut short, such as a save); a repeated Ctrl-C elsewhere still stops at once."""
         self.reason: str | None = None
         self.at_once = at_once
         self.patient = patient
+        self.holding = False
         self._previous: dict[int, Any] = {}
 
     def install(self) -> None:
@@ -54,12 +56,23 @@ class StopFlag:
 
     def _handle(self, signum: int, _frame: Any) -> None:
         if self.reason is not None:  # asked again while stopping: stop now, finalising on the way out
-            if self.at_once or self.patient:
+            if self.at_once:
                 return  # already unwinding: let the clean-up finish
+            if self.patient and (self.holding or signum == signal.SIGTERM):
+                return  # the run stops at its next safe point anyway
             raise KeyboardInterrupt
         self.reason = signal.Signals(signum).name
         if self.at_once:
             raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """Work that a repeated signal must not interrupt (a patient flag ignores every repeat inside)."""
+        was, self.holding = self.holding, True
+        try:
+            yield
+        finally:
+            self.holding = was
 
     @property
     def exit_code(self) -> int:

@@ -58,11 +58,15 @@ def test_call_interruptibly_returns_raises_or_walks_away():
     assert discarded == ["late"]  # what came too late was handed to discard, not leaked
 
 
-def test_a_patient_flag_ignores_a_second_signal_and_keeps_the_first_reason():
+def test_a_patient_flag_ignores_a_repeated_sigterm_and_any_repeat_while_holding():
     flag = StopFlag(patient=True)
     flag._handle(signal.SIGTERM, None)
-    flag._handle(signal.SIGINT, None)  # would raise KeyboardInterrupt on an impatient flag
-    assert flag.reason == "SIGTERM" and flag.exit_code == 143
+    flag._handle(signal.SIGTERM, None)  # `timeout` signalling make and then its group
+    with flag.hold():
+        flag._handle(signal.SIGINT, None)  # a save in progress is not cut short
+    assert flag.reason == "SIGTERM" and flag.exit_code == 143 and not flag.holding
+    with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C outside a save still stops at once
+        flag._handle(signal.SIGINT, None)
     impatient = StopFlag()
     impatient._handle(signal.SIGTERM, None)
     with pytest.raises(KeyboardInterrupt):

@@ -60,6 +60,9 @@ def commit_tree(top: Path, message: str, paths: list[str], blobs: list[str] | No
     """A commit of HEAD's tree with ``paths`` set to ``blobs`` (None: removed), made and moved onto the
     branch without touching the real index until the branch has moved; returns the new commit."""
     head = git(top, "rev-parse", "--verify", "HEAD")
+    if not git(top, "var", "GIT_COMMITTER_IDENT", check=False):
+        raise PipelineError("git has no name and email to commit with here; set them (git config user.name ..., "
+                            "git config user.email ...) and run again")
     with tempfile.TemporaryDirectory(prefix="kept-run-") as tmp:
         index = str(Path(tmp) / "index")
         git(top, "read-tree", head, index=index)
@@ -71,7 +74,11 @@ def commit_tree(top: Path, message: str, paths: list[str], blobs: list[str] | No
         tree = git(top, "write-tree", index=index)
     commit = git(top, "commit-tree", tree, "-p", head, "-m", message)
     git(top, "update-ref", "-m", message.split(":")[0], "HEAD", commit, head)  # refused if HEAD moved
-    git(top, "reset", "-q", "--", *paths)  # the real index takes the two paths from the new HEAD
+    try:
+        git(top, "reset", "-q", "--", *paths)  # the real index takes the two paths from the new HEAD
+    except PipelineError as exc:  # an index out of step with the branch would undo the commit at the next one
+        git(top, "update-ref", "-m", "undo", "HEAD", head, commit, check=False)
+        raise PipelineError(f"{exc}; the commit was taken back, nothing changed: run again once the index is free")
     return commit
 
 

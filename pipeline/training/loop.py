@@ -107,7 +107,7 @@ def train_step(net: Any, state: RunState, x: Any, y: Any, opts: TrainOptions, au
 def run_training(opts: TrainOptions) -> int:
     """Train until ``opts.epochs`` (or ``--max-steps``); returns 0, or 130 / 143 once a SIGINT / SIGTERM
     has stopped the run with its state saved."""
-    stop = StopFlag(patient=True)  # a second signal must not cut a save short
+    stop = StopFlag(patient=True)  # a repeated signal must not cut a save short
     stop.install()
     try:
         complete = _train(opts, stop)
@@ -234,8 +234,11 @@ def _train(opts: TrainOptions, stop: StopFlag) -> bool:
             state.epoch_tally = {"seen": seen, "loss_sum": loss_sum, "correct": correct.tolist(),
                                  "seconds": earlier_s + time.time() - t0}
             if main_proc:
-                save_checkpoint(opts.out, state.shipped, opts.model, data.classes, data.split,
-                                training_state(state, opts))
+                with stop.hold():
+                    save_checkpoint(opts.out, state.shipped, opts.model, data.classes, data.split,
+                                    training_state(state, opts))
+            if world > 1:
+                torch.distributed.barrier()  # no rank leaves (and lets torchrun end the group) before the save
             why = f" on {stop.reason}" if stop.reason is not None else ""
             log(f"stopped{why} after step {state.step} ({i + 1} of epoch {epoch + 1}'s {steps_per_epoch}); --resume "
                 "continues it")
@@ -248,7 +251,7 @@ def _train(opts: TrainOptions, stop: StopFlag) -> bool:
         record = {"epoch": state.epoch, "step": state.step, "loss": loss_sum / max(seen, 1),
                   "train_acc": [100 * float(c) / max(seen, 1) for c in correct], "val_acc": val_acc,
                   "seconds": earlier_s + time.time() - t0,
-                  "images_per_second": seen / max(earlier_s + train_seconds, 1e-9),
+                  "images_per_second": seen * world / max(earlier_s + train_seconds, 1e-9),
                   "lr": lr_at(opts, state.epoch), "machine": machine}
         state.history.append(record)
         # A whole epoch's seconds at this pace: this process's steps scaled to the epoch, then the evaluation.
@@ -259,7 +262,9 @@ def _train(opts: TrainOptions, stop: StopFlag) -> bool:
             + " ".join(f"{a:.2f}" for a in val_acc) + f" ({record['seconds']:.0f} s, "
             f"{record['images_per_second']:.0f} images/s{left})")
         if main_proc:
-            save_checkpoint(opts.out, state.shipped, opts.model, data.classes, data.split, training_state(state, opts))
+            with stop.hold():
+                save_checkpoint(opts.out, state.shipped, opts.model, data.classes, data.split,
+                                training_state(state, opts))
         if (opts.max_steps and state.step >= opts.max_steps) or stop_asked():
             break
     if world > 1:

@@ -161,3 +161,39 @@ def test_a_branch_that_cannot_move_leaves_the_branch_and_the_index_as_they_were(
     assert done.returncode == 2 and "git update-ref failed" in done.stderr and "Traceback" not in done.stderr
     assert git(repo, "rev-parse", "HEAD") == head and git(repo, "ls-files") == ".gitignore\ncode.py"
     assert git(repo, "diff", "--cached", "--name-only") == ""
+
+
+def test_an_index_another_git_process_holds_takes_the_commit_back(repo, monkeypatch, capsys):
+    """The branch moves first; if the index cannot follow, the branch goes back, so no later commit undoes it."""
+    from pipeline.training import kept_run
+
+    head = git(repo, "rev-parse", "HEAD")
+    real = kept_run.git
+
+    def index_locked(top, *args, **kwargs):
+        if args[0] == "reset":
+            (repo / ".git" / "index.lock").write_text("")
+        try:
+            return real(top, *args, **kwargs)
+        finally:
+            (repo / ".git" / "index.lock").unlink(missing_ok=True)
+
+    monkeypatch.setattr(kept_run, "git", index_locked)
+    monkeypatch.chdir(repo)
+    for key, value in ENV.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(SystemExit) as exc:
+        kept_run.main(["keep", "checkpoints/r.pt"])
+    assert exc.value.code == 2 and "the commit was taken back, nothing changed" in capsys.readouterr().err
+    assert git(repo, "rev-parse", "HEAD") == head and git(repo, "status", "--porcelain") == ""
+
+
+def test_without_a_name_and_email_to_commit_with_nothing_is_committed(repo, tmp_path):
+    env = {k: v for k, v in ENV.items() if not k.startswith(("GIT_AUTHOR", "GIT_COMMITTER"))}
+    env.update(HOME=str(tmp_path), GIT_CONFIG_NOSYSTEM="1", EMAIL="")
+    git(repo, "config", "user.useConfigOnly", "true")  # no guessing from the host name
+    done = subprocess.run(["make", "-s", "-o", "setup", "-f", str(ROOT / "Makefile"), "keep-run",
+                           "TRAIN_OUT=checkpoints/r.pt", f"PY={sys.executable}"], cwd=repo, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "git has no name and email to commit with here" in done.stderr, done.stderr
+    assert git(repo, "rev-list", "--count", "HEAD") == "1" and git(repo, "ls-files") == ".gitignore\ncode.py"

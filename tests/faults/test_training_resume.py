@@ -138,9 +138,10 @@ def test_a_run_killed_between_the_two_writes_of_a_save_still_resumes_and_repeats
         return real(path, *args, **kwargs)
 
     monkeypatch.setattr(checkpoint, "atomic_write", killed_before_the_checkpoint)
-    with pytest.raises((KeyboardInterrupt, SystemExit)):
-        run(tmp_path, out, "--epochs", "1", "--resume", "--max-steps", "3")
-    assert checkpoint.previous_state_path(out).is_file()  # the pair's own state, kept aside
+    for attempt in (1, 2):  # killed at the same point twice: the second run starts from the kept-aside state
+        with pytest.raises((KeyboardInterrupt, SystemExit)):
+            run(tmp_path, out, "--epochs", "1", "--resume", "--max-steps", "3")
+        assert checkpoint.previous_state_path(out).is_file()  # the pair's own state, kept aside
     monkeypatch.setattr(checkpoint, "atomic_write", real)
     assert read_checkpoint(out, resume=True)["train_state"]["step"] == 2
     assert run(tmp_path, out, "--epochs", "1", "--resume") == 0
@@ -160,7 +161,8 @@ def test_a_finished_run_of_another_model_at_the_path_is_not_taken_for_done(tmp_p
     assert exc.value.code == 2 and "nothing to train" not in capsys.readouterr().out
 
 
-def test_a_second_signal_during_the_save_does_not_cut_it_short(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("again", [signal.SIGTERM, signal.SIGINT])
+def test_a_second_signal_during_the_save_does_not_cut_it_short(tmp_path, monkeypatch, capsys, again):
     from pipeline import checkpoint
     from pipeline.training import loop
 
@@ -174,7 +176,7 @@ def test_a_second_signal_during_the_save_does_not_cut_it_short(tmp_path, monkeyp
         return real_step(*args, **kwargs)
 
     def save_signalled_again(*args, **kwargs):
-        os.kill(os.getpid(), signal.SIGTERM)  # e.g. `timeout` signalling make and then its whole group
+        os.kill(os.getpid(), again)  # e.g. `timeout` signalling make and then its group, or a second Ctrl-C
         return real_save(*args, **kwargs)
 
     monkeypatch.setattr(loop, "train_step", step_then_signal)
@@ -207,3 +209,27 @@ def test_the_history_of_an_epoch_stopped_and_resumed_covers_all_its_steps(tmp_pa
     a, b = (read_checkpoint(p)["train_state"]["history"][0] for p in (straight, stopped))
     assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
     assert b["train_acc"] == pytest.approx(a["train_acc"])  # over the epoch's 4 steps, not the resumed one
+
+
+def test_an_overwriting_run_killed_at_its_first_save_is_never_resumed_as_the_old_run(tmp_path, monkeypatch, capsys):
+    from pathlib import Path
+
+    from pipeline import checkpoint
+
+    out = tmp_path / "m.pt"
+    assert run(tmp_path, out, "--epochs", "1", "--max-steps", "2") == 0
+    real = checkpoint.atomic_write
+
+    def killed_before_the_checkpoint(path, *args, **kwargs):
+        if Path(path) == out:
+            raise KeyboardInterrupt
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "atomic_write", killed_before_the_checkpoint)
+    with pytest.raises((KeyboardInterrupt, SystemExit)):
+        run(tmp_path, out, "--epochs", "1", "--overwrite", "--max-steps", "1", "--seed", "1")
+    monkeypatch.setattr(checkpoint, "atomic_write", real)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        run(tmp_path, out, "--epochs", "1", "--resume")
+    assert exc.value.code == 2 and "restore both files together" in capsys.readouterr().err
