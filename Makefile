@@ -106,9 +106,9 @@ train: teacher
 # shipped or is abandoned, `make drop-run` commits their removal (the files here stay until removed).
 .PHONY: keep-run drop-run
 keep-run: setup
-	$(PY) -m pipeline.training.kept_run keep "$(TRAIN_OUT)"
+	$(PY) -m pipeline.cli kept-run keep "$(TRAIN_OUT)"
 drop-run: setup
-	$(PY) -m pipeline.training.kept_run drop "$(TRAIN_OUT)"
+	$(PY) -m pipeline.cli kept-run drop "$(TRAIN_OUT)"
 
 .PHONY: teacher
 teacher: setup

@@ -83,6 +83,8 @@ COMMANDS: dict[str, Command] = {
     "evaluate": Command("a checkpoint's per-exit accuracy and cost in PyTorch: the model card's table",
                         "pipeline.evaluate"),
     "train": Command("train a multi-exit model", "pipeline.training.cli"),
+    "kept-run": Command("commit a long training run in progress on the current branch (keep), or its removal "
+                        "(drop)", "pipeline.training.kept_run"),
     "clip": Command("a labelled test clip from a split: scenes seen by a moving camera, joined by cuts",
                     "pipeline.video.clip"),
     "convert": Command("a reference MSDNet checkpoint (MSDNet-PyTorch) in this project's format",

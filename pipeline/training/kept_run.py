@@ -1,7 +1,7 @@
 """Keep a long training run in the repository between sessions, and take it out once it is done.
 
-    python -m pipeline.training.kept_run keep checkpoints/ranet_long.pt    # make keep-run
-    python -m pipeline.training.kept_run drop checkpoints/ranet_long.pt    # make drop-run
+    anytime kept-run keep checkpoints/ranet_long.pt    # make keep-run
+    anytime kept-run drop checkpoints/ranet_long.pt    # make drop-run
 
 A run in progress lives in ignored files (its checkpoint and resume state); only what the branch holds
 reaches the next checkout. ``keep`` commits exactly those two files on the current branch, once per
@@ -116,7 +116,7 @@ def drop(out: Path) -> str:
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pipeline.training.kept_run",
+    ap = argparse.ArgumentParser(prog="anytime kept-run",
                                  description="Commit a long run in progress (keep) or its removal (drop).")
     ap.add_argument("action", choices=("keep", "drop"))
     ap.add_argument("out", type=Path, help="the run's checkpoint (TRAIN_OUT); its resume state lies beside it")

@@ -78,7 +78,10 @@ def test_its_engines_of_every_precision_agree_with_pytorch(tmp_path, capsys):
     assert build_cli.main(["--checkpoint", str(ckpt), "--out", str(tmp_path / "engines"), "--backend", "onnxruntime",
                            "--calib-images", "8", "--calib-dir", str(tmp_path / "calib"), *common]) == 0
     folder = tmp_path / "engines" / "ranet"
-    code = verify.main(["--engines", str(folder), "--checkpoint", str(ckpt), "--images", "16", *common])
+    # An untrained network's exits give near-tied logits whose top-1 any rounding flips (INT8's on a CPU without
+    # VNNI flipped most): INT8 is held to the logit tolerances here, its agreement to `make verify` on a trained model.
+    code = verify.main(["--engines", str(folder), "--checkpoint", str(ckpt), "--images", "16",
+                        "--tolerance", "int8:agreement=0", *common])
     out = capsys.readouterr().out
     assert code == 0, out
     for precision in ("fp32", "fp16", "int8"):
