@@ -23,6 +23,8 @@ from pathlib import Path
 
 from pipeline.errors import PipelineError, cli_main
 
+MAX_FILE_BYTES = 20_000_000  # the largest file this repository takes in a commit
+
 
 def git(repo: Path, *args: str, index: str | None = None, check: bool = True) -> str:
     """``git args`` in ``repo``, stdout stripped; ``index``: a temporary index file instead of the real one."""
@@ -91,6 +93,10 @@ def keep(out: Path) -> str:
     state = resume_state_path(out)
     if not (out.is_file() and state.is_file()):
         raise PipelineError(f"no run at {out} with its resume state {state}")
+    big = [f"{f} ({f.stat().st_size / 1e6:.1f} MB)" for f in (out, state) if f.stat().st_size > MAX_FILE_BYTES]
+    if big:
+        raise PipelineError(f"{', '.join(big)} is over the repository's {MAX_FILE_BYTES / 1e6:.0f} MB limit for a "
+                            "file; this run cannot be kept in a commit")
     top, paths = run_files(out)
     busy = (f"{out} is being trained by another process{{who}}; stop it first with SIGTERM (it saves its state), "
             "so that both files are of one step")

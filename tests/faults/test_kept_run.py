@@ -197,3 +197,14 @@ def test_without_a_name_and_email_to_commit_with_nothing_is_committed(repo, tmp_
                           capture_output=True, text=True)
     assert done.returncode == 2 and "git has no name and email to commit with here" in done.stderr, done.stderr
     assert git(repo, "rev-list", "--count", "HEAD") == "1" and git(repo, "ls-files") == ".gitignore\ncode.py"
+
+
+def test_a_file_over_the_repositorys_size_limit_is_not_committed(repo, monkeypatch, capsys):
+    from pipeline.training import kept_run
+
+    monkeypatch.setattr(kept_run, "MAX_FILE_BYTES", 1000)  # the tiny run's state is larger than this
+    monkeypatch.chdir(repo)
+    with pytest.raises(SystemExit) as exc:
+        kept_run.main(["keep", "checkpoints/r.pt"])
+    assert exc.value.code == 2 and "over the repository's 0 MB limit for a file" in capsys.readouterr().err
+    assert git(repo, "rev-list", "--count", "HEAD") == "1"
