@@ -2,13 +2,14 @@
 
 A checkpoint is a plain dict of tensors and Python literals, so ``torch.load(weights_only=True)``
 reads it and nothing in it can run code. Writes go to a temporary file renamed into place. A resumable
-checkpoint is a pair (the checkpoint records its resume state's sha256); while a new pair is written the
-old state is kept aside, so a process killed between the two writes leaves a pair that still resumes.
+checkpoint is a pair (the checkpoint records the sha256 of each file of its resume state); while a new pair is
+written the old state is kept aside, so a process killed between the writes leaves a pair that still resumes.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -44,84 +45,148 @@ def save_checkpoint(path: str | Path, model: Any, model_name: str, classes: list
     if origin is not None:
         payload["origin"] = dict(origin)
     atomic_write(path, lambda f: torch.save(payload, f))
-    previous_state_path(path).unlink(missing_ok=True)  # the new pair is whole
+    for old in state_files_on_disk(path, previous=True):  # the new pair is whole
+        old.unlink(missing_ok=True)
 
 
-# What only a resumed run reads (raw weights beside an average, the optimiser's momentum): kept in a
-# file of its own beside the checkpoint, so neither file holds three copies of the weights.
+# What only a resumed run reads (raw weights beside an average, the optimiser's momentum): kept in files of
+# their own beside the checkpoint, so neither holds three copies of the weights. The state is cut into
+# parts of at most STATE_PART_BYTES, each a file, so that every file of a run fits in a commit.
 RESUME_KEYS = ("raw_state_dict", "optimizer")
+STATE_PART_BYTES = 15_000_000
 
 
-def resume_state_path(path: Path) -> Path:
-    """``models/x.pt`` -> ``models/x.state.pt``."""
-    return path.with_name(f"{path.stem}.state{path.suffix}")
+def resume_state_path(path: Path, part: int = 1) -> Path:
+    """``models/x.pt`` -> ``models/x.state.pt`` (part 1), ``models/x.state.part2.pt`` (part 2, ...)."""
+    return path.with_name(f"{path.stem}.state{f'.part{part}' if part > 1 else ''}{path.suffix}")
 
 
-def previous_state_path(path: Path) -> Path:
-    """``models/x.pt`` -> ``models/x.state.previous.pt``: the resume state of the pair being replaced."""
-    return path.with_name(f"{path.stem}.state.previous{path.suffix}")
+def state_part_of(path: Path, name: str) -> tuple[bool, int] | None:
+    """For a file ``name`` beside the checkpoint ``path``: (kept aside?, part number) when it is a file of the
+    checkpoint's resume state (``x.state.pt``, ``x.state.part2.pt``, ``x.state.previous.pt``, ...), else None."""
+    pattern = re.escape(path.stem) + r"\.state(\.previous)?(?:\.part([0-9]+))?" + re.escape(path.suffix)
+    m = re.fullmatch(pattern, name)
+    return (bool(m.group(1)), int(m.group(2) or 1)) if m else None
+
+
+def state_files_on_disk(path: Path, previous: bool | None = None) -> list[Path]:
+    """Every file of a resume state of the checkpoint ``path`` in its folder, in part order (``previous``:
+    only those kept aside, or only those in place; None: both)."""
+    found = []
+    for f in path.parent.iterdir() if path.parent.is_dir() else ():
+        part = state_part_of(path, f.name)
+        if part and (previous is None or part[0] == previous):
+            found.append((part, f))
+    return [f for _, f in sorted(found)]
+
+
+def _parts(train_state: dict) -> list[dict]:
+    """The resume state's files a checkpoint records: ``[{"name", "sha256"}, ...]`` (a single file in older runs)."""
+    ref = train_state.get("resume_files", train_state.get("resume_file"))
+    refs = [ref] if isinstance(ref, dict) else ref if isinstance(ref, list) else []
+    return [r for r in refs if isinstance(r, dict)]
 
 
 def _split_off_resume_state(path: Path, train_state: dict) -> dict:
-    """Write the resume-only part of ``train_state`` beside ``path`` (before the checkpoint, which
-    records its sha256), and return the rest."""
-    import torch
+    """Write the resume-only part of ``train_state`` beside ``path`` in parts (before the checkpoint, which
+    records each part's sha256), and return the rest. The parts the checkpoint on disk names are kept aside
+    until the new checkpoint is in place."""
+    import hashlib
+    import io
 
-    from pipeline.files import sha256_file
+    import torch
 
     side = {k: train_state[k] for k in RESUME_KEYS if k in train_state}
     if not side:
         return train_state
-    state_path = resume_state_path(path)
-    if state_path.is_file() and path.is_file():  # the checkpoint on disk names this state until it is replaced
-        os.replace(state_path, previous_state_path(path))
-    atomic_write(state_path, lambda f: torch.save(side, f))
+    buffer = io.BytesIO()
+    torch.save(side, buffer)
+    data = buffer.getvalue()
+    count = max(1, -(-len(data) // STATE_PART_BYTES))
+    size = -(-len(data) // count)
+    for old in state_files_on_disk(path, previous=False):
+        if path.is_file():  # the checkpoint on disk names this state until it is replaced
+            os.replace(old, old.with_name(_aside_name(old.name)))
+        else:
+            old.unlink()
+    parts = []
+    for i in range(count):
+        chunk, dest = data[i * size:(i + 1) * size], resume_state_path(path, i + 1)
+        atomic_write(dest, lambda f: f.write(chunk))
+        parts.append({"name": dest.name, "sha256": hashlib.sha256(chunk).hexdigest()})
     rest = {k: v for k, v in train_state.items() if k not in side}
-    rest["resume_file"] = {"name": state_path.name, "sha256": sha256_file(state_path)}
+    rest["resume_files"] = parts
     return rest
 
 
+def _aside_name(name: str) -> str:
+    """``x.state.part2.pt`` -> ``x.state.previous.part2.pt``."""
+    at = name.rindex(".state") + len(".state")
+    return name[:at] + ".previous" + name[at:]
+
+
+def resume_state_files(path: Path) -> list[Path]:
+    """The files of the resume state the checkpoint ``path`` was saved with, in their places (existing or not);
+    none for a checkpoint that records no resume state. The checkpoint is checked as :func:`read_checkpoint` does."""
+    import torch
+
+    read_checkpoint(path)
+    state = torch.load(path, map_location="cpu", weights_only=True).get("train_state") or {}
+    return [path.with_name(str(r.get("name"))) for r in _parts(state)]
+
+
 def resume_state_matches(path: Path) -> bool:
-    """Whether the resume state beside the checkpoint ``path`` is the one it was saved with (its own file,
-    not one kept aside by an interrupted save); the checkpoint is checked as :func:`read_checkpoint` does."""
+    """Whether the resume state beside the checkpoint ``path`` is the one it was saved with (its own files,
+    not ones kept aside by an interrupted save); the checkpoint is checked as :func:`read_checkpoint` does."""
     import torch
 
     from pipeline.files import sha256_file
 
     read_checkpoint(path)
-    ref = (torch.load(path, map_location="cpu", weights_only=True).get("train_state") or {}).get("resume_file")
-    state = resume_state_path(path)
-    return isinstance(ref, dict) and state.is_file() and sha256_file(state) == ref.get("sha256")
+    parts = _parts(torch.load(path, map_location="cpu", weights_only=True).get("train_state") or {})
+    for ref in parts:
+        place = path.with_name(str(ref.get("name")))
+        if not place.is_file() or sha256_file(place) != ref.get("sha256"):
+            return False
+    return bool(parts)
 
 
 def _join_resume_state(path: Path, train_state: dict) -> dict:
-    """``train_state`` with the resume-only part read back from beside ``path``, checked by its sha256.
+    """``train_state`` with the resume-only part read back from beside ``path``, each file checked by its sha256.
 
-    A finished run needs no resume state: its checkpoint stands alone when the side file is gone.
+    A finished run needs no resume state: its checkpoint stands alone when the side files are gone.
     """
+    import hashlib
+    import io
+
     import torch
 
-    from pipeline.files import sha256_file
-
-    ref = train_state.get("resume_file")
-    if not isinstance(ref, dict):
-        return train_state
+    parts = _parts(train_state)
+    bare = {k: v for k, v in train_state.items() if k not in ("resume_file", "resume_files")}
+    if not parts:
+        return bare
     finished = isinstance(train_state.get("epoch"), int) and train_state["epoch"] >= int(train_state.get("epochs") or 0)
-    state_path = path.with_name(str(ref.get("name")))
-    if finished and not state_path.exists():
-        return {k: v for k, v in train_state.items() if k != "resume_file"}
-    # A process stopped between the two writes of a save left this checkpoint's state aside.
-    matching = [p for p in (state_path, previous_state_path(path)) if p.is_file() and sha256_file(p) == ref.get("sha256")]
-    if not matching:
-        raise PipelineError(f"checkpoint {path} resumes from {state_path}, which is missing or is not the file it "
-                            "was saved with; restore both files together (or train from scratch)")
-    if matching[0] != state_path:  # make the pair whole again, so that the next save keeps the right state aside
-        os.replace(matching[0], state_path)
+    places = [path.with_name(str(r.get("name"))) for r in parts]
+    if finished and not any(p.exists() for p in places):
+        return bare
+    chunks = []
+    for ref, place in zip(parts, places):
+        # A process stopped between the writes of a save left this checkpoint's state aside.
+        for candidate in (place, place.with_name(_aside_name(place.name))):
+            chunk = candidate.read_bytes() if candidate.is_file() else b""
+            if hashlib.sha256(chunk).hexdigest() == ref.get("sha256"):
+                break
+        else:
+            raise PipelineError(f"checkpoint {path} resumes from {place}, which is missing or is not the file it "
+                                "was saved with; restore the checkpoint and its state together (or train from scratch)")
+        if candidate != place:  # make the pair whole again, so that the next save keeps the right state aside
+            os.replace(candidate, place)
+        chunks.append(chunk)
     try:
-        side = torch.load(state_path, map_location="cpu", weights_only=True)
+        side = torch.load(io.BytesIO(b"".join(chunks)), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or foreign files
-        raise PipelineError(f"{state_path} could not be read ({type(exc).__name__}); restore it") from None
-    return {**{k: v for k, v in train_state.items() if k != "resume_file"}, **side}
+        raise PipelineError(f"{places[0]} could not be read ({type(exc).__name__}); restore it") from None
+    return {**bare, **side}
 
 
 def read_checkpoint(path: str | Path, resume: bool = False) -> dict:
@@ -156,5 +221,5 @@ def read_checkpoint(path: str | Path, resume: bool = False) -> dict:
     if isinstance(ckpt.get("train_state"), dict):
         state = ckpt["train_state"]
         ckpt["train_state"] = _join_resume_state(path, state) if resume else \
-            {k: v for k, v in state.items() if k != "resume_file"}
+            {k: v for k, v in state.items() if k not in ("resume_file", "resume_files")}
     return ckpt

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -121,10 +122,10 @@ def files_section(folder: Path) -> str:
 
     lines = [FILES_HEADING, "", "| file | model | epochs | size (MB) | sha256 |", "|---|---|---|---|---|"]
     for path in sorted(folder.glob("*.pt")):
-        if path.name.endswith(".state.pt"):
-            whose = path.name.removesuffix(".state.pt") + ".pt"
-            lines.append(f"| {path.name} | resume state of {whose} | - | {path.stat().st_size / 1e6:.2f} | "
-                         f"{sha256_file(path)} |")
+        state = re.fullmatch(r"(.+)\.state(?:\.part([0-9]+))?\.pt", path.name)
+        if state:
+            what = f"resume state of {state.group(1)}.pt" + (f", part {state.group(2)}" if state.group(2) else "")
+            lines.append(f"| {path.name} | {what} | - | {path.stat().st_size / 1e6:.2f} | {sha256_file(path)} |")
             continue
         try:
             ckpt = read_checkpoint(path)

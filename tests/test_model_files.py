@@ -30,7 +30,7 @@ def test_the_card_lists_every_shipped_checkpoint_with_its_sha256():
 
 
 def test_no_resume_state_or_copy_is_shipped():
-    assert not list(MODELS.glob("*.state.pt"))
+    assert not list(MODELS.glob("*.state.*"))
     digests = [sha256_file(p) for p in MODELS.glob("*.pt")]
     assert len(digests) == len(set(digests)), "two files in models/ are copies of each other"
 
@@ -42,11 +42,15 @@ def test_the_files_section_is_rewritten_not_appended(tmp_path):
     (tmp_path / "a.pt").write_bytes(b"not a checkpoint")
     card = with_files_section(with_files_section("# Model card\n", tmp_path), tmp_path)
     assert card.count(FILES_HEADING) == 1 and "| a.pt | not a checkpoint of this project | - | 0.00 |" in card
+    (tmp_path / "a.state.pt").write_bytes(b"1")
+    (tmp_path / "a.state.part2.pt").write_bytes(b"2")
+    card = with_files_section(card, tmp_path)
+    assert "| a.state.pt | resume state of a.pt | - |" in card and "| a.state.part2.pt | resume state of a.pt, part 2 |" in card
 
 
 def test_the_tree_holds_at_most_one_run_in_progress_and_only_where_keep_run_puts_it():
-    """Checkpoints live in models/ (shipped), examples/ and tests/; the one other pair allowed is the long run
-    in progress that `make keep-run` commits (checkpoints/<name>_long.pt and its resume state)."""
+    """Checkpoints live in models/ (shipped), examples/ and tests/; the one other run allowed is the long run
+    in progress that `make keep-run` commits (checkpoints/<name>_long.pt and its resume state's files)."""
     root = MODELS.parent
     if shutil.which("git") is None or not (root / ".git").exists():
         pytest.skip("not a git checkout")
@@ -56,7 +60,9 @@ def test_the_tree_holds_at_most_one_run_in_progress_and_only_where_keep_run_puts
     assert not [f for f in tracked if not f.startswith(("models/", "examples/", "tests/", "checkpoints/"))], tracked
     assert not [f for f in tracked if ".state." in f and not f.startswith("checkpoints/")], tracked
     if runs:
-        assert len(runs) == 2, runs
+        from pipeline.checkpoint import state_part_of
+
         weights = min(runs, key=len)
         assert weights.endswith("_long.pt") and "/" not in weights[len("checkpoints/"):], runs
-        assert sorted(runs) == sorted([weights, weights[:-len(".pt")] + ".state.pt"]), runs
+        parts = sorted(state_part_of(Path(weights), f[len("checkpoints/"):]) or (True, 0) for f in runs if f != weights)
+        assert parts == [(False, n) for n in range(1, len(runs))], runs  # its resume state's files, in place

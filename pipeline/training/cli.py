@@ -150,8 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     with run_lock(opts.out):
         check_out(opts, args.overwrite)  # again under the lock: another run may have finished meanwhile
         if args.overwrite:  # the old run's resume state goes now: nothing may resume it in place of the new one
-            from pipeline.checkpoint import previous_state_path, resume_state_path
+            from pipeline.checkpoint import state_files_on_disk
 
-            for old in (resume_state_path(opts.out), previous_state_path(opts.out)):
+            for old in state_files_on_disk(opts.out):
                 old.unlink(missing_ok=True)
         return run_training(opts)

@@ -4,11 +4,11 @@
     anytime kept-run drop checkpoints/ranet_long.pt    # make drop-run
 
 A run in progress lives in ignored files (its checkpoint and resume state); only what the branch holds
-reaches the next checkout. ``keep`` commits exactly those two files on the current branch, once per
-session, after checking that no process is training into them (it holds the run's lock while it works)
-and that they are one pair (the checkpoint names its resume state's sha256). ``drop`` commits their
-removal from the tree. Both build their commit in a temporary index and move the branch only if nobody
-moved it meanwhile, then refresh the two paths in the real index: the user's staged work stays staged,
+reaches the next checkout. ``keep`` commits exactly those files on the current branch, once per session,
+after checking that no process is training into them (it holds the run's lock while it works), that they
+are one pair (the checkpoint names each resume state file's sha256) and that each fits in a commit.
+``drop`` commits their removal from the tree. Both build their commit in a temporary index and move the
+branch only if nobody moved it meanwhile, then refresh the run's paths in the real index: the user's staged work stays staged,
 out of the commit, and a failed step leaves the branch and the index as they were. Hooks do not run:
 the commit holds data, not code.
 """
@@ -38,19 +38,27 @@ def git(repo: Path, *args: str, index: str | None = None, check: bool = True) ->
     return done.stdout.strip() if done.returncode == 0 else ""
 
 
-def run_files(out: Path) -> tuple[Path, list[str]]:
-    """The top folder of the repository the command runs in and the run's two paths relative to it
-    (checkpoint, resume state)."""
-    from pipeline.checkpoint import resume_state_path
+def repo_top() -> Path:
+    """The top folder of the repository the command runs in."""
+    return Path(git(Path.cwd(), "rev-parse", "--show-toplevel")).resolve()
 
-    top = Path(git(Path.cwd(), "rev-parse", "--show-toplevel")).resolve()
-    paths = []
-    for f in (out, resume_state_path(out)):
-        try:
-            paths.append(f.resolve().relative_to(top).as_posix())
-        except ValueError:
-            raise PipelineError(f"{f} is outside the repository at {top}; a kept run lives inside it") from None
-    return top, paths
+
+def relative(top: Path, f: Path) -> str:
+    """``f`` as a path inside the repository at ``top``; a file outside it is refused."""
+    try:
+        return f.resolve().relative_to(top).as_posix()
+    except ValueError:
+        raise PipelineError(f"{f} is outside the repository at {top}; a kept run lives inside it") from None
+
+
+def tracked_run_files(top: Path, out: Path) -> list[str]:
+    """The files of the run at ``out`` in HEAD's tree: its checkpoint and every file of its resume state."""
+    from pipeline.checkpoint import state_part_of
+
+    folder = relative(top, out.parent)
+    listed = git(top, "ls-tree", "--name-only", "HEAD", "--", f"{folder}/" if folder != "." else ".", check=False)
+    return [p for p in listed.splitlines()
+            if p.rsplit("/", 1)[-1] == out.name or state_part_of(out, p.rsplit("/", 1)[-1])]
 
 
 def head_blob(top: Path, path: str) -> str:
@@ -58,9 +66,9 @@ def head_blob(top: Path, path: str) -> str:
     return git(top, "rev-parse", "-q", "--verify", f"HEAD:{path}", check=False)
 
 
-def commit_tree(top: Path, message: str, paths: list[str], blobs: list[str] | None) -> str:
-    """A commit of HEAD's tree with ``paths`` set to ``blobs`` (None: removed), made and moved onto the
-    branch without touching the real index until the branch has moved; returns the new commit."""
+def commit_tree(top: Path, message: str, changes: dict[str, str | None]) -> str:
+    """A commit of HEAD's tree with each path of ``changes`` set to its blob (None: removed), made and moved
+    onto the branch without touching the real index until the branch has moved; returns the new commit."""
     head = git(top, "rev-parse", "--verify", "HEAD")
     if not git(top, "var", "GIT_COMMITTER_IDENT", check=False):
         raise PipelineError("git has no name and email to commit with here; set them (git config user.name ..., "
@@ -68,16 +76,17 @@ def commit_tree(top: Path, message: str, paths: list[str], blobs: list[str] | No
     with tempfile.TemporaryDirectory(prefix="kept-run-") as tmp:
         index = str(Path(tmp) / "index")
         git(top, "read-tree", head, index=index)
-        if blobs is None:
-            git(top, "update-index", "--force-remove", "--", *paths, index=index)
-        else:
-            for path, blob in zip(paths, blobs):
+        gone = [path for path, blob in changes.items() if blob is None]
+        if gone:
+            git(top, "update-index", "--force-remove", "--", *gone, index=index)
+        for path, blob in changes.items():
+            if blob is not None:
                 git(top, "update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", index=index)
         tree = git(top, "write-tree", index=index)
     commit = git(top, "commit-tree", tree, "-p", head, "-m", message)
     git(top, "update-ref", "-m", message.split(":")[0], "HEAD", commit, head)  # refused if HEAD moved
     try:
-        git(top, "reset", "-q", "--", *paths)  # the real index takes the two paths from the new HEAD
+        git(top, "reset", "-q", "--", *changes)  # the real index takes the run's paths from the new HEAD
     except PipelineError as exc:  # an index out of step with the branch would undo the commit at the next one
         git(top, "update-ref", "-m", "undo", "HEAD", head, commit, check=False)
         raise PipelineError(f"{exc}; the commit was taken back, nothing changed: run again once the index is free")
@@ -85,38 +94,44 @@ def commit_tree(top: Path, message: str, paths: list[str], blobs: list[str] | No
 
 
 def keep(out: Path) -> str:
-    """Commit the run at ``out`` and its resume state, alone; the line to print."""
-    from pipeline.checkpoint import resume_state_matches, resume_state_path
+    """Commit the run at ``out`` and its resume state, alone (and a file of an older state of it out of the
+    tree); the line to print."""
+    from pipeline.checkpoint import resume_state_files, resume_state_matches
     from pipeline.files import hold_lock
     from pipeline.training.cli import run_lock_path
 
-    state = resume_state_path(out)
-    if not (out.is_file() and state.is_file()):
-        raise PipelineError(f"no run at {out} with its resume state {state}")
-    big = [f"{f} ({f.stat().st_size / 1e6:.1f} MB)" for f in (out, state) if f.stat().st_size > MAX_FILE_BYTES]
-    if big:
-        raise PipelineError(f"{', '.join(big)} is over the repository's {MAX_FILE_BYTES / 1e6:.0f} MB limit for a "
-                            "file; this run cannot be kept in a commit")
-    top, paths = run_files(out)
+    top = repo_top()
     busy = (f"{out} is being trained by another process{{who}}; stop it first with SIGTERM (it saves its state), "
-            "so that both files are of one step")
+            "so that its files are of one step")
     with hold_lock(run_lock_path(out), busy, "keeping the run"):
+        state = resume_state_files(out) if out.is_file() else []
+        if not state or not all(f.is_file() for f in state):
+            raise PipelineError(f"no run at {out} with its resume state beside it")
+        files = [out, *state]
+        big = [f"{f} ({f.stat().st_size / 1e6:.1f} MB)" for f in files if f.stat().st_size > MAX_FILE_BYTES]
+        if big:
+            raise PipelineError(f"{', '.join(big)} is over the repository's {MAX_FILE_BYTES / 1e6:.0f} MB limit "
+                                "for a file; this run cannot be kept in a commit")
+        paths = [relative(top, f) for f in files]
         if not resume_state_matches(out):
-            raise PipelineError(f"{state} is not the resume state {out} was saved with (a run stopped between "
-                                "its two writes); resume it with `make train` and stop it again, then keep it")
-        blobs = [git(top, "hash-object", "-w", "--", p) for p in paths]
-        if [head_blob(top, p) for p in paths] == blobs:
+            raise PipelineError(f"the resume state beside {out} is not the one it was saved with (a run stopped "
+                                "between its writes); resume it with `make train` and stop it again, then keep it")
+        changes: dict[str, str | None] = {p: None for p in tracked_run_files(top, out) if p not in paths}
+        changes.update({p: git(top, "hash-object", "-w", "--", p) for p in paths})
+        if all(head_blob(top, p) == (blob or "") for p, blob in changes.items()):
             return f"{out} is kept as it is"
-        commit = commit_tree(top, f"Run in progress: {paths[0]} and its resume state", paths, blobs)
-    return f"kept {out} and its resume state in {commit[:7]}"
+        commit = commit_tree(top, f"Run in progress: {paths[0]} and its resume state", changes)
+    return f"kept {out} and its resume state ({len(state)} file{'s' * (len(state) > 1)}) in {commit[:7]}"
 
 
 def drop(out: Path) -> str:
     """Commit the removal of the run at ``out`` and its resume state from the tree; the files here stay."""
-    top, paths = run_files(out)
-    if not any(head_blob(top, p) for p in paths):
+    top = repo_top()
+    tracked = tracked_run_files(top, out)
+    if not tracked:
         return f"{out} is not in the tree; nothing to drop"
-    commit = commit_tree(top, f"Run done: {paths[0]} and its resume state out of the tree", paths, None)
+    commit = commit_tree(top, f"Run done: {relative(top, out)} and its resume state out of the tree",
+                         {p: None for p in tracked})
     return f"dropped {out} and its resume state from the tree in {commit[:7]}"
 
 

@@ -78,7 +78,7 @@ def test_a_kept_run_is_one_commit_of_its_two_files_and_other_work_stays_as_it_wa
     (repo / ".gitignore").write_text("checkpoints/\nother/\n")  # and an unstaged change
     done = make(repo, "keep-run")
     assert done.returncode == 0, done.stderr
-    assert "kept checkpoints/r.pt and its resume state in" in done.stdout
+    assert "kept checkpoints/r.pt and its resume state (1 file) in" in done.stdout
     assert changed_in(repo, "HEAD") == ["checkpoints/r.pt", "checkpoints/r.state.pt"]
     assert git(repo, "rev-list", "--count", "HEAD") == "2"
     assert git(repo, "diff", "--cached", "--name-only") == "code.py" and git(repo, "diff", "--name-only") == ".gitignore"
@@ -135,7 +135,7 @@ def test_what_is_not_one_run_in_the_repository_is_refused(repo, pairs, tmp_path,
             shutil.copy(pairs[0] / f, Path(train_out).parent / f)
     done = make(repo, "keep-run", train_out)
     message = {"no state": "no run at checkpoints/r.pt with its resume state",
-               "not one pair": "is not the resume state checkpoints/r.pt was saved with",
+               "not one pair": "the resume state beside checkpoints/r.pt is not the one it was saved with",
                "outside": "is outside the repository"}[case]
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
     assert git(repo, "rev-list", "--count", "HEAD") == "1" and git(repo, "ls-files") == ".gitignore\ncode.py"
@@ -208,3 +208,27 @@ def test_a_file_over_the_repositorys_size_limit_is_not_committed(repo, monkeypat
         kept_run.main(["keep", "checkpoints/r.pt"])
     assert exc.value.code == 2 and "over the repository's 0 MB limit for a file" in capsys.readouterr().err
     assert git(repo, "rev-list", "--count", "HEAD") == "1"
+
+
+def test_a_state_in_parts_is_kept_whole_and_a_later_state_in_fewer_parts_leaves_none_behind(repo, pairs, tmp_path,
+                                                                                              monkeypatch):
+    from pipeline import checkpoint
+    from tests.training.conftest import run
+
+    monkeypatch.setattr(checkpoint, "STATE_PART_BYTES", 1_000_000)  # the tiny run's state: about 2.7 MB, three files
+    for f in (repo / "checkpoints").iterdir():
+        f.unlink()
+    out = repo / "checkpoints" / "r.pt"
+    assert run(tmp_path, out, "--epochs", "1", "--max-steps", "2") == 0
+    parts = ["checkpoints/r.state.pt", "checkpoints/r.state.part2.pt", "checkpoints/r.state.part3.pt"]
+    done = make(repo, "keep-run")
+    assert done.returncode == 0 and "its resume state (3 files) in" in done.stdout, done.stderr
+    assert changed_in(repo, "HEAD") == sorted(["checkpoints/r.pt", *parts])
+    place(pairs[1], repo)  # a later stop whose state is one file
+    for f in parts[1:]:
+        (repo / f).unlink()
+    assert make(repo, "keep-run").returncode == 0
+    assert git(repo, "ls-tree", "--name-only", "HEAD", "checkpoints/") == "checkpoints/r.pt\ncheckpoints/r.state.pt"
+    assert git(repo, "status", "--porcelain") == ""
+    assert make(repo, "keep-run").returncode == 0 and git(repo, "rev-list", "--count", "HEAD") == "3"
+    assert make(repo, "drop-run").returncode == 0 and git(repo, "ls-files") == ".gitignore\ncode.py"

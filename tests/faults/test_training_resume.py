@@ -121,19 +121,23 @@ def test_resuming_a_finished_run_does_nothing_even_while_another_process_holds_i
     assert "was trained with --epochs 1 (now 2)" in capsys.readouterr().err
 
 
-def test_a_run_killed_between_the_two_writes_of_a_save_still_resumes_and_repeats_the_straight_run(tmp_path,
-                                                                                                 monkeypatch):
+@pytest.mark.parametrize("parts, killed_at", [(1, "b.pt"), (3, "b.pt"), (3, "b.state.part2.pt")])
+def test_a_run_killed_between_the_writes_of_a_save_still_resumes_and_repeats_the_straight_run(tmp_path, monkeypatch,
+                                                                                              parts, killed_at):
+    """Killed before the checkpoint naming the new state is written, or between two parts of that state."""
     from pathlib import Path
 
     from pipeline import checkpoint
 
+    monkeypatch.setattr(checkpoint, "STATE_PART_BYTES", 3_000_000 // parts)  # the tiny run's state: about 2.7 MB
     straight, out = tmp_path / "a.pt", tmp_path / "b.pt"
     assert run(tmp_path, straight, "--epochs", "1") == 0
     assert run(tmp_path, out, "--epochs", "1", "--max-steps", "2") == 0
+    assert len(checkpoint.resume_state_files(out)) == parts
     real = checkpoint.atomic_write
 
     def killed_before_the_checkpoint(path, *args, **kwargs):
-        if Path(path) == out:  # the new resume state is written; the checkpoint naming it is not
+        if Path(path) == tmp_path / killed_at:
             raise KeyboardInterrupt
         return real(path, *args, **kwargs)
 
@@ -141,11 +145,11 @@ def test_a_run_killed_between_the_two_writes_of_a_save_still_resumes_and_repeats
     for attempt in (1, 2):  # killed at the same point twice: the second run starts from the kept-aside state
         with pytest.raises((KeyboardInterrupt, SystemExit)):
             run(tmp_path, out, "--epochs", "1", "--resume", "--max-steps", "3")
-        assert checkpoint.previous_state_path(out).is_file()  # the pair's own state, kept aside
+        assert len(checkpoint.state_files_on_disk(out, previous=True)) == parts  # the pair's own state, kept aside
     monkeypatch.setattr(checkpoint, "atomic_write", real)
     assert read_checkpoint(out, resume=True)["train_state"]["step"] == 2
     assert run(tmp_path, out, "--epochs", "1", "--resume") == 0
-    assert not checkpoint.previous_state_path(out).exists()
+    assert not checkpoint.state_files_on_disk(out, previous=True)
     a, b = read_checkpoint(straight), read_checkpoint(out)
     assert b["train_state"]["step"] == a["train_state"]["step"] == 4
     for key, value in a["state_dict"].items():
@@ -232,4 +236,4 @@ def test_an_overwriting_run_killed_at_its_first_save_is_never_resumed_as_the_old
     capsys.readouterr()
     with pytest.raises(SystemExit) as exc:
         run(tmp_path, out, "--epochs", "1", "--resume")
-    assert exc.value.code == 2 and "restore both files together" in capsys.readouterr().err
+    assert exc.value.code == 2 and "restore the checkpoint and its state together" in capsys.readouterr().err
