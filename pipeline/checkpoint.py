@@ -8,6 +8,7 @@ written the old state is kept aside, so a process killed between the writes leav
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -56,15 +57,17 @@ RESUME_KEYS = ("raw_state_dict", "optimizer")
 STATE_PART_BYTES = 15_000_000
 
 
-def resume_state_path(path: Path, part: int = 1) -> Path:
-    """``models/x.pt`` -> ``models/x.state.pt`` (part 1), ``models/x.state.part2.pt`` (part 2, ...)."""
-    return path.with_name(f"{path.stem}.state{f'.part{part}' if part > 1 else ''}{path.suffix}")
+def resume_state_path(path: Path, part: int = 1, previous: bool = False) -> Path:
+    """``models/x.pt`` -> ``models/x.state.pt`` (part 1), ``models/x.state.part2.pt`` (part 2, ...); ``previous``:
+    ``models/x.state.previous.pt`` (``...previous.part2.pt``), that part of the state of the pair being replaced."""
+    aside = ".previous" if previous else ""
+    return path.with_name(f"{path.stem}.state{aside}{f'.part{part}' if part > 1 else ''}{path.suffix}")
 
 
 def state_part_of(path: Path, name: str) -> tuple[bool, int] | None:
     """For a file ``name`` beside the checkpoint ``path``: (kept aside?, part number) when it is a file of the
     checkpoint's resume state (``x.state.pt``, ``x.state.part2.pt``, ``x.state.previous.pt``, ...), else None."""
-    pattern = re.escape(path.stem) + r"\.state(\.previous)?(?:\.part([0-9]+))?" + re.escape(path.suffix)
+    pattern = re.escape(path.stem) + r"\.state(\.previous)?(?:\.part([2-9]|[1-9][0-9]+))?" + re.escape(path.suffix)
     m = re.fullmatch(pattern, name)
     return (bool(m.group(1)), int(m.group(2) or 1)) if m else None
 
@@ -80,11 +83,19 @@ def state_files_on_disk(path: Path, previous: bool | None = None) -> list[Path]:
     return [f for _, f in sorted(found)]
 
 
-def _parts(train_state: dict) -> list[dict]:
-    """The resume state's files a checkpoint records: ``[{"name", "sha256"}, ...]`` (a single file in older runs)."""
-    ref = train_state.get("resume_files", train_state.get("resume_file"))
-    refs = [ref] if isinstance(ref, dict) else ref if isinstance(ref, list) else []
-    return [r for r in refs if isinstance(r, dict)]
+def _parts(path: Path, train_state: dict) -> list[dict]:
+    """The resume state's files the checkpoint ``path`` records, ``[{"name", "sha256"}, ...]`` (one file in older
+    runs' ``resume_file``); none when it records no resume state, an error when the record is damaged. Part N
+    is read from :func:`resume_state_path` of ``path`` (the name is a record), so a run renamed with its
+    files still resumes."""
+    if "resume_files" not in train_state and "resume_file" not in train_state:
+        return []
+    refs = train_state.get("resume_files", [train_state.get("resume_file")])
+    if not (isinstance(refs, list) and refs and all(isinstance(r, dict) and isinstance(r.get("sha256"), str)
+                                                     for r in refs)):
+        raise PipelineError(f"checkpoint {path} records its resume state's files in a form this version cannot "
+                            "read; it is damaged: restore it (or train from scratch)")
+    return refs
 
 
 def _split_off_resume_state(path: Path, train_state: dict) -> dict:
@@ -106,7 +117,7 @@ def _split_off_resume_state(path: Path, train_state: dict) -> dict:
     size = -(-len(data) // count)
     for old in state_files_on_disk(path, previous=False):
         if path.is_file():  # the checkpoint on disk names this state until it is replaced
-            os.replace(old, old.with_name(_aside_name(old.name)))
+            os.replace(old, resume_state_path(path, (state_part_of(path, old.name) or (False, 1))[1], previous=True))
         else:
             old.unlink()
     parts = []
@@ -116,13 +127,11 @@ def _split_off_resume_state(path: Path, train_state: dict) -> dict:
         parts.append({"name": dest.name, "sha256": hashlib.sha256(chunk).hexdigest()})
     rest = {k: v for k, v in train_state.items() if k not in side}
     rest["resume_files"] = parts
+    # What a version that read one file finds: that file, or (in parts) a digest no part has, so it refuses
+    # the run rather than resume it without its optimiser.
+    rest["resume_file"] = parts[0] if count == 1 else {"name": parts[0]["name"],
+                                                       "sha256": hashlib.sha256(data).hexdigest()}
     return rest
-
-
-def _aside_name(name: str) -> str:
-    """``x.state.part2.pt`` -> ``x.state.previous.part2.pt``."""
-    at = name.rindex(".state") + len(".state")
-    return name[:at] + ".previous" + name[at:]
 
 
 def resume_state_files(path: Path) -> list[Path]:
@@ -132,7 +141,7 @@ def resume_state_files(path: Path) -> list[Path]:
 
     read_checkpoint(path)
     state = torch.load(path, map_location="cpu", weights_only=True).get("train_state") or {}
-    return [path.with_name(str(r.get("name"))) for r in _parts(state)]
+    return [resume_state_path(path, number) for number in range(1, len(_parts(path, state)) + 1)]
 
 
 def resume_state_matches(path: Path) -> bool:
@@ -143,9 +152,9 @@ def resume_state_matches(path: Path) -> bool:
     from pipeline.files import sha256_file
 
     read_checkpoint(path)
-    parts = _parts(torch.load(path, map_location="cpu", weights_only=True).get("train_state") or {})
-    for ref in parts:
-        place = path.with_name(str(ref.get("name")))
+    parts = _parts(path, torch.load(path, map_location="cpu", weights_only=True).get("train_state") or {})
+    for number, ref in enumerate(parts, 1):
+        place = resume_state_path(path, number)
         if not place.is_file() or sha256_file(place) != ref.get("sha256"):
             return False
     return bool(parts)
@@ -161,26 +170,31 @@ def _join_resume_state(path: Path, train_state: dict) -> dict:
 
     import torch
 
-    parts = _parts(train_state)
+    parts = _parts(path, train_state)
     bare = {k: v for k, v in train_state.items() if k not in ("resume_file", "resume_files")}
     if not parts:
         return bare
     finished = isinstance(train_state.get("epoch"), int) and train_state["epoch"] >= int(train_state.get("epochs") or 0)
-    places = [path.with_name(str(r.get("name"))) for r in parts]
+    places = [resume_state_path(path, number) for number in range(1, len(parts) + 1)]
     if finished and not any(p.exists() for p in places):
         return bare
     chunks = []
-    for ref, place in zip(parts, places):
-        # A process stopped between the writes of a save left this checkpoint's state aside.
-        for candidate in (place, place.with_name(_aside_name(place.name))):
-            chunk = candidate.read_bytes() if candidate.is_file() else b""
-            if hashlib.sha256(chunk).hexdigest() == ref.get("sha256"):
+    for number, (ref, place) in enumerate(zip(parts, places), 1):
+        # A process stopped between the writes of a save left this checkpoint's state aside; another rank of
+        # the run may be putting it back meanwhile, hence the second look in place.
+        for candidate in (place, resume_state_path(path, number, previous=True), place):
+            try:
+                chunk = candidate.read_bytes()
+            except (FileNotFoundError, IsADirectoryError):
+                continue
+            if hashlib.sha256(chunk).hexdigest() == ref["sha256"]:
                 break
         else:
             raise PipelineError(f"checkpoint {path} resumes from {place}, which is missing or is not the file it "
                                 "was saved with; restore the checkpoint and its state together (or train from scratch)")
         if candidate != place:  # make the pair whole again, so that the next save keeps the right state aside
-            os.replace(candidate, place)
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(candidate, place)
         chunks.append(chunk)
     try:
         side = torch.load(io.BytesIO(b"".join(chunks)), map_location="cpu", weights_only=True)

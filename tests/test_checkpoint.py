@@ -33,6 +33,7 @@ def names(out: Path) -> list[str]:
 @pytest.mark.parametrize("name, part", [("m.state.pt", (False, 1)), ("m.state.part2.pt", (False, 2)),
                                         ("m.state.previous.pt", (True, 1)), ("m.state.previous.part12.pt", (True, 12)),
                                         ("m.pt", None), ("mm.state.pt", None), ("m.state.part.pt", None),
+                                        ("m.state.part1.pt", None), ("m.state.part0.pt", None), ("m.state.part02.pt", None),
                                         ("m.state.pt.tmp", None), ("m.state.partx.pt", None)])
 def test_the_files_of_a_resume_state_are_told_by_name(name, part):
     assert checkpoint.state_part_of(Path("/r/m.pt"), name) == part
@@ -96,3 +97,57 @@ def test_a_smaller_state_leaves_no_stale_part_and_overwrite_removes_every_part(p
     monkeypatch.setattr(checkpoint, "STATE_PART_BYTES", 10 * PART)  # one file from now on
     assert run(tmp_path, parted, "--epochs", "1", "--overwrite", "--max-steps", "2") == 0
     assert names(parted) == ["m.state.pt"] and checkpoint.resume_state_matches(parted)
+
+
+def test_a_run_killed_while_its_old_parts_are_moved_aside_resumes(parted, tmp_path, monkeypatch):
+    import os
+
+    real, moves = os.replace, []
+
+    def killed_at_the_second_move(src, dst):
+        moves.append(dst)
+        if len(moves) == 2:
+            raise KeyboardInterrupt
+        real(src, dst)
+
+    monkeypatch.setattr(checkpoint.os, "replace", killed_at_the_second_move)
+    with pytest.raises((KeyboardInterrupt, SystemExit)):
+        run(tmp_path, parted, "--epochs", "1", "--resume", "--max-steps", "3")
+    monkeypatch.setattr(checkpoint.os, "replace", real)
+    assert names(parted) == ["m.state.part2.pt", "m.state.part3.pt", "m.state.previous.pt"]  # part 1 aside
+    assert checkpoint.read_checkpoint(parted, resume=True)["train_state"]["step"] == 2
+    assert names(parted) == ["m.state.pt", "m.state.part2.pt", "m.state.part3.pt"]  # the pair made whole
+    assert run(tmp_path, parted, "--epochs", "1", "--resume") == 0
+
+
+def test_a_version_that_reads_one_state_file_reads_a_one_part_state_and_refuses_a_state_in_parts(parted, tmp_path,
+                                                                                                  monkeypatch):
+    from pipeline.files import sha256_file
+
+    one = tmp_path / "one.pt"
+    monkeypatch.setattr(checkpoint, "STATE_PART_BYTES", 10 * PART)
+    assert run(tmp_path, one, "--epochs", "1", "--max-steps", "2") == 0
+    for out in (one, parted):
+        record = torch.load(out, weights_only=True)["train_state"]["resume_file"]
+        matches = record["name"] == "m.state.pt" if out == parted else record["name"] == "one.state.pt"
+        assert matches and (sha256_file(out.with_name(record["name"])) == record["sha256"]) is (out == one)
+
+
+@pytest.mark.parametrize("record", [[], ["x"], [{"name": "m.state.pt"}], "m.state.pt"])
+def test_a_damaged_record_of_the_state_files_is_refused(parted, record):
+    ckpt = torch.load(parted, weights_only=True)
+    ckpt["train_state"]["resume_files"] = record
+    torch.save(ckpt, parted)
+    with pytest.raises(PipelineError, match="records its resume state's files in a form"):
+        checkpoint.read_checkpoint(parted, resume=True)
+
+
+def test_a_run_renamed_with_its_files_resumes_under_its_new_name(parted, tmp_path):
+    import shutil
+
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for f in [parted, *checkpoint.resume_state_files(parted)]:
+        shutil.copy(f, moved / f.name.replace("m.", "n.", 1))
+    assert checkpoint.resume_state_matches(moved / "n.pt")
+    assert run(tmp_path, moved / "n.pt", "--epochs", "1", "--resume") == 0

@@ -56,9 +56,10 @@ def tracked_run_files(top: Path, out: Path) -> list[str]:
     from pipeline.checkpoint import state_part_of
 
     folder = relative(top, out.parent)
-    listed = git(top, "ls-tree", "--name-only", "HEAD", "--", f"{folder}/" if folder != "." else ".", check=False)
-    return [p for p in listed.splitlines()
-            if p.rsplit("/", 1)[-1] == out.name or state_part_of(out, p.rsplit("/", 1)[-1])]
+    listed = git(top, "ls-tree", "-z", "--name-only", "HEAD", "--", f"{folder}/" if folder != "." else ".",
+                 check=False)
+    return [p for p in listed.split("\0")
+            if p and (p.rsplit("/", 1)[-1] == out.name or state_part_of(out, p.rsplit("/", 1)[-1]))]
 
 
 def head_blob(top: Path, path: str) -> str:
@@ -96,7 +97,7 @@ def commit_tree(top: Path, message: str, changes: dict[str, str | None]) -> str:
 def keep(out: Path) -> str:
     """Commit the run at ``out`` and its resume state, alone (and a file of an older state of it out of the
     tree); the line to print."""
-    from pipeline.checkpoint import resume_state_files, resume_state_matches
+    from pipeline.checkpoint import resume_state_files, resume_state_matches, state_files_on_disk
     from pipeline.files import hold_lock
     from pipeline.training.cli import run_lock_path
 
@@ -104,7 +105,11 @@ def keep(out: Path) -> str:
     busy = (f"{out} is being trained by another process{{who}}; stop it first with SIGTERM (it saves its state), "
             "so that its files are of one step")
     with hold_lock(run_lock_path(out), busy, "keeping the run"):
+        stopped = ("(a run stopped between its writes); resume it with `make train` and stop it again, then "
+                   "keep it")
         state = resume_state_files(out) if out.is_file() else []
+        if state and not all(f.is_file() for f in state) and state_files_on_disk(out, previous=True):
+            raise PipelineError(f"the resume state beside {out} is not whole {stopped}")
         if not state or not all(f.is_file() for f in state):
             raise PipelineError(f"no run at {out} with its resume state beside it")
         files = [out, *state]
@@ -114,8 +119,7 @@ def keep(out: Path) -> str:
                                 "for a file; this run cannot be kept in a commit")
         paths = [relative(top, f) for f in files]
         if not resume_state_matches(out):
-            raise PipelineError(f"the resume state beside {out} is not the one it was saved with (a run stopped "
-                                "between its writes); resume it with `make train` and stop it again, then keep it")
+            raise PipelineError(f"the resume state beside {out} is not the one it was saved with {stopped}")
         changes: dict[str, str | None] = {p: None for p in tracked_run_files(top, out) if p not in paths}
         changes.update({p: git(top, "hash-object", "-w", "--", p) for p in paths})
         if all(head_blob(top, p) == (blob or "") for p, blob in changes.items()):

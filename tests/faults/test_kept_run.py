@@ -121,11 +121,13 @@ def test_dropping_a_run_that_trained_on_after_it_was_kept_takes_both_out_and_kee
     assert git(repo, "rev-list", "--count", "HEAD") == "3"
 
 
-@pytest.mark.parametrize("case", ["no state", "not one pair", "outside"])
+@pytest.mark.parametrize("case", ["no state", "state aside", "not one pair", "outside"])
 def test_what_is_not_one_run_in_the_repository_is_refused(repo, pairs, tmp_path, case):
     train_out = "checkpoints/r.pt"
     if case == "no state":
         (repo / "checkpoints" / "r.state.pt").unlink()
+    elif case == "state aside":  # killed in a save, after its old state was moved aside
+        (repo / "checkpoints" / "r.state.pt").rename(repo / "checkpoints" / "r.state.previous.pt")
     elif case == "not one pair":
         place(pairs[1], repo, "r.state.pt")  # a state of a later step beside the earlier checkpoint
     else:
@@ -135,6 +137,7 @@ def test_what_is_not_one_run_in_the_repository_is_refused(repo, pairs, tmp_path,
             shutil.copy(pairs[0] / f, Path(train_out).parent / f)
     done = make(repo, "keep-run", train_out)
     message = {"no state": "no run at checkpoints/r.pt with its resume state",
+               "state aside": "is not whole (a run stopped between its writes); resume it with `make train`",
                "not one pair": "the resume state beside checkpoints/r.pt is not the one it was saved with",
                "outside": "is outside the repository"}[case]
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
@@ -232,3 +235,14 @@ def test_a_state_in_parts_is_kept_whole_and_a_later_state_in_fewer_parts_leaves_
     assert git(repo, "status", "--porcelain") == ""
     assert make(repo, "keep-run").returncode == 0 and git(repo, "rev-list", "--count", "HEAD") == "3"
     assert make(repo, "drop-run").returncode == 0 and git(repo, "ls-files") == ".gitignore\ncode.py"
+
+
+def test_a_run_whose_name_git_would_quote_is_kept_and_dropped(repo, pairs):
+    for f in ("r.pt", "r.state.pt"):
+        (repo / "checkpoints" / f).rename(repo / "checkpoints" / f.replace("r.", "rä.", 1))
+    assert make(repo, "keep-run", "checkpoints/rä.pt").returncode == 0
+    assert git(repo, "ls-tree", "-z", "-r", "--name-only", "HEAD", "checkpoints/").split("\0")[:2] == \
+        ["checkpoints/rä.pt", "checkpoints/rä.state.pt"]
+    done = make(repo, "drop-run", "checkpoints/rä.pt")
+    assert done.returncode == 0 and "dropped" in done.stdout, done.stdout + done.stderr
+    assert git(repo, "ls-files") == ".gitignore\ncode.py"
