@@ -83,12 +83,12 @@ def state_files_on_disk(path: Path, previous: bool | None = None) -> list[Path]:
     return [f for _, f in sorted(found)]
 
 
-def _parts(path: Path, train_state: dict) -> list[dict]:
+def _parts(path: Path, train_state: Any) -> list[dict]:
     """The resume state's files the checkpoint ``path`` records, ``[{"name", "sha256"}, ...]`` (one file in older
     runs' ``resume_file``); none when it records no resume state, an error when the record is damaged. Part N
     is read from :func:`resume_state_path` of ``path`` (the name is a record), so a run renamed with its
     files still resumes."""
-    if "resume_files" not in train_state and "resume_file" not in train_state:
+    if not isinstance(train_state, dict) or ("resume_files" not in train_state and "resume_file" not in train_state):
         return []
     refs = train_state.get("resume_files", [train_state.get("resume_file")])
     if not (isinstance(refs, list) and refs and all(isinstance(r, dict) and isinstance(r.get("sha256"), str)
@@ -137,22 +137,16 @@ def _split_off_resume_state(path: Path, train_state: dict) -> dict:
 def resume_state_files(path: Path) -> list[Path]:
     """The files of the resume state the checkpoint ``path`` was saved with, in their places (existing or not);
     none for a checkpoint that records no resume state. The checkpoint is checked as :func:`read_checkpoint` does."""
-    import torch
-
-    read_checkpoint(path)
-    state = torch.load(path, map_location="cpu", weights_only=True).get("train_state") or {}
+    state = read_checkpoint(path, resume=None).get("train_state")
     return [resume_state_path(path, number) for number in range(1, len(_parts(path, state)) + 1)]
 
 
 def resume_state_matches(path: Path) -> bool:
     """Whether the resume state beside the checkpoint ``path`` is the one it was saved with (its own files,
     not ones kept aside by an interrupted save); the checkpoint is checked as :func:`read_checkpoint` does."""
-    import torch
-
     from pipeline.files import sha256_file
 
-    read_checkpoint(path)
-    parts = _parts(path, torch.load(path, map_location="cpu", weights_only=True).get("train_state") or {})
+    parts = _parts(path, read_checkpoint(path, resume=None).get("train_state"))
     for number, ref in enumerate(parts, 1):
         place = resume_state_path(path, number)
         if not place.is_file() or sha256_file(place) != ref.get("sha256"):
@@ -203,11 +197,12 @@ def _join_resume_state(path: Path, train_state: dict) -> dict:
     return {**bare, **side}
 
 
-def read_checkpoint(path: str | Path, resume: bool = False) -> dict:
+def read_checkpoint(path: str | Path, resume: bool | None = False) -> dict:
     """Load and check a checkpoint's structure; a missing, corrupt or foreign file raises PipelineError.
 
     ``resume``: also read the resume-only state kept beside it (raw weights, optimiser), which only a
     resumed run needs; without it a checkpoint is read alone, so a copy of a deployable one works anywhere.
+    None: the training state as saved, with the record of its resume state's files.
     """
     import torch
 
@@ -232,7 +227,7 @@ def read_checkpoint(path: str | Path, resume: bool = False) -> dict:
             found = "it lacks it" if key not in ckpt else f"found {type(ckpt[key]).__name__}"
             raise PipelineError(f"checkpoint {path} should record {what} under {key!r} ({found}); it is incomplete "
                                 "or damaged: retrain it or restore it")
-    if isinstance(ckpt.get("train_state"), dict):
+    if isinstance(ckpt.get("train_state"), dict) and resume is not None:
         state = ckpt["train_state"]
         ckpt["train_state"] = _join_resume_state(path, state) if resume else \
             {k: v for k, v in state.items() if k not in ("resume_file", "resume_files")}
