@@ -110,8 +110,7 @@ def _split_off_resume_state(path: Path, train_state: dict) -> dict:
     side = {k: train_state[k] for k in RESUME_KEYS if k in train_state}
     if not side:
         return train_state
-    buffer = io.BytesIO()
-    torch.save(side, buffer)
+    torch.save(side, buffer := io.BytesIO())  # in memory: cut into files below
     data = buffer.getvalue()
     count = max(1, -(-len(data) // STATE_PART_BYTES))
     size = -(-len(data) // count)
