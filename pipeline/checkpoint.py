@@ -64,12 +64,21 @@ def resume_state_path(path: Path, part: int = 1, previous: bool = False) -> Path
     return path.with_name(f"{path.stem}.state{aside}{f'.part{part}' if part > 1 else ''}{path.suffix}")
 
 
+_STATE_NAME = re.compile(r"(.+?)\.state(\.previous)?(?:\.part([2-9]|[1-9][0-9]+))?(\.[^.]+)")
+
+
+def state_file_of(name: str) -> tuple[str, bool, int] | None:
+    """For a file ``name`` of a resume state: (its checkpoint's name, kept aside?, part number); else None.
+    ``x.state.pt`` -> ("x.pt", False, 1), ``x.state.previous.part2.pt`` -> ("x.pt", True, 2)."""
+    m = _STATE_NAME.fullmatch(name)
+    return (m.group(1) + m.group(4), bool(m.group(2)), int(m.group(3) or 1)) if m else None
+
+
 def state_part_of(path: Path, name: str) -> tuple[bool, int] | None:
     """For a file ``name`` beside the checkpoint ``path``: (kept aside?, part number) when it is a file of the
-    checkpoint's resume state (``x.state.pt``, ``x.state.part2.pt``, ``x.state.previous.pt``, ...), else None."""
-    pattern = re.escape(path.stem) + r"\.state(\.previous)?(?:\.part([2-9]|[1-9][0-9]+))?" + re.escape(path.suffix)
-    m = re.fullmatch(pattern, name)
-    return (bool(m.group(1)), int(m.group(2) or 1)) if m else None
+    checkpoint's resume state, else None."""
+    found = state_file_of(name)
+    return found[1:] if found and found[0] == path.name else None
 
 
 def state_files_on_disk(path: Path, previous: bool | None = None) -> list[Path]:

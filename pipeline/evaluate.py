@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -117,14 +116,14 @@ FILES_HEADING = "## Files in this folder"
 
 def files_section(folder: Path) -> str:
     """The card's list of the checkpoints beside it, with size and sha256, so a clone can check what it got."""
-    from pipeline.checkpoint import read_checkpoint
+    from pipeline.checkpoint import read_checkpoint, state_file_of
     from pipeline.files import sha256_file
 
     lines = [FILES_HEADING, "", "| file | model | epochs | size (MB) | sha256 |", "|---|---|---|---|---|"]
     for path in sorted(folder.glob("*.pt")):
-        state = re.fullmatch(r"(.+)\.state(?:\.part([0-9]+))?\.pt", path.name)
+        state = state_file_of(path.name)
         if state:
-            what = f"resume state of {state.group(1)}.pt" + (f", part {state.group(2)}" if state.group(2) else "")
+            what = f"resume state of {state[0]}" + (f", part {state[2]}" if state[2] > 1 else "")
             lines.append(f"| {path.name} | {what} | - | {path.stat().st_size / 1e6:.2f} | {sha256_file(path)} |")
             continue
         try:
