@@ -84,12 +84,17 @@ def state_part_of(path: Path, name: str) -> tuple[bool, int] | None:
 def state_files_on_disk(path: Path, previous: bool | None = None) -> list[Path]:
     """Every file of a resume state of the checkpoint ``path`` in its folder, in part order (``previous``:
     only those kept aside, or only those in place; None: both)."""
+    return [f for _, f in _numbered_state_files(path, previous)]
+
+
+def _numbered_state_files(path: Path, previous: bool | None) -> list[tuple[int, Path]]:
+    """:func:`state_files_on_disk` with each file's part number."""
     found = []
     for f in path.parent.iterdir() if path.parent.is_dir() else ():
         part = state_part_of(path, f.name)
         if part and (previous is None or part[0] == previous):
             found.append((part, f))
-    return [f for _, f in sorted(found)]
+    return [(number, f) for (_, number), f in sorted(found)]
 
 
 def _parts(path: Path, train_state: Any) -> list[dict]:
@@ -123,9 +128,9 @@ def _split_off_resume_state(path: Path, train_state: dict) -> dict:
     data = buffer.getvalue()
     count = max(1, -(-len(data) // STATE_PART_BYTES))
     size = -(-len(data) // count)
-    for old in state_files_on_disk(path, previous=False):
+    for number, old in _numbered_state_files(path, previous=False):
         if path.is_file():  # the checkpoint on disk names this state until it is replaced
-            os.replace(old, resume_state_path(path, (state_part_of(path, old.name) or (False, 1))[1], previous=True))
+            os.replace(old, resume_state_path(path, number, previous=True))
         else:
             old.unlink()
     parts = []
