@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,7 +29,6 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.benchmarks.common import command_text
 from pipeline.errors import PipelineError, cli_main
 from pipeline.files import check_output, write_output
 
@@ -187,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     feeds = clip_feeds(manifest, data.source, data.cache_dir, max(counts), int(args.fps * args.seconds) + 1)
     facts = device_facts(["onnxruntime"], 1)
     results: dict[str, Any] = {
-        "command": command_text("triton", argv),
+        "command": " ".join(shlex.quote(x) for x in ["anytime", "bench", "triton",
+                                                     *(sys.argv[1:] if argv is None else argv)]),
         "device": facts, "device_line": describe_device(facts),
         "note": "the server, the clients and the in-process cascades share this machine's cores"}
     with tempfile.TemporaryDirectory(prefix="anytime-triton-bench-") as tmp:
