@@ -26,8 +26,36 @@ def git(repo: Path, *args: str) -> str:
 
 
 def make(repo: Path, target: str, train_out: str = "checkpoints/r.pt") -> subprocess.CompletedProcess[str]:
+    """The Makefile's target, as a user runs it (a process of its own: a few seconds of imports)."""
     return subprocess.run(["make", "-s", "-o", "setup", "-f", str(ROOT / "Makefile"), target, f"TRAIN_OUT={train_out}",
                            f"PY={sys.executable}"], cwd=repo, env=ENV, capture_output=True, text=True)
+
+
+@pytest.fixture
+def kept(repo, monkeypatch, capsys):
+    """What the Makefile's target runs, called in this process from the repository with the same environment:
+    ``kept("keep-run" | "drop-run", train_out, **env)`` -> its exit code, output and errors (``env``: values to
+    set, None to unset)."""
+    from pipeline.training import kept_run
+
+    monkeypatch.chdir(repo)
+
+    def run(target: str, train_out: str = "checkpoints/r.pt",
+            **env: str | None) -> subprocess.CompletedProcess[str]:
+        for key, value in {**ENV, **env}.items():
+            if value is None:
+                monkeypatch.delenv(key, raising=False)
+            else:
+                monkeypatch.setenv(key, value)
+        capsys.readouterr()
+        try:
+            code = kept_run.main([{"keep-run": "keep", "drop-run": "drop"}[target], train_out])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess([target], code, out.out, out.err)
+
+    return run
 
 
 @pytest.fixture(scope="module")
@@ -85,27 +113,27 @@ def test_a_kept_run_is_one_commit_of_its_two_files_and_other_work_stays_as_it_wa
     assert (repo / "checkpoints" / "r.pt").read_bytes() == (pairs[0] / "r.pt").read_bytes()
 
 
-def test_the_next_session_keeps_the_new_pair_and_an_unchanged_run_is_not_committed_again(repo, pairs):
-    assert make(repo, "keep-run").returncode == 0
+def test_the_next_session_keeps_the_new_pair_and_an_unchanged_run_is_not_committed_again(repo, pairs, kept):
+    assert kept("keep-run").returncode == 0
     place(pairs[1], repo)
-    assert make(repo, "keep-run").returncode == 0
+    assert kept("keep-run").returncode == 0
     assert changed_in(repo, "HEAD") == ["checkpoints/r.pt", "checkpoints/r.state.pt"]
     assert git(repo, "diff", "--cached", "--name-only") == "" and git(repo, "diff", "--name-only") == ""
-    done = make(repo, "keep-run")
+    done = kept("keep-run")
     assert done.returncode == 0 and "is kept as it is" in done.stdout
     assert git(repo, "rev-list", "--count", "HEAD") == "3"
 
 
-def test_a_clone_holds_the_kept_run_although_its_folder_is_ignored(repo, pairs, tmp_path):
-    assert make(repo, "keep-run").returncode == 0
+def test_a_clone_holds_the_kept_run_although_its_folder_is_ignored(repo, pairs, tmp_path, kept):
+    assert kept("keep-run").returncode == 0
     clone = tmp_path / "next"
     git(tmp_path, "clone", "-q", "--depth", "1", f"file://{repo}", str(clone))
     for f in ("r.pt", "r.state.pt"):
         assert (clone / "checkpoints" / f).read_bytes() == (pairs[0] / f).read_bytes()
 
 
-def test_dropping_a_run_that_trained_on_after_it_was_kept_takes_both_out_and_keeps_the_files(repo, pairs):
-    assert make(repo, "keep-run").returncode == 0
+def test_dropping_a_run_that_trained_on_after_it_was_kept_takes_both_out_and_keeps_the_files(repo, pairs, kept):
+    assert kept("keep-run").returncode == 0
     place(pairs[1], repo)  # it went on training since
     (repo / "code.py").write_text("x = 3\n")
     git(repo, "add", "code.py")  # staged work of its own stays staged, out of the commit
@@ -116,13 +144,13 @@ def test_dropping_a_run_that_trained_on_after_it_was_kept_takes_both_out_and_kee
     assert changed_in(repo, "HEAD") == ["checkpoints/r.pt", "checkpoints/r.state.pt"]
     assert git(repo, "status", "--porcelain") == "M  code.py"
     assert (repo / "checkpoints" / "r.pt").read_bytes() == (pairs[1] / "r.pt").read_bytes()
-    done = make(repo, "drop-run")
+    done = kept("drop-run")
     assert done.returncode == 0 and "is not in the tree; nothing to drop" in done.stdout
     assert git(repo, "rev-list", "--count", "HEAD") == "3"
 
 
 @pytest.mark.parametrize("case", ["no state", "state aside", "not one pair", "outside"])
-def test_what_is_not_one_run_in_the_repository_is_refused(repo, pairs, tmp_path, case):
+def test_what_is_not_one_run_in_the_repository_is_refused(repo, pairs, tmp_path, case, kept):
     train_out = "checkpoints/r.pt"
     if case == "no state":
         (repo / "checkpoints" / "r.state.pt").unlink()
@@ -135,7 +163,7 @@ def test_what_is_not_one_run_in_the_repository_is_refused(repo, pairs, tmp_path,
         Path(train_out).parent.mkdir()
         for f in ("r.pt", "r.state.pt"):
             shutil.copy(pairs[0] / f, Path(train_out).parent / f)
-    done = make(repo, "keep-run", train_out)
+    done = kept("keep-run", train_out)
     message = {"no state": "no run at checkpoints/r.pt with its resume state",
                "state aside": "is not whole (a run stopped between its writes); resume it with `make train`",
                "not one pair": "the resume state beside checkpoints/r.pt is not the one it was saved with",
@@ -144,22 +172,22 @@ def test_what_is_not_one_run_in_the_repository_is_refused(repo, pairs, tmp_path,
     assert git(repo, "rev-list", "--count", "HEAD") == "1" and git(repo, "ls-files") == ".gitignore\ncode.py"
 
 
-def test_a_run_still_training_is_not_kept(repo):
+def test_a_run_still_training_is_not_kept(repo, kept):
     from pipeline.files import hold_lock
 
     with hold_lock(repo / "checkpoints" / "r.pt.lock", "held", "a training run"):
-        done = make(repo, "keep-run")
+        done = kept("keep-run")
     assert done.returncode == 2 and f"is being trained by another process (a training run, process {os.getpid()})" \
         in done.stderr
     assert git(repo, "rev-list", "--count", "HEAD") == "1"
-    assert make(repo, "keep-run").returncode == 0  # once it has stopped
+    assert kept("keep-run").returncode == 0  # once it has stopped
 
 
-def test_a_branch_that_cannot_move_leaves_the_branch_and_the_index_as_they_were(repo):
+def test_a_branch_that_cannot_move_leaves_the_branch_and_the_index_as_they_were(repo, kept):
     head = git(repo, "rev-parse", "HEAD")
     lock = repo / ".git" / "refs" / "heads" / "main.lock"  # another git process is updating the branch
     lock.write_text("")
-    done = make(repo, "keep-run")
+    done = kept("keep-run")
     lock.unlink()
     assert done.returncode == 2 and "git update-ref failed" in done.stderr and "Traceback" not in done.stderr
     assert git(repo, "rev-parse", "HEAD") == head and git(repo, "ls-files") == ".gitignore\ncode.py"
@@ -191,13 +219,10 @@ def test_an_index_another_git_process_holds_takes_the_commit_back(repo, monkeypa
     assert git(repo, "rev-parse", "HEAD") == head and git(repo, "status", "--porcelain") == ""
 
 
-def test_without_a_name_and_email_to_commit_with_nothing_is_committed(repo, tmp_path):
-    env = {k: v for k, v in ENV.items() if not k.startswith(("GIT_AUTHOR", "GIT_COMMITTER"))}
-    env.update(HOME=str(tmp_path), GIT_CONFIG_NOSYSTEM="1", EMAIL="")
+def test_without_a_name_and_email_to_commit_with_nothing_is_committed(repo, tmp_path, kept):
     git(repo, "config", "user.useConfigOnly", "true")  # no guessing from the host name
-    done = subprocess.run(["make", "-s", "-o", "setup", "-f", str(ROOT / "Makefile"), "keep-run",
-                           "TRAIN_OUT=checkpoints/r.pt", f"PY={sys.executable}"], cwd=repo, env=env,
-                          capture_output=True, text=True)
+    nobody = {k: None for k in ENV if k.startswith(("GIT_AUTHOR", "GIT_COMMITTER"))}
+    done = kept("keep-run", HOME=str(tmp_path), GIT_CONFIG_NOSYSTEM="1", EMAIL="", **nobody)
     assert done.returncode == 2 and "git has no name and email to commit with here" in done.stderr, done.stderr
     assert git(repo, "rev-list", "--count", "HEAD") == "1" and git(repo, "ls-files") == ".gitignore\ncode.py"
 
@@ -214,7 +239,7 @@ def test_a_file_over_the_repositorys_size_limit_is_not_committed(repo, monkeypat
 
 
 def test_a_state_in_parts_is_kept_whole_and_a_later_state_in_fewer_parts_leaves_none_behind(repo, pairs, tmp_path,
-                                                                                              monkeypatch):
+                                                                                              monkeypatch, kept):
     from pipeline import checkpoint
     from tests.training.conftest import run
 
@@ -224,25 +249,25 @@ def test_a_state_in_parts_is_kept_whole_and_a_later_state_in_fewer_parts_leaves_
     out = repo / "checkpoints" / "r.pt"
     assert run(tmp_path, out, "--epochs", "1", "--max-steps", "2") == 0
     parts = ["checkpoints/r.state.pt", "checkpoints/r.state.part2.pt", "checkpoints/r.state.part3.pt"]
-    done = make(repo, "keep-run")
+    done = kept("keep-run")
     assert done.returncode == 0 and "its resume state (3 files) in" in done.stdout, done.stderr
     assert changed_in(repo, "HEAD") == sorted(["checkpoints/r.pt", *parts])
     place(pairs[1], repo)  # a later stop whose state is one file
     for f in parts[1:]:
         (repo / f).unlink()
-    assert make(repo, "keep-run").returncode == 0
+    assert kept("keep-run").returncode == 0
     assert git(repo, "ls-tree", "--name-only", "HEAD", "checkpoints/") == "checkpoints/r.pt\ncheckpoints/r.state.pt"
     assert git(repo, "status", "--porcelain") == ""
-    assert make(repo, "keep-run").returncode == 0 and git(repo, "rev-list", "--count", "HEAD") == "3"
-    assert make(repo, "drop-run").returncode == 0 and git(repo, "ls-files") == ".gitignore\ncode.py"
+    assert kept("keep-run").returncode == 0 and git(repo, "rev-list", "--count", "HEAD") == "3"
+    assert kept("drop-run").returncode == 0 and git(repo, "ls-files") == ".gitignore\ncode.py"
 
 
-def test_a_run_whose_name_git_would_quote_is_kept_and_dropped(repo, pairs):
+def test_a_run_whose_name_git_would_quote_is_kept_and_dropped(repo, pairs, kept):
     for f in ("r.pt", "r.state.pt"):
         (repo / "checkpoints" / f).rename(repo / "checkpoints" / f.replace("r.", "rä.", 1))
     assert make(repo, "keep-run", "checkpoints/rä.pt").returncode == 0
     assert git(repo, "ls-tree", "-z", "-r", "--name-only", "HEAD", "checkpoints/").split("\0")[:2] == \
         ["checkpoints/rä.pt", "checkpoints/rä.state.pt"]
-    done = make(repo, "drop-run", "checkpoints/rä.pt")
+    done = kept("drop-run", "checkpoints/rä.pt")
     assert done.returncode == 0 and "dropped" in done.stdout, done.stdout + done.stderr
     assert git(repo, "ls-files") == ".gitignore\ncode.py"
