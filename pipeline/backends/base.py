@@ -199,6 +199,7 @@ class EngineOptions:
     timing_cache: Path | None = None  # TensorRT: persisted timing cache
     max_batch: int = 1  # TensorRT: the optimisation profile's largest batch (ONNX Runtime takes any)
     opt_batch: int | None = None  # TensorRT: the batch the kernels are tuned for (default: max_batch)
+    int8_stages: str = "faster"  # ONNX Runtime: INT8 chain stages run float where that is faster here, or "all" INT8
 
 
 class Backend(Protocol):
@@ -244,3 +245,8 @@ class Backend(Protocol):
 
     def build_notes(self, manifest: "Manifest", folder: Path, precision: str) -> str | None:
         """A note on how its engines of ``precision`` really compute here (e.g. emulated), or None."""
+
+    def prefer_faster(self, manifest: "Manifest", folder: Path, precision: str, options: EngineOptions) -> str | None:
+        """After its engines of ``precision`` are compiled into ``folder``: replace a stage's engine with one of a
+        higher precision where that runs faster here (the manifest's entry follows); a note of what changed, or
+        None."""

@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="TensorRT: largest batch of frames a plan takes (its optimisation profile; `anytime streams`)")
     ap.add_argument("--opt-batch", type=int, default=None, help="TensorRT: the batch the kernels are tuned for "
                     "(default: --max-batch)")
+    ap.add_argument("--int8-stages", default="faster", choices=("faster", "all"),
+                    help="ONNX Runtime: a stage of the INT8 chain runs its float graph where that is faster on this "
+                    "machine (faster), or INT8 at every stage (all)")
     ap.add_argument("--force", action="store_true", help="rebuild even if the folder is up to date")
     return ap
 
@@ -80,7 +83,7 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
         test_split=args.test_split, skip_accuracy=args.skip_accuracy, compile_only=args.compile_only,
         artifacts=args.artifacts, onnx_spec=args.onnx_spec, force=args.force,
         engine=EngineOptions(threads=args.threads, workspace_mb=args.workspace_mb, dla_core=args.dla_core,
-                             max_batch=args.max_batch, opt_batch=args.opt_batch))
+                             max_batch=args.max_batch, opt_batch=args.opt_batch, int8_stages=args.int8_stages))
 
 
 def _start_manifest(tmp: Path, src: Source, opts: BuildOptions) -> tuple[Manifest, tuple[Any, dict[str, Any]] | None]:

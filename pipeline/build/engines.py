@@ -56,6 +56,9 @@ def compile_all(manifest: Manifest, tmp: Path, targets: BuildTargets, opts: Buil
                 drop_variant(manifest, tmp, backend, precision, str(exc))
                 continue
             log(f"compiled {key} engines ({time.time() - t0:.1f} s)")
+            chosen = module.prefer_faster(manifest, tmp, precision, opts.engine)
+            if chosen:
+                log(f"note: {key}: {chosen}")
             note = module.build_notes(manifest, tmp, precision)
             if note:
                 manifest.device.emulated[key] = note

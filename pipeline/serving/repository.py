@@ -24,7 +24,7 @@ from typing import Any
 
 from pipeline.errors import PipelineError, cli_main
 from pipeline.files import atomic_write_text, check_output_folder
-from pipeline.manifest import Manifest, load_manifest, variant_key
+from pipeline.manifest import FileEntry, Manifest, load_manifest, variant_key
 from pipeline.names import PRECISIONS
 from pipeline.serving.configs import (DEFAULT_MAX_BATCH, DEFAULT_QUEUE_DELAY_US, ModelSpec, Tensor, config_text,
                                       tensor_from_spec)
@@ -83,8 +83,18 @@ def choose_variant(manifest: Manifest, folder: Path, opts: RepoOptions) -> tuple
     for flavour in (("u8", "") if p == "int8" else ("",)):
         graphs = manifest.files(precision=p, flavour=flavour)
         if len(graphs) == k:
-            return "python", [folder / e.path for e in graphs]
+            return "python", [folder / e.path for e in _as_built_here(manifest, graphs)]
     raise PipelineError(f"{folder} has no ONNX artifacts of {p} for all {k} stages; build them with `anytime engines`")
+
+
+def _as_built_here(manifest: Manifest, graphs: list[FileEntry]) -> list[FileEntry]:
+    """The INT8 graphs with the FP32 artifact in place of each stage that the ONNX Runtime INT8 chain built here
+    runs in float (its thresholds and latency, which the served models take, were measured on that chain)."""
+    from pipeline.backends.onnxruntime.faster import float_stages
+
+    floats = float_stages(manifest) if graphs and graphs[0].precision == "int8" else set()
+    fp32 = {a.stage: a for a in manifest.files(precision="fp32", flavour="")}
+    return [fp32[g.stage] if g.stage in floats and g.stage in fp32 else g for g in graphs]
 
 
 def served_variant(kind: str, precision: str) -> str:

@@ -126,3 +126,23 @@ def test_a_stage_graph_that_differs_from_its_configuration_is_named(damaged, man
 def test_not_a_repository(tmp_path):
     with pytest.raises(PipelineError, match="is not a model repository written by"):
         check_repository(tmp_path)
+
+
+def test_int8_stage_models_run_the_graphs_of_the_int8_chain_built_here(tiny, manifest):
+    """Where the build found a stage's float graph faster here, the served INT8 stage model runs it too: the
+    thresholds and latency the repository takes were measured on that chain."""
+    import copy
+
+    from pipeline.serving.repository import choose_variant
+
+    m = copy.deepcopy(manifest)
+    opts = RepoOptions(precision="int8")
+    kind, graphs = choose_variant(m, tiny.folder, opts)
+    assert kind == "python" and all(g.name.endswith(".int8.u8.onnx") for g in graphs)
+    m.device.backends.setdefault("onnxruntime", {})["int8_stages"] = {"margin": 0.9, "stages": [
+        {"stage": k, "int8_ms": 1.0, "float_ms": 0.5 if k == 2 else 2.0, "runs": "float" if k == 2 else "int8"}
+        for k in range(1, m.num_exits + 1)]}
+    _, graphs = choose_variant(m, tiny.folder, opts)
+    assert [g.name for g in graphs] == ["stage1.int8.u8.onnx", "stage2.fp32.onnx", "stage3.int8.u8.onnx"]
+    assert [g.name for g in choose_variant(m, tiny.folder, RepoOptions(precision="fp32"))[1]] == [
+        f"stage{k}.fp32.onnx" for k in (1, 2, 3)]

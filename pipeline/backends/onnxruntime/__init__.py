@@ -15,6 +15,7 @@ from pipeline.backends.base import EngineOptions
 from pipeline.backends.onnxruntime.builder import (GPU_PROVIDERS, available_providers, computes_in_float32,
                                                    create_session, engine_from_onnx, session_options)
 from pipeline.backends.onnxruntime.chain import OnnxRuntimeChain
+from pipeline.backends.onnxruntime.faster import STAGES, prefer_faster
 from pipeline.errors import PipelineError
 from pipeline.names import PRECISIONS
 
@@ -30,7 +31,7 @@ PACKAGES = {"onnxruntime": ("onnxruntime", "onnxruntime-gpu")}
 __all__ = ["ENGINE_SUFFIX", "GPU_PROVIDERS", "NAME", "OnnxRuntimeChain", "PACKAGES", "STOP_ON_BUILD_FAILURE", "TITLE",
            "artifact_flavour", "available_providers", "batch_range", "build_notes", "buildable_precisions", "chain_from_engines",
            "check_device", "check_options", "computes_in_float32", "create_session", "device_facts",
-           "engine_from_artifact", "engine_from_onnx", "recorded_providers", "session_options", "unavailable_reason"]
+           "engine_from_artifact", "engine_from_onnx", "prefer_faster", "recorded_providers", "session_options", "unavailable_reason"]
 
 
 def unavailable_reason() -> str | None:
@@ -42,7 +43,10 @@ def buildable_precisions() -> set[str]:
 
 
 def check_options(options: EngineOptions, precisions: Sequence[str], targeted: bool) -> None:
-    """Nothing of its own: ``threads``, its one option, serves every backend's chains and is checked with the rest."""
+    """Its own option: which stages of the INT8 chain stay INT8 (``threads`` serves every backend's chains and is
+    checked with the rest)."""
+    if options.int8_stages not in STAGES:
+        raise PipelineError(f"--int8-stages must be one of {', '.join(STAGES)}, got {options.int8_stages!r}")
 
 
 def artifact_flavour(precision: str) -> str:

@@ -29,7 +29,7 @@ PACKAGES = {"tensorrt": ("tensorrt", "tensorrt-cu12", "tensorrt-cu13"), "pycuda"
 __all__ = ["ENGINE_SUFFIX", "NAME", "PACKAGES", "STOP_ON_BUILD_FAILURE", "TITLE", "TensorRTChain", "artifact_flavour", "batch_range",
            "build_notes", "buildable_precisions", "chain_from_engines", "check_cuda_starts", "check_device",
            "check_options",
-           "check_plan_device", "device_facts", "engine_from_artifact", "engine_from_onnx", "gpu_info",
+           "check_plan_device", "device_facts", "prefer_faster", "engine_from_artifact", "engine_from_onnx", "gpu_info",
            "unavailable_reason"]
 
 
@@ -59,6 +59,9 @@ def check_options(options: EngineOptions, precisions: Sequence[str], targeted: b
     if options.max_batch < 1 or not 1 <= (options.opt_batch or options.max_batch) <= options.max_batch:
         raise PipelineError(f"--max-batch must be at least 1 and --opt-batch between 1 and it; got --max-batch "
                             f"{options.max_batch}, --opt-batch {options.opt_batch}")
+    if options.int8_stages != "faster" and targeted and "int8" in precisions:
+        raise PipelineError("--int8-stages all is ONNX Runtime's: TensorRT's builder picks each layer's precision "
+                            "itself; build for --backend onnxruntime, or drop it")
     if (options.max_batch > 1 or options.opt_batch is not None) and not targeted:
         raise PipelineError("--max-batch and --opt-batch shape TensorRT's optimisation profile: build for the "
                             "TensorRT backend, or drop them (ONNX Runtime's engines take any batch)")
@@ -101,4 +104,9 @@ def chain_from_engines(manifest: "Manifest", folder: Path, engines: list["FileEn
 
 
 def build_notes(manifest: "Manifest", folder: Path, precision: str) -> str | None:
+    return None
+
+
+def prefer_faster(manifest: "Manifest", folder: Path, precision: str, options: EngineOptions) -> str | None:
+    """Nothing to do: TensorRT's builder times each layer's kernels and keeps the faster precision itself."""
     return None
