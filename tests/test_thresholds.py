@@ -332,3 +332,18 @@ def test_auto_aggregate_meets_named_targets_on_the_chosen_curve_only():
     table = thresholds_table(probs, labels, [1.0, 3.0], min_latency_at_accuracy=[100.0], aggregate="auto")
     assert table["aggregate"] == "last"
     assert table["policies"]["min-latency@100%"]["expected_accuracy"] == pytest.approx(100.0)
+
+
+def test_the_default_is_chosen_among_a_ten_times_denser_sweep_and_the_table_stores_the_coarse_curve(random_set):
+    from pipeline.thresholds import CHOICE_QS
+    from pipeline.thresholds.sweep import cheapest_within_loss
+
+    probs, labels, costs = random_set
+    table = thresholds_table(probs, labels, costs, aggregate="last")
+    default = table["policies"]["default"]
+    coarse = cheapest_within_loss(probs, labels, [*budgeted_curve(probs, labels, costs), last_exit_point(probs, labels,
+                                  costs)], 0.3, 0.95, "confidence", None)
+    assert default["q"] in CHOICE_QS and default["q"] not in DEFAULT_QS
+    assert default["expected_cost_ms"] < coarse.cost  # a cheaper point that passes the same test
+    assert loss_bound(probs, labels, policy_thresholds(table, "default")) <= 0.3
+    assert [c["q"] for c in table["curve"]] == list(DEFAULT_QS)

@@ -18,12 +18,12 @@ from pipeline.thresholds.scores import (AGGREGATE_NAMES, AGGREGATES, AUTO_AGGREG
                                         Simulation, Thresholds, aggregate_exits, check_aggregate, check_criterion,
                                         exit_index, exit_scores, from_scores, simulate, softmax, thresholds_from_json,
                                         thresholds_to_json, to_scores)
-from pipeline.thresholds.sweep import (DEFAULT_CONFIDENCE, DEFAULT_QS, CurvePoint, budgeted_curve,
+from pipeline.thresholds.sweep import (CHOICE_QS, DEFAULT_CONFIDENCE, DEFAULT_QS, CurvePoint, budgeted_curve,
                                        geometric_distribution, last_exit_point, loss_bound, max_accuracy_for_cost,
                                        min_cost_for_accuracy, min_cost_within_loss)
 
-__all__ = ["AGGREGATE_NAMES", "AGGREGATES", "AUTO_AGGREGATE", "CRITERIA", "DEFAULT_AGGREGATE", "DEFAULT_CONFIDENCE",
-           "DEFAULT_POLICY", "DEFAULT_QS", "DEFAULT_TOLERANCE", "LAST_EXIT_POLICY", "Costs", "CurvePoint",
+__all__ = ["AGGREGATE_NAMES", "AGGREGATES", "AUTO_AGGREGATE", "CHOICE_QS", "CRITERIA", "DEFAULT_AGGREGATE",
+           "DEFAULT_CONFIDENCE", "DEFAULT_POLICY", "DEFAULT_QS", "DEFAULT_TOLERANCE", "LAST_EXIT_POLICY", "Costs", "CurvePoint",
            "Simulation", "Thresholds", "add_calibration_options", "aggregate_exits", "budgeted_curve",
            "check_aggregate", "check_calibration_options", "check_criterion", "curve_from_table", "default_policy",
            "exit_index", "exit_scores", "from_scores", "geometric_distribution", "last_exit_point", "loss_bound",

@@ -11,8 +11,9 @@ import numpy as np
 from pipeline.errors import PipelineError
 from pipeline.thresholds.scores import (AGGREGATES, AUTO_AGGREGATE, DEFAULT_AGGREGATE, Costs, aggregate_exits,
                                         check_criterion, check_inputs, thresholds_from_json, thresholds_to_json)
-from pipeline.thresholds.sweep import (DEFAULT_CONFIDENCE, DEFAULT_QS, CurvePoint, budgeted_curve, cheapest_within_loss,
-                                       last_exit_point, max_accuracy_for_cost, min_cost_for_accuracy)
+from pipeline.thresholds.sweep import (CHOICE_QS, DEFAULT_CONFIDENCE, DEFAULT_QS, CurvePoint, budgeted_curve,
+                                       cheapest_within_loss, last_exit_point, max_accuracy_for_cost,
+                                       min_cost_for_accuracy)
 
 DEFAULT_TOLERANCE = 0.3  # accuracy points below the last exit that the "default" policy may give up
 DEFAULT_POLICY = "default"  # the cheapest point within the guarded loss (``thresholds_table``)
@@ -52,7 +53,8 @@ def thresholds_table(probs: np.ndarray, labels: np.ndarray, costs_ms: Costs, cri
     exits learnt from one teacher err alike and its mean can fall below its last exit). ``costs_ms``:
     cumulative latency to each exit on that backend and precision. Policies: "default", "last-exit",
     and one per requested target (a target that no point meets is an error; under "auto", no point
-    of the chosen curve).
+    of the chosen curve), each chosen among the curve's points and, with the default ``qs``, those of
+    the ten times denser sweep ``CHOICE_QS``; the table stores the curve of ``qs``.
 
     "default" must keep its accuracy on images it was not chosen on, and a point chosen on one
     split's mean loss is chosen for that split's noise. So the loss is judged paired, image by
@@ -74,15 +76,17 @@ def thresholds_table(probs: np.ndarray, labels: np.ndarray, costs_ms: Costs, cri
     answers = aggregate_exits(probs, aggregate)
     curve = budgeted_curve(answers, labels, costs_ms, criterion, qs)
     full = last_exit_point(answers, labels, costs_ms, criterion)
+    # The policies are chosen among the stored curve's points and, for the default sweep, the dense one's.
+    dense = budgeted_curve(answers, labels, costs_ms, criterion, CHOICE_QS) if tuple(qs) == DEFAULT_QS else []
+    points = [*curve, *dense, full]
     network_right = probs[:, -1].argmax(axis=-1) == labels  # (N,) the last exit's own classifier
     # None only when the aggregate at the last exit is worse than the last exit alone.
-    default = cheapest_within_loss(answers, labels, [*curve, full], tolerance, confidence, criterion,
-                                    network_right) or full
+    default = cheapest_within_loss(answers, labels, points, tolerance, confidence, criterion, network_right) or full
     policies = {DEFAULT_POLICY: _policy_json(default), LAST_EXIT_POLICY: _policy_json(full)}
     for ms in max_accuracy_at_ms:
-        policies[max_accuracy_name(ms)] = _policy_json(max_accuracy_for_cost([*curve, full], ms))
+        policies[max_accuracy_name(ms)] = _policy_json(max_accuracy_for_cost(points, ms))
     for acc in min_latency_at_accuracy:
-        policies[min_latency_name(acc)] = _policy_json(min_cost_for_accuracy([*curve, full], acc))
+        policies[min_latency_name(acc)] = _policy_json(min_cost_for_accuracy(points, acc))
     return {"criterion": criterion, "aggregate": aggregate, "samples": int(len(labels)), "default_tolerance": tolerance,
             "default_confidence": confidence,
             "policies": policies, "curve": [_point_json(p) for p in curve]}
