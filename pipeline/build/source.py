@@ -82,7 +82,8 @@ def build_key(opts: BuildOptions, targets: BuildTargets, source: Source, device:
                         "calib_seed": opts.calib_seed, "threads": opts.engine.threads, "test_split": opts.test_split,
                         "skip_accuracy": opts.skip_accuracy, "workspace_mb": opts.engine.workspace_mb,
                         "dla_core": opts.engine.dla_core,
-                        **({"int8_stages": opts.engine.int8_stages} if "int8" in targets.precisions else {}),
+                        **({"int8_stages": opts.engine.int8_stages}
+                           if "int8" in targets.precisions and "onnxruntime" in targets.backends else {}),
                         # a batch range other than batch 1 only: folders built before batches stay up to date
                         **({"max_batch": opts.engine.max_batch, "opt_batch": opts.engine.opt_batch}
                            if (opts.engine.max_batch, opts.engine.opt_batch) != (1, None) else {})}}

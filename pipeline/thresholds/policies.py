@@ -53,8 +53,8 @@ def thresholds_table(probs: np.ndarray, labels: np.ndarray, costs_ms: Costs, cri
     exits learnt from one teacher err alike and its mean can fall below its last exit). ``costs_ms``:
     cumulative latency to each exit on that backend and precision. Policies: "default", "last-exit",
     and one per requested target (a target that no point meets is an error; under "auto", no point
-    of the chosen curve), each chosen among the curve's points and, with the default ``qs``, those of
-    the ten times denser sweep ``CHOICE_QS``; the table stores the curve of ``qs``.
+    of the chosen curve). The table stores the curve of ``qs``; "default" is chosen among its points
+    and, with the default ``qs``, those of the ten times denser sweep ``CHOICE_QS``.
 
     "default" must keep its accuracy on images it was not chosen on, and a point chosen on one
     split's mean loss is chosen for that split's noise. So the loss is judged paired, image by
@@ -76,17 +76,17 @@ def thresholds_table(probs: np.ndarray, labels: np.ndarray, costs_ms: Costs, cri
     answers = aggregate_exits(probs, aggregate)
     curve = budgeted_curve(answers, labels, costs_ms, criterion, qs)
     full = last_exit_point(answers, labels, costs_ms, criterion)
-    # The policies are chosen among the stored curve's points and, for the default sweep, the dense one's.
+    # The default is chosen among the stored curve's points and, for the default sweep, the dense one's.
     dense = budgeted_curve(answers, labels, costs_ms, criterion, CHOICE_QS) if tuple(qs) == DEFAULT_QS else []
-    points = [*curve, *dense, full]
     network_right = probs[:, -1].argmax(axis=-1) == labels  # (N,) the last exit's own classifier
     # None only when the aggregate at the last exit is worse than the last exit alone.
-    default = cheapest_within_loss(answers, labels, points, tolerance, confidence, criterion, network_right) or full
+    default = cheapest_within_loss(answers, labels, [*curve, *dense, full], tolerance, confidence, criterion,
+                                    network_right) or full
     policies = {DEFAULT_POLICY: _policy_json(default), LAST_EXIT_POLICY: _policy_json(full)}
-    for ms in max_accuracy_at_ms:
-        policies[max_accuracy_name(ms)] = _policy_json(max_accuracy_for_cost(points, ms))
+    for ms in max_accuracy_at_ms:  # as :func:`policy_thresholds` finds a target the table does not hold
+        policies[max_accuracy_name(ms)] = _policy_json(max_accuracy_for_cost([*curve, full], ms))
     for acc in min_latency_at_accuracy:
-        policies[min_latency_name(acc)] = _policy_json(min_cost_for_accuracy(points, acc))
+        policies[min_latency_name(acc)] = _policy_json(min_cost_for_accuracy([*curve, full], acc))
     return {"criterion": criterion, "aggregate": aggregate, "samples": int(len(labels)), "default_tolerance": tolerance,
             "default_confidence": confidence,
             "policies": policies, "curve": [_point_json(p) for p in curve]}

@@ -77,7 +77,7 @@ def test_int8_stages_all_keeps_int8_everywhere_and_times_nothing(tiny, tmp_path,
     assert all(e.path.endswith(".int8.u8.onnx") for e in m.files(backend="onnxruntime", precision="int8", engines=True))
     assert choosing == [] and "int8_stages" not in m.device.backends.get("onnxruntime", {})
     key = json.loads((tmp_path / tiny.folder.name / "build.json").read_text())
-    assert "all" in json.dumps(key)  # a rebuild with the other choice is not "up to date"
+    assert key["options"]["int8_stages"] == "all"  # a rebuild with the other choice is not "up to date"
 
 
 def test_the_two_graphs_are_timed_in_turns_on_inputs_of_the_stages_shapes(tiny):
@@ -91,9 +91,34 @@ def test_the_two_graphs_are_timed_in_turns_on_inputs_of_the_stages_shapes(tiny):
     assert a > 0 and b > 0
 
 
-def test_the_option_is_checked_by_each_backend():
+def test_the_option_is_onnx_runtimes_own():
+    ort, trt = backend_module("onnxruntime"), backend_module("tensorrt")
     with pytest.raises(PipelineError, match="--int8-stages must be one of faster, all"):
-        backend_module("onnxruntime").check_options(EngineOptions(int8_stages="some"), ["int8"], True)
-    with pytest.raises(PipelineError, match="--int8-stages all is ONNX Runtime's"):
-        backend_module("tensorrt").check_options(EngineOptions(int8_stages="all"), ["int8"], True)
-    backend_module("tensorrt").check_options(EngineOptions(int8_stages="all"), ["int8"], False)  # not built: fine
+        ort.check_options(EngineOptions(int8_stages="some"), ["int8"], True)
+    for precisions, targeted in ((["int8"], False), (["fp32"], True)):  # nothing it would shape
+        with pytest.raises(PipelineError, match="--int8-stages shapes ONNX Runtime's INT8 engines"):
+            ort.check_options(EngineOptions(int8_stages="all"), precisions, targeted)
+    ort.check_options(EngineOptions(int8_stages="all"), ["fp32", "int8"], True)
+    trt.check_options(EngineOptions(int8_stages="all"), ["int8"], True)  # built beside ONNX Runtime's: fine
+
+
+@pytest.mark.parametrize("float_ms, runs", [(0.9, "float"), (0.91, "int8")])
+def test_the_float_graph_must_take_at_most_the_margin_of_the_int8_time(tiny, tmp_path, choosing, monkeypatch,
+                                                                       float_ms, runs):
+    monkeypatch.setattr(faster, "time_pair", lambda *a, **k: (float_ms, 1.0))
+    compile_int8(tiny, tmp_path)
+    m = load_manifest(tmp_path / tiny.folder.name)
+    assert {s["runs"] for s in m.device.backends["onnxruntime"]["int8_stages"]["stages"]} == {runs}
+
+
+def test_a_stage_that_cannot_be_compared_keeps_its_int8_engine(tiny, tmp_path, choosing, monkeypatch):
+    def broken(first, *args, **kwargs):
+        raise PipelineError(f"ONNX Runtime cannot load {first.name}: planted")
+
+    monkeypatch.setattr(faster, "time_pair", broken)
+    compile_int8(tiny, tmp_path)
+    folder = tmp_path / tiny.folder.name
+    m = load_manifest(folder)
+    assert all(e.path.endswith(".int8.u8.onnx") for e in m.files(backend="onnxruntime", precision="int8", engines=True))
+    assert not list((folder / "onnxruntime").glob("*.int8.float.onnx"))
+    assert all("planted" in s["not_compared"] for s in m.device.backends["onnxruntime"]["int8_stages"]["stages"])

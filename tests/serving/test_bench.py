@@ -29,7 +29,7 @@ def test_bad_options_are_one_line_and_exit_2_before_any_server(tiny, tmp_path, c
         bench_main(bench_args(tiny, tmp_path / "report.json", *extra))
     err = capsys.readouterr().err
     assert exc.value.code == 2 and says in err and len(err.splitlines()) == 1, err
-    assert time.monotonic() - started < 5 and not (tmp_path / "report.json").exists()
+    assert time.monotonic() - started < 30 and not (tmp_path / "report.json").exists()  # refused before any server
 
 
 def test_the_report_may_not_overwrite_an_input(tiny, capsys):

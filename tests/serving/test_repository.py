@@ -146,3 +146,5 @@ def test_int8_stage_models_run_the_graphs_of_the_int8_chain_built_here(tiny, man
     assert [g.name for g in graphs] == ["stage1.int8.u8.onnx", "stage2.fp32.onnx", "stage3.int8.u8.onnx"]
     assert [g.name for g in choose_variant(m, tiny.folder, RepoOptions(precision="fp32"))[1]] == [
         f"stage{k}.fp32.onnx" for k in (1, 2, 3)]
+    m.device.cpu = "another CPU"  # written elsewhere: that CPU's chain runs the portable INT8 graphs
+    assert all(g.name.endswith(".int8.u8.onnx") for g in choose_variant(m, tiny.folder, opts)[1])

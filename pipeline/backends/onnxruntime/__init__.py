@@ -47,6 +47,9 @@ def check_options(options: EngineOptions, precisions: Sequence[str], targeted: b
     checked with the rest)."""
     if options.int8_stages not in STAGES:
         raise PipelineError(f"--int8-stages must be one of {', '.join(STAGES)}, got {options.int8_stages!r}")
+    if options.int8_stages != STAGES[0] and not (targeted and "int8" in precisions):
+        raise PipelineError("--int8-stages shapes ONNX Runtime's INT8 engines (TensorRT picks each layer's precision "
+                            "itself): build INT8 for the onnxruntime backend, or drop it")
 
 
 def artifact_flavour(precision: str) -> str:

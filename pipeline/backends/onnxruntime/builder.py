@@ -28,8 +28,10 @@ def available_providers() -> list[str]:
     return [p for p in (*GPU_PROVIDERS, "CPUExecutionProvider") if p in available]
 
 
-def session_options(threads: int = 1, *, optimize: str = "all", save_to: str | Path | None = None) -> Any:
-    """Sequential execution, ``threads`` intra-op threads, the given optimisation level ("all", "basic", "none")."""
+def session_options(threads: int = 1, *, optimize: str = "all", save_to: str | Path | None = None,
+                    spinning: bool = True) -> Any:
+    """Sequential execution, ``threads`` intra-op threads, the given optimisation level ("all", "basic", "none");
+    ``spinning`` False: idle worker threads sleep at once (two sessions timed in turns do not compete)."""
     import onnxruntime as ort
 
     levels = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -42,16 +44,18 @@ def session_options(threads: int = 1, *, optimize: str = "all", save_to: str | P
     opts.log_severity_level = 3  # errors only: the NCHWc "hardware specific" notice is expected here
     if save_to is not None:
         opts.optimized_model_filepath = str(save_to)
+    if not spinning:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return opts
 
 
 def create_session(path: str | Path, threads: int = 1, *, optimize: str = "all",
-                   use_providers: Sequence[str] | None = None) -> Any:
+                   use_providers: Sequence[str] | None = None, spinning: bool = True) -> Any:
     """An InferenceSession on ``path``; an unloadable graph is a PipelineError naming the file."""
     import onnxruntime as ort
 
     try:
-        return ort.InferenceSession(str(path), session_options(threads, optimize=optimize),
+        return ort.InferenceSession(str(path), session_options(threads, optimize=optimize, spinning=spinning),
                                     providers=list(use_providers or available_providers()))
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph/NotImplemented types
         raise PipelineError(f"ONNX Runtime cannot load {Path(path).name}: {str(exc)[:400]}") from exc

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from pipeline.backends.onnxruntime.builder import create_session, engine_from_onnx
+from pipeline.errors import PipelineError
 
 if TYPE_CHECKING:
     from pipeline.backends.base import EngineOptions
@@ -46,7 +47,7 @@ def time_pair(first: Path, second: Path, feeds: dict[str, np.ndarray], threads: 
     """Each graph's time per run (ms): the QUANTILE of RUNS single runs, the two graphs run in turns. A low
     quantile of single runs is what a run takes when nothing else takes the cores meanwhile, so the choice
     holds on a busy machine too."""
-    sessions = [create_session(p, threads, use_providers=providers) for p in (first, second)]
+    sessions = [create_session(p, threads, use_providers=providers, spinning=False) for p in (first, second)]
     for s in sessions:
         for _ in range(WARMUP):
             s.run(None, feeds)
@@ -60,7 +61,13 @@ def time_pair(first: Path, second: Path, feeds: dict[str, np.ndarray], threads: 
 
 
 def float_stages(manifest: "Manifest") -> set[int]:
-    """The stages whose float graph the INT8 chain built here runs (recorded by :func:`prefer_faster`)."""
+    """The stages whose float graph the INT8 chain built for this machine runs (recorded by :func:`prefer_faster`);
+    none on another CPU, where the chain runs the portable INT8 artifacts."""
+    from pipeline.device import host_facts
+
+    here = host_facts()
+    if (manifest.device.cpu, manifest.device.machine) != (here["cpu"], here["machine"]):
+        return set()
     record = manifest.device.backends.get(NAME, {}).get("int8_stages") or {}
     return {int(s["stage"]) for s in record.get("stages", []) if isinstance(s, dict) and s.get("runs") == "float"}
 
@@ -87,9 +94,15 @@ def prefer_faster(manifest: "Manifest", folder: Path, precision: str, options: "
     kept_float = []
     for entry in engines:
         rel = float_candidate_name(entry.stage)
-        engine_from_onnx(folder / floats[entry.stage].path, folder / rel, threads=options.threads)
-        spec = manifest.stages[entry.stage - 1]
-        float_ms, int8_ms = time_pair(folder / rel, folder / entry.path, stage_inputs(spec), options.threads, providers)
+        try:
+            engine_from_onnx(folder / floats[entry.stage].path, folder / rel, threads=options.threads)
+            spec = manifest.stages[entry.stage - 1]
+            float_ms, int8_ms = time_pair(folder / rel, folder / entry.path, stage_inputs(spec), options.threads,
+                                          providers)
+        except PipelineError as exc:  # the INT8 engine stands; the comparison is an optimisation
+            (folder / rel).unlink(missing_ok=True)
+            record.append({"stage": entry.stage, "runs": "int8", "not_compared": str(exc)[:200]})
+            continue
         runs = "float" if float_ms <= MARGIN * int8_ms else "int8"
         record.append({"stage": entry.stage, "int8_ms": round(int8_ms, 4), "float_ms": round(float_ms, 4), "runs": runs})
         if runs == "int8":

@@ -59,9 +59,6 @@ def check_options(options: EngineOptions, precisions: Sequence[str], targeted: b
     if options.max_batch < 1 or not 1 <= (options.opt_batch or options.max_batch) <= options.max_batch:
         raise PipelineError(f"--max-batch must be at least 1 and --opt-batch between 1 and it; got --max-batch "
                             f"{options.max_batch}, --opt-batch {options.opt_batch}")
-    if options.int8_stages != "faster" and targeted and "int8" in precisions:
-        raise PipelineError("--int8-stages all is ONNX Runtime's: TensorRT's builder picks each layer's precision "
-                            "itself; build for --backend onnxruntime, or drop it")
     if (options.max_batch > 1 or options.opt_batch is not None) and not targeted:
         raise PipelineError("--max-batch and --opt-batch shape TensorRT's optimisation profile: build for the "
                             "TensorRT backend, or drop them (ONNX Runtime's engines take any batch)")
