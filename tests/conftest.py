@@ -9,9 +9,10 @@ TINY = dict(n_blocks=3, step=1, base=2, n_channels=8, growth_rate=4)
 
 @pytest.fixture(autouse=True, scope="session")
 def int8_everywhere_in_builds():
-    """The suite's builds keep INT8 at every stage of the ONNX Runtime INT8 chain: which graph of a stage is
-    faster depends on this machine's load at the time, and a test's results must not. The choice itself is
-    tested in tests/backends/test_int8_stages.py."""
+    """The suite's in-process builds keep INT8 at every stage of the ONNX Runtime INT8 chain: which graph of a
+    stage is faster depends on this machine's load at the time, and a test's results must not (builds in a
+    child process make the choice; no test reads their INT8 stages). The choice itself is tested in
+    tests/backends/test_int8_stages.py."""
     try:
         import pipeline.backends.onnxruntime as ort_backend
     except ImportError:
