@@ -183,6 +183,7 @@ def exit_logits(chain: StageChain, images: np.ndarray) -> np.ndarray:
 
 
 DEFAULT_WORKSPACE_MB = 1024  # TensorRT builder workspace
+INT8_STAGES = ("faster", "all")  # ONNX Runtime's INT8 chain: float where that is faster here, or INT8 at every stage
 
 
 @dataclass(frozen=True)
@@ -199,7 +200,7 @@ class EngineOptions:
     timing_cache: Path | None = None  # TensorRT: persisted timing cache
     max_batch: int = 1  # TensorRT: the optimisation profile's largest batch (ONNX Runtime takes any)
     opt_batch: int | None = None  # TensorRT: the batch the kernels are tuned for (default: max_batch)
-    int8_stages: str = "faster"  # ONNX Runtime: INT8 chain stages run float where that is faster here, or "all" INT8
+    int8_stages: str = INT8_STAGES[0]  # ONNX Runtime: which stages of the INT8 chain stay INT8 (INT8_STAGES)
 
 
 class Backend(Protocol):

@@ -22,7 +22,7 @@ from typing import Any
 
 from pipeline import names
 from pipeline.backends import BACKENDS, EngineOptions, backend_batch_ranges, backend_device_facts
-from pipeline.backends.base import DEFAULT_WORKSPACE_MB
+from pipeline.backends.base import DEFAULT_WORKSPACE_MB, INT8_STAGES
 from pipeline.build import accuracy, artifacts, engines, folder, onnx_source, options, source
 from pipeline.build.artifacts import log
 from pipeline.build.options import BuildOptions, BuildTargets
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="TensorRT: largest batch of frames a plan takes (its optimisation profile; `anytime streams`)")
     ap.add_argument("--opt-batch", type=int, default=None, help="TensorRT: the batch the kernels are tuned for "
                     "(default: --max-batch)")
-    ap.add_argument("--int8-stages", default="faster", choices=("faster", "all"),
+    ap.add_argument("--int8-stages", default=INT8_STAGES[0], choices=INT8_STAGES,
                     help="ONNX Runtime: a stage of the INT8 chain runs its float graph where that is faster on this "
                     "machine (faster), or INT8 at every stage (all)")
     ap.add_argument("--force", action="store_true", help="rebuild even if the folder is up to date")

@@ -90,7 +90,7 @@ def choose_variant(manifest: Manifest, folder: Path, opts: RepoOptions) -> tuple
 def _as_built_here(manifest: Manifest, graphs: list[FileEntry]) -> list[FileEntry]:
     """The INT8 graphs with the FP32 artifact in place of each stage that the ONNX Runtime INT8 chain built here
     runs in float (its thresholds and latency, which the served models take, were measured on that chain)."""
-    from pipeline.backends.onnxruntime.faster import float_stages
+    from pipeline.backends.onnxruntime import float_stages
 
     floats = float_stages(manifest) if graphs and graphs[0].precision == "int8" else set()
     fp32 = {a.stage: a for a in manifest.files(precision="fp32", flavour="")}

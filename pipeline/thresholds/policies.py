@@ -11,7 +11,7 @@ import numpy as np
 from pipeline.errors import PipelineError
 from pipeline.thresholds.scores import (AGGREGATES, AUTO_AGGREGATE, DEFAULT_AGGREGATE, Costs, aggregate_exits,
                                         check_criterion, check_inputs, thresholds_from_json, thresholds_to_json)
-from pipeline.thresholds.sweep import (CHOICE_QS, DEFAULT_CONFIDENCE, DEFAULT_QS, CurvePoint, budgeted_curve,
+from pipeline.thresholds.sweep import (CHOICE_DENSITY, CHOICE_QS, DEFAULT_CONFIDENCE, DEFAULT_QS, CurvePoint, budgeted_curve,
                                        cheapest_within_loss, last_exit_point, max_accuracy_for_cost,
                                        min_cost_for_accuracy)
 
@@ -74,13 +74,15 @@ def thresholds_table(probs: np.ndarray, labels: np.ndarray, costs_ms: Costs, cri
                                    tolerance, confidence, chosen), "aggregate_chosen_from": candidates}
     probs, labels, _ = check_inputs(probs, labels, costs_ms)
     answers = aggregate_exits(probs, aggregate)
-    curve = budgeted_curve(answers, labels, costs_ms, criterion, qs)
+    if tuple(qs) == DEFAULT_QS:  # the default is chosen on the dense sweep, whose every tenth point is stored
+        points = budgeted_curve(answers, labels, costs_ms, criterion, CHOICE_QS)
+        curve = points[::CHOICE_DENSITY]
+    else:
+        curve = points = budgeted_curve(answers, labels, costs_ms, criterion, qs)
     full = last_exit_point(answers, labels, costs_ms, criterion)
-    # The default is chosen among the stored curve's points and, for the default sweep, the dense one's.
-    dense = budgeted_curve(answers, labels, costs_ms, criterion, CHOICE_QS) if tuple(qs) == DEFAULT_QS else []
     network_right = probs[:, -1].argmax(axis=-1) == labels  # (N,) the last exit's own classifier
     # None only when the aggregate at the last exit is worse than the last exit alone.
-    default = cheapest_within_loss(answers, labels, [*curve, *dense, full], tolerance, confidence, criterion,
+    default = cheapest_within_loss(answers, labels, [*points, full], tolerance, confidence, criterion,
                                     network_right) or full
     policies = {DEFAULT_POLICY: _policy_json(default), LAST_EXIT_POLICY: _policy_json(full)}
     for ms in max_accuracy_at_ms:  # as :func:`policy_thresholds` finds a target the table does not hold

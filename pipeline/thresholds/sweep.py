@@ -16,11 +16,12 @@ from pipeline.thresholds.scores import (Costs, check_inputs, exit_index, exit_sc
 
 # Ratios of the geometric exit distribution: log-spaced and symmetric around 1 (uniform over exits);
 # small q sends most samples out at exit 1, large q most to the last exit.
-DEFAULT_QS = tuple(float(q) for q in np.geomspace(1 / 20, 20, 61))
-# The same range ten times as dense: the points a calibrated policy is chosen from (the curve a table stores
-# and plots keeps DEFAULT_QS). Between two neighbours of the coarse sweep lie cheaper points that still
-# pass a policy's test, and the choice costs only calibration time.
-CHOICE_QS = tuple(float(q) for q in np.geomspace(1 / 20, 20, 601))
+# CHOICE_QS, ten times as dense, holds DEFAULT_QS as every tenth point: the default policy is chosen among
+# all of them (between two neighbours of the coarse sweep lie cheaper points that still pass its test),
+# while the curve a table stores and plots keeps DEFAULT_QS.
+CHOICE_DENSITY = 10
+CHOICE_QS = tuple(float(q) for q in np.geomspace(1 / 20, 20, 60 * CHOICE_DENSITY + 1))
+DEFAULT_QS = CHOICE_QS[::CHOICE_DENSITY]
 DEFAULT_CONFIDENCE = 0.95  # one-sided confidence that the "default" policy's loss is within the tolerance
 
 

@@ -133,15 +133,15 @@ def test_int8_stage_models_run_the_graphs_of_the_int8_chain_built_here(tiny, man
     thresholds and latency the repository takes were measured on that chain."""
     import copy
 
+    from pipeline.backends.onnxruntime.faster import float_candidate_name
     from pipeline.serving.repository import choose_variant
 
     m = copy.deepcopy(manifest)
     opts = RepoOptions(precision="int8")
     kind, graphs = choose_variant(m, tiny.folder, opts)
     assert kind == "python" and all(g.name.endswith(".int8.u8.onnx") for g in graphs)
-    m.device.backends.setdefault("onnxruntime", {})["int8_stages"] = {"margin": 0.9, "stages": [
-        {"stage": k, "int8_ms": 1.0, "float_ms": 0.5 if k == 2 else 2.0, "runs": "float" if k == 2 else "int8"}
-        for k in range(1, m.num_exits + 1)]}
+    stage2 = m.files(backend="onnxruntime", precision="int8", engines=True)[1]  # as the build puts it in place
+    m.engines[m.engines.index(stage2)] = FileEntry(2, "int8", float_candidate_name(2), "0" * 64, "onnxruntime", "u8")
     _, graphs = choose_variant(m, tiny.folder, opts)
     assert [g.name for g in graphs] == ["stage1.int8.u8.onnx", "stage2.fp32.onnx", "stage3.int8.u8.onnx"]
     assert [g.name for g in choose_variant(m, tiny.folder, RepoOptions(precision="fp32"))[1]] == [

@@ -11,11 +11,11 @@ import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from pipeline.backends.base import EngineOptions
+from pipeline.backends.base import INT8_STAGES, EngineOptions
 from pipeline.backends.onnxruntime.builder import (GPU_PROVIDERS, available_providers, computes_in_float32,
                                                    create_session, engine_from_onnx, session_options)
 from pipeline.backends.onnxruntime.chain import OnnxRuntimeChain
-from pipeline.backends.onnxruntime.faster import STAGES, prefer_faster
+from pipeline.backends.onnxruntime.faster import float_candidate_name, prefer_faster
 from pipeline.errors import PipelineError
 from pipeline.names import PRECISIONS
 
@@ -29,9 +29,9 @@ STOP_ON_BUILD_FAILURE = False  # a variant ONNX Runtime cannot load is recorded 
 PACKAGES = {"onnxruntime": ("onnxruntime", "onnxruntime-gpu")}
 
 __all__ = ["ENGINE_SUFFIX", "GPU_PROVIDERS", "NAME", "OnnxRuntimeChain", "PACKAGES", "STOP_ON_BUILD_FAILURE", "TITLE",
-           "artifact_flavour", "available_providers", "batch_range", "build_notes", "buildable_precisions", "chain_from_engines",
-           "check_device", "check_options", "computes_in_float32", "create_session", "device_facts",
-           "engine_from_artifact", "engine_from_onnx", "prefer_faster", "recorded_providers", "session_options", "unavailable_reason"]
+           "artifact_flavour", "available_providers", "batch_range", "build_notes", "buildable_precisions",
+           "built_on_this_cpu", "chain_from_engines", "check_device", "check_options", "computes_in_float32",
+           "create_session", "device_facts", "engine_from_artifact", "engine_from_onnx", "float_stages", "prefer_faster", "recorded_providers", "session_options", "unavailable_reason"]
 
 
 def unavailable_reason() -> str | None:
@@ -45,9 +45,9 @@ def buildable_precisions() -> set[str]:
 def check_options(options: EngineOptions, precisions: Sequence[str], targeted: bool) -> None:
     """Its own option: which stages of the INT8 chain stay INT8 (``threads`` serves every backend's chains and is
     checked with the rest)."""
-    if options.int8_stages not in STAGES:
-        raise PipelineError(f"--int8-stages must be one of {', '.join(STAGES)}, got {options.int8_stages!r}")
-    if options.int8_stages != STAGES[0] and not (targeted and "int8" in precisions):
+    if options.int8_stages not in INT8_STAGES:
+        raise PipelineError(f"--int8-stages must be one of {', '.join(INT8_STAGES)}, got {options.int8_stages!r}")
+    if options.int8_stages != INT8_STAGES[0] and not (targeted and "int8" in precisions):
         raise PipelineError("--int8-stages shapes ONNX Runtime's INT8 engines (TensorRT picks each layer's precision "
                             "itself): build INT8 for the onnxruntime backend, or drop it")
 
@@ -84,15 +84,29 @@ def check_device(manifest: "Manifest", what: str = "these ONNX Runtime engines")
                             "rebuild them here with `make engines`")
 
 
+def built_on_this_cpu(manifest: "Manifest") -> bool:
+    """Whether the engines were optimised for this kind of CPU (else their chain runs the portable artifacts)."""
+    from pipeline.device import host_facts
+
+    here = host_facts()
+    return (manifest.device.cpu, manifest.device.machine) == (here["cpu"], here["machine"])
+
+
+def float_stages(manifest: "Manifest") -> set[int]:
+    """The stages whose float graph the INT8 chain runs on this CPU (:func:`prefer_faster` put it in place of the
+    INT8 engine); none on another CPU, where the chain runs the portable INT8 artifacts."""
+    if not built_on_this_cpu(manifest):
+        return set()
+    return {e.stage for e in manifest.files(backend=NAME, precision="int8", engines=True)
+            if e.path == float_candidate_name(e.stage)}
+
+
 def chain_from_engines(manifest: "Manifest", folder: Path, engines: list["FileEntry"], precision: str,
                        threads: int) -> OnnxRuntimeChain:
     """The chain on the recorded providers. Engines are graphs optimised for the CPU that built them; on
     another CPU the portable artifacts of the same precision and flavour are used, optimised at load."""
-    from pipeline.device import host_facts
-
     check_device(manifest, f"the ONNX Runtime engines in {folder}")
-    here = host_facts()
-    if (manifest.device.cpu, manifest.device.machine) != (here["cpu"], here["machine"]):
+    if not built_on_this_cpu(manifest):
         portable = manifest.files(precision=precision, flavour=engines[0].flavour)
         if len(portable) == manifest.num_exits:
             engines = portable

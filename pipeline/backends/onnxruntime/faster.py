@@ -18,17 +18,16 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from pipeline.backends.base import INT8_STAGES, EngineOptions
 from pipeline.backends.onnxruntime.builder import create_session, engine_from_onnx
 from pipeline.errors import PipelineError
 
 if TYPE_CHECKING:
-    from pipeline.backends.base import EngineOptions
     from pipeline.manifest import Manifest, StageSpec
 
 NAME = "onnxruntime"
 MARGIN = 0.9  # the float graph runs a stage of the INT8 chain where it takes at most this share of the INT8 time
 RUNS, WARMUP, QUANTILE = 150, 5, 0.2
-STAGES = ("faster", "all")  # --int8-stages: float where faster here, or INT8 at every stage
 
 
 def stage_inputs(spec: "StageSpec", seed: int = 0) -> dict[str, np.ndarray]:
@@ -60,36 +59,26 @@ def time_pair(first: Path, second: Path, feeds: dict[str, np.ndarray], threads: 
     return float(np.quantile(times[0], QUANTILE)), float(np.quantile(times[1], QUANTILE))
 
 
-def float_stages(manifest: "Manifest") -> set[int]:
-    """The stages whose float graph the INT8 chain built for this machine runs (recorded by :func:`prefer_faster`);
-    none on another CPU, where the chain runs the portable INT8 artifacts."""
-    from pipeline.device import host_facts
-
-    here = host_facts()
-    if (manifest.device.cpu, manifest.device.machine) != (here["cpu"], here["machine"]):
-        return set()
-    record = manifest.device.backends.get(NAME, {}).get("int8_stages") or {}
-    return {int(s["stage"]) for s in record.get("stages", []) if isinstance(s, dict) and s.get("runs") == "float"}
-
-
 def float_candidate_name(stage: int) -> str:
+    """The engine file of stage ``stage``'s float graph in the INT8 chain."""
     return f"{NAME}/stage{stage}.int8.float.onnx"
 
 
-def prefer_faster(manifest: "Manifest", folder: Path, precision: str, options: "EngineOptions") -> str | None:
+def prefer_faster(manifest: "Manifest", folder: Path, precision: str, options: EngineOptions) -> str | None:
     """For the INT8 engines in ``folder``: each stage whose float graph (compiled from its FP32 artifact) runs
     in at most MARGIN of its INT8 engine's time here runs that graph instead (the manifest's entry is replaced
     and the unused engine removed). Every stage's two times go into ``manifest.device.backends``; the return
     is a one-line account of the stages that run float, or None where none does."""
+    from pipeline.backends.onnxruntime import recorded_providers
     from pipeline.manifest import FileEntry
 
-    if precision != "int8" or options.int8_stages != "faster":
+    if precision != "int8" or options.int8_stages != INT8_STAGES[0]:
         return None
     engines = manifest.files(backend=NAME, precision="int8", engines=True)
     floats = {a.stage: a for a in manifest.files(precision="fp32", flavour="")}
     if not engines or any(e.stage not in floats for e in engines):
         return None
-    providers = manifest.device.backends.get(NAME, {}).get("providers")
+    providers = recorded_providers(manifest)
     record: list[dict[str, Any]] = []
     kept_float = []
     for entry in engines:
