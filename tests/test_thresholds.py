@@ -347,3 +347,21 @@ def test_the_default_is_chosen_among_a_ten_times_denser_sweep_and_the_table_stor
     assert default["expected_cost_ms"] < coarse.cost  # a cheaper point that passes the same test
     assert loss_bound(probs, labels, policy_thresholds(table, "default")) <= 0.3
     assert [c["q"] for c in table["curve"]] == list(DEFAULT_QS)
+
+
+def test_a_target_not_stored_is_found_among_the_same_points_as_a_stored_one():
+    """Only the full network reaches 100% here (exit 1 is most confident where it is wrong), and that point
+    is the stored last-exit policy, not a point of the sweep: asked later, the target is still met."""
+    hard = np.arange(100) >= 70
+    conf = np.where(hard[:, None], [[0.99, 0.9]], [[0.9, 0.9]])
+    pred = np.where(hard[:, None], [[1, 0]], [[0, 0]])
+    probs, labels = probs_from(conf, pred), np.zeros(100, dtype=np.int64)
+    stored = thresholds_table(probs, labels, [1.0, 3.0], min_latency_at_accuracy=[100.0], aggregate="last")
+    assert max(c["accuracy"] for c in stored["curve"]) < 100.0
+    target = stored["policies"].pop("min-latency@100%")
+    t = policy_thresholds(stored, "min-latency@100%")
+    assert thresholds_to_json(t) == target["thresholds"]
+    assert simulate(probs, labels, t, [1.0, 3.0]).accuracy == pytest.approx(100.0)
+    del stored["policies"]["last-exit"]  # a table without it: the sweep alone, as before
+    with pytest.raises(PipelineError, match="best reaches"):
+        policy_thresholds(stored, "min-latency@100%")

@@ -125,10 +125,26 @@ def curve_from_table(table: dict[str, Any]) -> list[CurvePoint]:
         raise PipelineError(f"the stored threshold curve is malformed ({exc}); re-run the latency profiler") from None
 
 
+def _stored_last_exit(policies: dict[str, Any], criterion: str) -> list[CurvePoint]:
+    """The stored "last-exit" policy as a curve point (none if the table has none): a target is found among
+    the same points as :func:`thresholds_table` finds its stored ones, the sweep and the full network."""
+    entry = policies.get(LAST_EXIT_POLICY)
+    if entry is None:
+        return []
+    try:
+        return [CurvePoint(entry.get("q"), float(entry["expected_accuracy"]), float(entry["expected_cost_ms"]),
+                           tuple(thresholds_from_json(entry["thresholds"], criterion).tolist()),
+                           tuple(entry.get("exit_fractions", ())))]
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise PipelineError(f"the stored {LAST_EXIT_POLICY!r} policy is malformed ({exc}); "
+                            "re-run the latency profiler") from None
+
+
 def policy_thresholds(table: dict[str, Any], policy: str) -> np.ndarray:
     """(K,) criterion-unit thresholds of ``policy``: a stored policy, or a target chosen from the stored curve.
 
-    Besides the stored names, "max-accuracy@<x>ms" and "min-latency@<y>%" pick a point of the curve.
+    Besides the stored names, "max-accuracy@<x>ms" and "min-latency@<y>%" pick a point of the stored curve
+    or the last-exit policy, as the table picks the targets it stores.
     """
     criterion = check_criterion(table.get("criterion", "confidence"))
     policies = table.get("policies", {})
@@ -143,7 +159,7 @@ def policy_thresholds(table: dict[str, Any], policy: str) -> np.ndarray:
                                 "re-run the latency profiler") from None
     m_acc, m_lat = _MAX_ACC.match(policy), _MIN_LAT.match(policy)
     if (m_acc or m_lat) and table.get("curve"):
-        curve = curve_from_table(table)
+        curve = curve_from_table(table) + _stored_last_exit(policies, criterion)
         if m_acc:
             point = max_accuracy_for_cost(curve, float(m_acc.group(1)))
         else:
