@@ -124,6 +124,16 @@ anchors: teacher
 	$(foreach a,$(ANCHORS),$(PY) -m pipeline.cli engines --checkpoint $(call anchor_ckpt,$(a)) --name $(a) \
 	    --data "$(DATA)" --out "$(ENGINES)" $(ENGINE_ARGS) &&) true
 
+# The anchors run one after another as one multi-exit model (docs/model.md): their weights as trained, no training.
+# Then, like any model: make engines bench bench-anchors NAME=static_cascade CHECKPOINT=$(CASCADE_OUT)
+comma := ,
+CASCADE_MEMBERS ?= $(subst $() ,$(comma),$(strip $(foreach a,$(ANCHORS),$(call anchor_ckpt,$(a)))))
+CASCADE_OUT ?= checkpoints/static_cascade.pt
+.PHONY: static-cascade
+static-cascade: setup
+	$(PY) -m pipeline.cli factory --model-factory pipeline.models.static_cascade:build \
+	    --model-opt members=$(CASCADE_MEMBERS) --out $(CASCADE_OUT)
+
 # Benchmark 6: the cascade's budgeted curve against the static anchors ($(REPORTS)/anchors.json).
 bench-anchors: anchors engines
 	$(PY) -m pipeline.cli bench anchors --engines "$(ENGINES)/$(NAME)" $(foreach a,$(ANCHORS),--static "$(ENGINES)/$(a)") \

@@ -75,6 +75,9 @@ class FactoryModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.classes = classes
+        # What a network made from other checkpoints records for its own: "split" (the validation split its
+        # weights kept out) and "origin" (where they came from); empty for a network trained here.
+        self.recorded: dict[str, dict[str, Any]] = {}
         user = list(net.stages)  # type: ignore[arg-type]  # checked by check_stage_contract
         self.stages = nn.ModuleList([ContractStage(user[0], Preprocess(cfg.preprocess))]
                                     + [ContractStage(s) for s in user[1:]])
@@ -232,7 +235,9 @@ def create_from_factory(spec: str, **kwargs: Any) -> FactoryModel:
         raise PipelineError(f"--model-factory {spec} returned {type(net).__name__}, expected an nn.Module")
     p, classes = check_stage_contract(net, f"the model of {spec}")
     given = getattr(net, "classes", None)
-    return FactoryModel(net, FactoryConfig(spec, dict(kwargs), p, classes), None if given is None else list(given))
+    model = FactoryModel(net, FactoryConfig(spec, dict(kwargs), p, classes), None if given is None else list(given))
+    model.recorded = {k: dict(getattr(net, k)) for k in ("split", "origin") if isinstance(getattr(net, k, None), dict)}
+    return model
 
 
 def model_from_factory_config(d: dict[str, Any]) -> FactoryModel:
@@ -260,7 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     who.add_argument("--model", help="a registered model, freshly initialised (seeded)")
     ap.add_argument("--model-opt", action="append", default=[], metavar="KEY=VALUE", help="factory or config option")
     ap.add_argument("--classes", help="class names: an ImageFolder training folder, or a file with one name a line")
-    ap.add_argument("--val-size", type=int, default=5000, help="validation images drawn from the training data")
+    ap.add_argument("--val-size", type=int, default=5000,
+                    help="validation images drawn from the training data (a model made of trained checkpoints "
+                         "keeps their split)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
@@ -278,7 +285,9 @@ def main(argv: list[str] | None = None) -> int:
         raise PipelineError(f"{name} names no classes; pass --classes with the training folder (its class folders) "
                             "or a text file with one name a line")
     classes = read_classes(args.classes, "imagenet", num) if args.classes else list(given or [])
-    save_checkpoint(args.out, model, name, classes, {"seed": 0, "size": args.val_size, "source": "--data"})
+    recorded = getattr(model, "recorded", {})  # a registered model records nothing
+    split = recorded.get("split") or {"seed": 0, "size": args.val_size, "source": "--data"}
+    save_checkpoint(args.out, model, name, classes, split, origin=recorded.get("origin"))
     print(f"{name}: {model.num_exits} exits, {num} classes, {sum(t.numel() for t in model.parameters()):,} "
           f"parameters -> {args.out}", file=sys.stderr)
     return 0

@@ -29,8 +29,8 @@ def check_shapes(path: str | Path, wanted: dict, stored: dict) -> None:
                             "file is damaged: retrain it or restore the config it was trained with")
 
 
-# Factories inside this package (the teacher network): rebuilding them runs no code from outside it.
-OWN_FACTORIES = ("pipeline.models.teacher:", "pipeline.models.ranet:")
+# Factories inside this package (the teacher, RANet, the cascade of static networks): rebuilding them runs no code from outside it.
+OWN_FACTORIES = ("pipeline.models.teacher:", "pipeline.models.ranet:", "pipeline.models.static_cascade:")
 
 
 def load_model(path: str | Path, expect_model: str | None = None, expect_config: dict | None = None,
