@@ -235,8 +235,15 @@ def create_from_factory(spec: str, **kwargs: Any) -> FactoryModel:
         raise PipelineError(f"--model-factory {spec} returned {type(net).__name__}, expected an nn.Module")
     p, classes = check_stage_contract(net, f"the model of {spec}")
     given = getattr(net, "classes", None)
-    model = FactoryModel(net, FactoryConfig(spec, dict(kwargs), p, classes), None if given is None else list(given))
+    # A network made from files may name the options that remake it without them: its checkpoint records those.
+    rebuild = getattr(net, "rebuild_kwargs", None)
+    recorded_kwargs = dict(rebuild) if isinstance(rebuild, dict) and rebuild else dict(kwargs)
+    model = FactoryModel(net, FactoryConfig(spec, recorded_kwargs, p, classes), None if given is None else list(given))
     model.recorded = {k: dict(getattr(net, k)) for k in ("split", "origin") if isinstance(getattr(net, k, None), dict)}
+    split = model.recorded.get("split")
+    if split and not all(isinstance(split.get(k), int) for k in ("seed", "size")):
+        raise PipelineError(f"--model-factory {spec}: the network's split {split} should hold the integer seed and "
+                            "size its validation images were drawn with")
     return model
 
 
@@ -286,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
                             "or a text file with one name a line")
     classes = read_classes(args.classes, "imagenet", num) if args.classes else list(given or [])
     recorded = getattr(model, "recorded", {})  # a registered model records nothing
+    read = [Path(str(m.get("file"))) for m in recorded.get("origin", {}).get("members", []) if isinstance(m, dict)]
+    check_output(args.out, "--out", [("a checkpoint the model is made from", f) for f in read])
     split = recorded.get("split") or {"seed": 0, "size": args.val_size, "source": "--data"}
     save_checkpoint(args.out, model, name, classes, split, origin=recorded.get("origin"))
     print(f"{name}: {model.num_exits} exits, {num} classes, {sum(t.numel() for t in model.parameters()):,} "

@@ -4,17 +4,17 @@
         --model-opt members=models/static_s_cifar10.pt,models/teacher_cifar10.pt --out models/cascade.pt
 
 Exit k is the k-th member network, whole; stage k carries the normalised frame on to stage k+1, which
-starts from the frame again. No feature is shared, so the full chain costs the sum of its members, but
-each exit is as accurate as a plain network of its cost, which on a CPU is where a multi-exit network
-with shared features has been weakest: its early exits trail a plain network of the same latency. It is
+starts from the frame again. No feature is shared, so exit k costs members 1..k together, but its first
+exit is as accurate as a plain network of its cost, which on a CPU is where a multi-exit network with
+shared features has been weakest: its early exits trail a plain network of the same latency. It is
 the ensemble-of-networks baseline of the anytime-classification literature, and it runs through the
 pipeline unchanged (engines of every precision, the cascade, thresholds, the benchmarks).
 
 The members are checkpoints of one-exit networks of :mod:`pipeline.models.teacher` (the static anchors)
 that share their classes, their preprocessing and their validation split (a member that trained on
 another member's validation images would make the cascade's thresholds look better than they are). The
-model records the member files and their sha256; rebuilding it from its checkpoint reads the members'
-shapes again, so the member files must be where they were.
+checkpoint records the member files and their sha256 (``origin``), and in its config the members' shapes,
+classes and preprocessing in place of their paths, so it loads on its own, like any checkpoint.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from torch import nn
 
 from pipeline.errors import PipelineError
 from pipeline.models.preprocess import PreprocessConfig
-from pipeline.models.teacher import TeacherStage
+from pipeline.models.teacher import ConvBlock, TeacherStage
 
 MEMBER_FACTORY = "pipeline.models.teacher:build"
 DEFAULT_MEMBERS = ("models/static_s_cifar10.pt", "models/static_m_cifar10.pt", "models/teacher_cifar10.pt")
@@ -54,6 +54,7 @@ class StaticCascade(nn.Module):
         super().__init__()
         self.stages = nn.ModuleList([CarryFrame(m, i == len(members) - 1) for i, m in enumerate(members)])
         self.preprocess, self.classes, self.split, self.origin = preprocess, classes, split, origin
+        self.rebuild_kwargs: dict[str, Any] = {}  # the options that remake these networks without the member files
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return [stage(x)[0] for stage in self.stages]  # every member takes the frame
@@ -71,23 +72,17 @@ def _member_paths(members: str | Sequence[str]) -> list[Path]:
 def _read_member(path: Path) -> tuple[dict[str, Any], TeacherStage]:
     """A member's checkpoint and its network with the weights loaded; anything else is refused."""
     from pipeline.checkpoint import read_checkpoint
-    from pipeline.models.loading import check_shapes
+    from pipeline.models.loading import load_model
 
     ckpt = read_checkpoint(path)
     config: dict[str, Any] = ckpt["config"] if isinstance(ckpt.get("config"), dict) else {}
     if config.get("factory") != MEMBER_FACTORY:
         raise PipelineError(f"static_cascade: member {path} holds {ckpt.get('model')!r}; a member is a one-exit "
                             f"network of {MEMBER_FACTORY} (make anchors trains them)")
-    kwargs = dict(config.get("kwargs", {}))
-    stage = TeacherStage(int(config["num_classes"]), int(kwargs.get("stem", 32)),
-                         tuple(kwargs.get("widths", (64, 256, 256))))
-    prefix = "stages.0.stage."  # the pipeline's wrapper of the member's only stage
-    weights = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-    check_shapes(path, stage.state_dict(), weights)
-    missing, unexpected = stage.load_state_dict(weights, strict=False)
-    if missing or unexpected:
-        raise PipelineError(f"static_cascade: member {path}: weights do not fit its config (missing {missing[:3]}, "
-                            f"unexpected {unexpected[:3]}); retrain it")
+    model, ckpt = load_model(path, expect_model=MEMBER_FACTORY)
+    stage = model.stages[0].stage
+    if not isinstance(stage, TeacherStage):
+        raise PipelineError(f"static_cascade: member {path} is not a one-exit network of {MEMBER_FACTORY}")
     return ckpt, stage
 
 
@@ -100,16 +95,56 @@ def _same(what: str, values: list[Any], paths: list[Path]) -> Any:
     return values[0] if values else None
 
 
-def build(members: str | Sequence[str] = DEFAULT_MEMBERS) -> StaticCascade:
-    """The cascade of the trained ``members`` (checkpoint paths, cheapest first), weights loaded."""
+def _check_splits(paths: list[Path], splits: list[dict[str, Any]]) -> dict[str, Any]:
+    """The members' one validation split (the same seed, size and data: the labels' fingerprint where two
+    members record it, their ``--data`` otherwise), the one with a fingerprint where one has it."""
+    for p, split in zip(paths[1:], splits[1:]):
+        data = "labels_sha256" if split.get("labels_sha256") and splits[0].get("labels_sha256") else "source"
+        keys = ("seed", "size", data)
+        if any(str(split.get(k)) != str(splits[0].get(k)) for k in keys):
+            raise PipelineError(f"static_cascade: members {paths[0]} and {p} differ in their validation split ("
+                                + ", ".join(f"{k} {splits[0].get(k)} against {split.get(k)}" for k in keys)
+                                + "): one may have trained on images the other validates on; train them with the "
+                                  "same --data, --seed and --val-size")
+    return dict(next((s for s in splits if s.get("labels_sha256")), splits[0]))
+
+
+def _layout(stage: TeacherStage) -> dict[str, Any]:
+    """What rebuilds a member's network without its file: classes, stem and block widths."""
+    blocks = [m for m in stage.features if isinstance(m, ConvBlock)]
+    return {"num_classes": stage.classifier.out_features, "stem": stage.features[0].out_channels,
+            "widths": [b.body[0].out_channels for b in blocks]}
+
+
+def _from_layouts(layouts: Sequence[dict[str, Any]], classes: Sequence[str], preprocess: dict[str, Any]) -> StaticCascade:
+    """The cascade's networks, untrained, from what its checkpoint recorded (the weights are loaded after)."""
+    try:
+        stages = [TeacherStage(int(lay["num_classes"]), int(lay["stem"]), tuple(int(w) for w in lay["widths"]))
+                  for lay in layouts]
+        config = PreprocessConfig.from_dict(dict(preprocess))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PipelineError(f"static_cascade: the recorded layouts do not make networks ({type(exc).__name__}: "
+                            f"{exc}); the checkpoint is damaged: make it again (make static-cascade)") from None
+    return StaticCascade(stages, config, list(classes), {}, {})
+
+
+def build(members: str | Sequence[str] = DEFAULT_MEMBERS, layouts: Sequence[dict[str, Any]] | None = None,
+          classes: Sequence[str] = (), preprocess: dict[str, Any] | None = None) -> StaticCascade:
+    """The cascade of the trained ``members`` (checkpoint paths, cheapest first), weights loaded.
+
+    ``layouts``, ``classes`` and ``preprocess`` are what a cascade's checkpoint records in place of the
+    member paths (``rebuild_kwargs``), so that it loads where the member files are not: untrained
+    networks of those shapes, which the checkpoint's weights then fill.
+    """
+    if layouts is not None:
+        return _from_layouts(layouts, classes, preprocess or {})
     paths = _member_paths(members)
     read = [_read_member(p) for p in paths]
     ckpts = [c for c, _ in read]
-    classes = _same("classes", [list(c["classes"]) for c in ckpts], paths)
-    preprocess = _same("preprocessing", [c["config"]["preprocess"] for c in ckpts], paths)
-    _same("validation split", [{k: c["split"].get(k) for k in ("seed", "size")} for c in ckpts], paths)
-    labelled = [(p, c["split"]) for p, c in zip(paths, ckpts) if c["split"].get("labels_sha256")]
-    _same("validation labels", [s["labels_sha256"] for _, s in labelled], [p for p, _ in labelled])
-    split = dict(labelled[0][1] if labelled else ckpts[0]["split"])  # one that names its labels, where one does
+    names = _same("classes", [list(c["classes"]) for c in ckpts], paths)
+    pre = _same("preprocessing", [c["config"]["preprocess"] for c in ckpts], paths)
+    split = _check_splits(paths, [dict(c.get("split", {})) for c in ckpts])
     origin = {"members": [{"file": str(p), "sha256": hashlib.sha256(p.read_bytes()).hexdigest()} for p in paths]}
-    return StaticCascade([s for _, s in read], PreprocessConfig.from_dict(preprocess), classes, split, origin)
+    net = StaticCascade([s for _, s in read], PreprocessConfig.from_dict(pre), names, split, origin)
+    net.rebuild_kwargs = {"layouts": [_layout(s) for _, s in read], "classes": names, "preprocess": dict(pre)}
+    return net

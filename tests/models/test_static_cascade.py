@@ -63,9 +63,34 @@ def test_the_factory_command_writes_a_checkpoint_with_the_members_split_and_orig
     ckpt = read_checkpoint(out)
     assert ckpt["split"] == SPLIT and ckpt["classes"] == CLASSES
     assert [m["file"] for m in ckpt["origin"]["members"]] == [str(p) for p in members[:2]]
-    model, _ = load_model(out)  # this package's factory: no --model-factory needed
     frames = torch.randint(0, 256, (2, 32, 32, 3), dtype=torch.uint8)
-    assert model.num_exits == 2 and all(o.shape == (2, len(CLASSES)) for o in model(frames))
+    alone = [load_model(p)[0].eval()(frames)[0] for p in members[:2]]
+    for p in members:  # the checkpoint holds what it needs: it loads where the members are gone
+        p.unlink()
+    model, ckpt = load_model(out)  # this package's factory: no --model-factory needed
+    assert ckpt["config"]["kwargs"]["layouts"][1] == {"num_classes": len(CLASSES), "stem": 4, "widths": [10, 10]}
+    outs = model(frames)
+    assert model.num_exits == 2 and all(torch.allclose(o, a, atol=1e-6) for o, a in zip(outs, alone))
+
+
+def test_the_factory_command_refuses_to_write_over_a_member(members, capsys):
+    from pipeline.models.factory import main as factory_main
+
+    before = members[1].read_bytes()
+    with pytest.raises(SystemExit) as stop:
+        factory_main(["--model-factory", SPEC, "--model-opt", "members=" + ",".join(map(str, members[:2])),
+                      "--out", str(members[1])])
+    assert stop.value.code != 0 and members[1].read_bytes() == before
+    assert "a checkpoint the model is made from" in capsys.readouterr().err
+
+
+def test_a_member_of_one_block_given_as_a_number_is_kept(members, tmp_path):
+    one = member(tmp_path / "one.pt", 8, 4)  # widths=(8, 8); and one saved with widths=8, as --model-opt gives it
+    torch.manual_seed(5)
+    model = create_model(MEMBER, num_classes=len(CLASSES), stem=4, widths=8)
+    save_checkpoint(tmp_path / "int.pt", model, MEMBER, CLASSES, SPLIT)
+    net = build([str(one), str(tmp_path / "int.pt")])
+    assert net.rebuild_kwargs["layouts"][1]["widths"] == [8]
 
 
 def test_bad_members_are_refused_with_the_file_that_differs(members, tmp_path):
@@ -76,10 +101,13 @@ def test_bad_members_are_refused_with_the_file_that_differs(members, tmp_path):
     other = member(tmp_path / "o.pt", 8, 3, split={**SPLIT, "seed": 1})
     with pytest.raises(PipelineError, match=r"o\.pt differ in their validation split"):
         build([str(members[0]), str(other)])
+    elsewhere = member(tmp_path / "e.pt", 8, 3, split={**SPLIT, "source": "other images"})
+    with pytest.raises(PipelineError, match=r"e\.pt differ in their validation split.*source"):
+        build([str(members[0]), str(elsewhere)])
     labelled = member(tmp_path / "a.pt", 8, 3, split={**SPLIT, "labels_sha256": "0123"})
     assert build([str(members[0]), str(labelled)]).split["labels_sha256"] == "0123"  # an older member names none
     relabelled = member(tmp_path / "r.pt", 8, 3, split={**SPLIT, "labels_sha256": "4567"})
-    with pytest.raises(PipelineError, match=r"r\.pt differ in their validation labels"):
+    with pytest.raises(PipelineError, match=r"r\.pt differ in their validation split.*labels_sha256"):
         build([str(labelled), str(relabelled)])
     named = member(tmp_path / "n.pt", 8, 3, classes=[c.upper() for c in CLASSES])
     with pytest.raises(PipelineError, match="differ in their classes"):
