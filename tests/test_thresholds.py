@@ -13,6 +13,7 @@ from pipeline.thresholds import (DEFAULT_QS, CurvePoint, aggregate_exits, budget
                                  geometric_distribution, last_exit_point, loss_bound, max_accuracy_for_cost,
                                  min_cost_for_accuracy, min_cost_within_loss, policy_thresholds, simulate, softmax,
                                  thresholds_from_json, thresholds_table, thresholds_to_json, to_scores)
+from pipeline.thresholds.sweep import cheapest_within_loss
 
 C = 3  # classes in the hand-built sets
 
@@ -232,6 +233,17 @@ def test_loss_bound_known_answer():
     assert loss_bound(probs, labels, letting_out(probs, 0, 3.0).thresholds) == 0.0  # the last exit loses nothing
     with pytest.raises(PipelineError, match=r"confidence level must be in \(0, 1\)"):
         loss_bound(probs, labels, everyone, confidence=1.0)
+
+
+def test_the_walk_towards_cheaper_points_stops_at_the_first_that_fails():
+    """Tested from the costliest point down, a point beyond one that fails is not taken even where its own
+    bound passes: among many points, one passes by luck (here a cheaper one is made to look safe)."""
+    probs, labels = ranked_set(1000, [300, 310])
+    full, fails, passes = letting_out(probs, 0, 3.0), letting_out(probs, 500, 1.5), letting_out(probs, 305, 1.2)
+    assert loss_bound(probs, labels, fails.thresholds) > 0.3 >= loss_bound(probs, labels, passes.thresholds)
+    assert min_cost_within_loss(probs, labels, [passes, fails, full], 0.3) is full
+    assert min_cost_within_loss(probs, labels, [passes, full], 0.3) is passes
+    assert cheapest_within_loss(probs, labels, [fails, passes], 0.3, 0.95, "confidence", None) is None
 
 
 def test_default_policy_guards_against_a_noisy_loss():

@@ -58,10 +58,10 @@ def thresholds_table(probs: np.ndarray, labels: np.ndarray, costs_ms: Costs, cri
 
     "default" must keep its accuracy on images it was not chosen on, and a point chosen on one
     split's mean loss is chosen for that split's noise. So the loss is judged paired, image by
-    image, against the last exit's own classifier (the network the cascade replaces): the cheapest
-    point whose one-sided ``confidence`` bound on that loss is within ``tolerance`` points, the
-    last-exit point when none is. The bound is per point: taking the cheapest of those that pass
-    leans a little towards a point whose validation loss was luckier than its true one.
+    image, against the last exit's own classifier (the network the cascade replaces): walking from the
+    costliest point towards cheaper ones, the last point before the first whose one-sided
+    ``confidence`` bound on that loss exceeds ``tolerance`` points (the last-exit point when the first
+    does), so that a cheap point that passes by luck among many is not taken (``cheapest_within_loss``).
     """
     if aggregate == AUTO_AGGREGATE:
         # The choice rests on the default policy alone; the named targets are met on the chosen curve.

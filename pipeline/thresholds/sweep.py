@@ -157,15 +157,28 @@ def loss_bound(probs: np.ndarray, labels: np.ndarray, thresholds: Sequence[float
 
 def cheapest_within_loss(probs: np.ndarray, labels: np.ndarray, curve: Sequence[CurvePoint], tolerance: float,
                           confidence: float, criterion: str, reference: np.ndarray | None) -> CurvePoint | None:
+    """The cheapest point reached from the costliest one, towards cheaper ones, while each keeps its loss
+    bound within ``tolerance``: the walk stops at the first point that does not (None if the first fails).
+
+    Each bound holds for one point; taking the cheapest of all that pass would let one of many
+    candidates pass by luck, more often the denser the sweep. Tested in order of cost, stopping at the
+    first failure, the chosen point keeps the bound's confidence however many points the sweep has
+    (fixed-sequence testing), where the loss grows as the cost falls, as it does along a sweep.
+    """
     paired = _PairedLoss(probs, labels, confidence, criterion, reference)
-    return next((p for p in sorted(curve, key=lambda p: (p.cost, -p.accuracy))
-                 if paired.bound(p.thresholds) <= tolerance), None)
+    chosen = None
+    for point in sorted(curve, key=lambda p: (-p.cost, p.accuracy)):
+        if paired.bound(point.thresholds) > tolerance:
+            break
+        chosen = point
+    return chosen
 
 
 def min_cost_within_loss(probs: np.ndarray, labels: np.ndarray, curve: Sequence[CurvePoint], tolerance: float,
                          confidence: float = DEFAULT_CONFIDENCE, criterion: str = "confidence",
                          reference: np.ndarray | None = None) -> CurvePoint:
-    """The cheapest point whose loss against the reference (``loss_bound``) is <= ``tolerance`` points.
+    """The cheapest point whose loss against the reference (``loss_bound``) is <= ``tolerance`` points, and
+    that of every costlier point (:func:`cheapest_within_loss`).
 
     With the default reference, the last-exit point of ``curve`` loses nothing and always qualifies.
     """
