@@ -252,9 +252,12 @@ def model_from_factory_config(d: dict[str, Any]) -> FactoryModel:
     cfg = FactoryConfig.from_dict(d)
     model = create_from_factory(cfg.factory, **cfg.kwargs)
     if model.cfg != cfg:
-        raise PipelineError(f"--model-factory {cfg.factory} now makes a model with {model.cfg.num_classes} classes "
-                            f"and preprocessing {model.cfg.preprocess}, the checkpoint recorded {cfg.num_classes} and "
-                            f"{cfg.preprocess}; use the code the checkpoint was trained with")
+        what = (f"options {str(model.cfg.kwargs)[:160]}, the checkpoint recorded {str(cfg.kwargs)[:160]}"
+                if model.cfg.kwargs != cfg.kwargs else
+                f"{model.cfg.num_classes} classes and preprocessing {model.cfg.preprocess}, the checkpoint recorded "
+                f"{cfg.num_classes} and {cfg.preprocess}")
+        raise PipelineError(f"--model-factory {cfg.factory} now makes a model with {what}; use the code the "
+                            "checkpoint was made with, or make it again")
     return model
 
 

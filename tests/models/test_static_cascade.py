@@ -143,3 +143,19 @@ def test_its_engines_of_every_precision_agree_with_pytorch(members, tmp_path, ca
     assert code == 0, out
     for precision in ("fp32", "fp16", "int8"):
         assert all(f"onnxruntime/{precision} | {k} |" in out for k in range(1, 4)), out
+
+
+def test_a_cascade_recorded_with_its_member_paths_is_refused_naming_the_options(members, tmp_path):
+    """A checkpoint whose config holds what the factory no longer records (here the member paths, as the first
+    cascades did) is refused with the options that differ, not with classes and preprocessing that agree."""
+    from pipeline.models.factory import main as factory_main
+    from pipeline.models.loading import load_model
+
+    out = tmp_path / "cascade.pt"
+    assert factory_main(["--model-factory", SPEC, "--model-opt", "members=" + ",".join(map(str, members[:2])),
+                         "--out", str(out)]) == 0
+    payload = torch.load(out, weights_only=False)
+    payload["config"]["kwargs"] = {"members": tuple(map(str, members[:2]))}
+    torch.save(payload, out)
+    with pytest.raises(PipelineError, match=r"now makes a model with options \{'layouts'.*recorded \{'members'"):
+        load_model(out)
