@@ -68,6 +68,17 @@ def labels_fingerprint(labels: np.ndarray) -> str:
     return hashlib.sha256(np.asarray(labels, dtype="<i8").tobytes()).hexdigest()[:16]
 
 
+def split_keys_differing(a: dict[str, Any], b: dict[str, Any]) -> tuple[str, ...]:
+    """The keys by which two recorded validation splits are compared, where they differ (empty: the same split).
+
+    The same split has the same seed and size, and the same training labels' fingerprint where both
+    record one; a split saved before fingerprints were recorded is compared by its ``--data`` string.
+    """
+    data = "labels_sha256" if a.get("labels_sha256") and b.get("labels_sha256") else "source"
+    keys = ("seed", "size", data)
+    return keys if any(str(a.get(k)) != str(b.get(k)) for k in keys) else ()
+
+
 def _apportion(counts: np.ndarray, size: int, n: int) -> np.ndarray:
     """Largest-remainder rounding of ``size * counts / n``, exact in integers."""
     scaled = counts * size  # (C,) int64; fits: both factors are at most N

@@ -96,12 +96,12 @@ def _same(what: str, values: list[Any], paths: list[Path]) -> Any:
 
 
 def _check_splits(paths: list[Path], splits: list[dict[str, Any]]) -> dict[str, Any]:
-    """The members' one validation split (the same seed, size and data: the labels' fingerprint where two
-    members record it, their ``--data`` otherwise), the one with a fingerprint where one has it."""
+    """The members' one validation split (``split_keys_differing``), the one with a fingerprint where one has it."""
+    from pipeline.data.splits import split_keys_differing
+
     for p, split in zip(paths[1:], splits[1:]):
-        data = "labels_sha256" if split.get("labels_sha256") and splits[0].get("labels_sha256") else "source"
-        keys = ("seed", "size", data)
-        if any(str(split.get(k)) != str(splits[0].get(k)) for k in keys):
+        keys = split_keys_differing(splits[0], split)
+        if keys:
             raise PipelineError(f"static_cascade: members {paths[0]} and {p} differ in their validation split ("
                                 + ", ".join(f"{k} {splits[0].get(k)} against {split.get(k)}" for k in keys)
                                 + "): one may have trained on images the other validates on; train them with the "

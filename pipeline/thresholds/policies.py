@@ -114,30 +114,28 @@ def check_calibration_options(tolerance: float, confidence: float) -> None:
         raise PipelineError(f"--confidence must be between 0 and 1, got {confidence}")
 
 
+def _read_point(d: dict[str, Any], criterion: str, accuracy: str, cost: str, what: str) -> CurvePoint:
+    """A stored point (a curve entry, or a policy under its ``expected_`` keys) back as a CurvePoint."""
+    try:
+        return CurvePoint(d.get("q"), float(d[accuracy]), float(d[cost]),
+                          tuple(thresholds_from_json(d["thresholds"], criterion).tolist()),
+                          tuple(d.get("exit_fractions", ())))
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise PipelineError(f"the stored {what} is malformed ({exc}); re-run the latency profiler") from None
+
+
 def curve_from_table(table: dict[str, Any]) -> list[CurvePoint]:
     """The stored sweep back as CurvePoints (costs in ms)."""
     criterion = table.get("criterion", "confidence")
-    try:
-        return [CurvePoint(c["q"], float(c["accuracy"]), float(c["cost_ms"]),
-                           tuple(thresholds_from_json(c["thresholds"], criterion).tolist()),
-                           tuple(c.get("exit_fractions", ()))) for c in table.get("curve", [])]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise PipelineError(f"the stored threshold curve is malformed ({exc}); re-run the latency profiler") from None
+    return [_read_point(c, criterion, "accuracy", "cost_ms", "threshold curve") for c in table.get("curve", [])]
 
 
 def _stored_last_exit(policies: dict[str, Any], criterion: str) -> list[CurvePoint]:
     """The stored "last-exit" policy as a curve point (none if the table has none): a target is found among
     the same points as :func:`thresholds_table` finds its stored ones, the sweep and the full network."""
     entry = policies.get(LAST_EXIT_POLICY)
-    if entry is None:
-        return []
-    try:
-        return [CurvePoint(entry.get("q"), float(entry["expected_accuracy"]), float(entry["expected_cost_ms"]),
-                           tuple(thresholds_from_json(entry["thresholds"], criterion).tolist()),
-                           tuple(entry.get("exit_fractions", ())))]
-    except (AttributeError, KeyError, TypeError, ValueError) as exc:
-        raise PipelineError(f"the stored {LAST_EXIT_POLICY!r} policy is malformed ({exc}); "
-                            "re-run the latency profiler") from None
+    return [] if entry is None else [_read_point(entry, criterion, "expected_accuracy", "expected_cost_ms",
+                                                 f"{LAST_EXIT_POLICY!r} policy")]
 
 
 def policy_thresholds(table: dict[str, Any], policy: str) -> np.ndarray:

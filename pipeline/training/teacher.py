@@ -19,14 +19,11 @@ from pipeline.errors import PipelineError
 
 
 def check_teacher_split(path: Path, teacher_split: dict[str, Any], split: dict[str, Any]) -> None:
-    """Refuse a teacher trained with another validation split than the student's.
+    """Refuse a teacher trained with another validation split than the student's (``split_keys_differing``)."""
+    from pipeline.data.splits import split_keys_differing
 
-    The split is the same where seed, size and the training labels' fingerprint agree; a teacher
-    saved before fingerprints were recorded is compared by its ``--data`` string instead.
-    """
-    same_data = "labels_sha256" if teacher_split.get("labels_sha256") and split.get("labels_sha256") else "source"
-    keys = ("seed", "size", same_data)
-    if any(str(teacher_split.get(k)) != str(split.get(k)) for k in keys):
+    keys = split_keys_differing(teacher_split, split)
+    if keys:
         mine = ", ".join(f"{k} {split.get(k)}" for k in keys)
         theirs = ", ".join(f"{k} {teacher_split.get(k)}" for k in keys)
         raise PipelineError(f"--teacher {path} was trained with the validation split ({theirs}), this run holds out "
