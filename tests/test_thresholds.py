@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import math
 
 import numpy as np
@@ -246,6 +247,58 @@ def test_the_walk_towards_cheaper_points_stops_at_the_first_that_fails():
     assert cheapest_within_loss(probs, labels, [fails, passes], 0.3, 0.95, "confidence", None) is None
 
 
+def test_of_points_of_equal_cost_the_walk_tests_the_most_accurate():
+    """A less accurate point beside a passing one of the same cost is never the choice, and its failure
+    does not end the walk before a cheaper point that passes."""
+    probs, labels = ranked_set(1000, [300, 310])
+    fails = replace(letting_out(probs, 500, 1.5), accuracy=99.8)
+    passes = replace(letting_out(probs, 305, 1.5), accuracy=99.9)
+    cheaper = replace(letting_out(probs, 305, 1.2), accuracy=99.9)
+    full = replace(letting_out(probs, 0, 3.0), accuracy=100.0)
+    assert loss_bound(probs, labels, fails.thresholds) > 0.3
+    assert min_cost_within_loss(probs, labels, [fails, passes, full], 0.3) is passes
+    assert min_cost_within_loss(probs, labels, [full, fails, cheaper, passes], 0.3) is cheaper
+
+
+def test_the_table_default_is_not_a_cheaper_point_beyond_one_that_fails():
+    """Exit 1 is wrong at ranks 300 and 310, and right where exit 2 is wrong at ten ranks in 600..699: letting
+    700 out gains 0.8 points and passes, but letting 500 out loses 0.2 (bound 0.43) and fails before it."""
+    n = 1000
+    pred1, pred2 = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    pred1[[300, 310]] = 1
+    pred2[np.arange(600, 700, 10)] = 1
+    probs = probs_from(np.stack([np.linspace(0.99, 0.4, n), np.full(n, 0.9)], axis=1), np.stack([pred1, pred2], 1))
+    labels = np.zeros(n, dtype=np.int64)
+    qs = tuple(n / m - 1 for m in (700, 500, 305, 200))  # exit 1 takes 1 / (1 + q) of the images
+    curve = budgeted_curve(probs, labels, [1.0, 3.0], qs=qs)
+    assert [round(p.exit_fractions[0] * n) for p in curve] == [700, 500, 305, 200]
+    bounds = [loss_bound(probs, labels, p.thresholds) for p in curve]
+    assert bounds[0] <= 0.3 < bounds[1] and bounds[2] <= 0.3  # the cheapest passes, by luck of the split
+    default = thresholds_table(probs, labels, [1.0, 3.0], qs=qs, aggregate="last")["policies"]["default"]
+    assert default["exit_fractions"][0] == pytest.approx(0.305)
+
+
+def test_a_mean_aggregate_that_loses_at_the_last_exit_defaults_to_it():
+    """50 images right at both exits, 50 that exit 1 is sure of and wrong: the mean softmax at exit 2 takes
+    exit 1's answer. Under "mean" no point is within the tolerance, and the default is the full point."""
+    wrong = np.arange(100) >= 50
+    conf = np.where(wrong[:, None], [[0.99, 0.6]], [[0.9, 0.9]])
+    pred = np.stack([wrong.astype(np.int64), np.zeros(100, np.int64)], axis=1)
+    probs, labels = probs_from(conf, pred), np.zeros(100, dtype=np.int64)
+    table = thresholds_table(probs, labels, [1.0, 3.0], aggregate="mean")
+    assert table["policies"]["default"] == table["policies"]["last-exit"]
+    assert table["policies"]["default"]["expected_accuracy"] == pytest.approx(50.0)
+    assert thresholds_table(probs, labels, [1.0, 3.0], aggregate="auto")["aggregate"] == "last"
+
+
+def test_a_target_is_found_on_the_last_exit_policy_of_a_table_without_a_curve(random_set):
+    probs, labels, costs = random_set
+    table = thresholds_table(probs, labels, costs, qs=(), aggregate="last", min_latency_at_accuracy=(1.0,))
+    assert table["curve"] == []
+    np.testing.assert_array_equal(policy_thresholds(table, "min-latency@1%"),
+                                  policy_thresholds(table, "last-exit"))
+
+
 def test_default_policy_guards_against_a_noisy_loss():
     """Two misses in 1,000 at ranks 300 and 310: letting 500 out loses 0.2 points, within 0.3 on the
     mean but not at 95% (bound 0.43); letting 305 out loses one (bound 0.26) and is the guarded pick."""
@@ -254,8 +307,10 @@ def test_default_policy_guards_against_a_noisy_loss():
     assert min_cost_within_loss(probs, labels, points, 0.3, confidence=0.5) is points[0]
     assert min_cost_within_loss(probs, labels, points, 0.3, confidence=0.95) is points[1]
     assert min_cost_within_loss(probs, labels, points, 0.0, confidence=0.95) is points[2]
-    with pytest.raises(PipelineError, match="no operating point loses at most 0.3 points"):
+    with pytest.raises(PipelineError, match=r"the costliest operating point \(cost 2\) may lose more than 0.3 points"):
         min_cost_within_loss(probs, labels, points[:1], 0.3)
+    with pytest.raises(PipelineError, match="no operating point may lose"):
+        min_cost_within_loss(probs, labels, [], 0.3)
     # The table's default: a point of the sweep whose bound is within the tolerance; the mean-loss rule
     # (confidence 0.5) is at least as cheap.
     table = thresholds_table(probs, labels, [1.0, 3.0], aggregate="last")

@@ -82,9 +82,10 @@ def _full_network(chain: StageChain, stages: int, seen: list[np.ndarray] | None 
 def cascade_vs_full(bench: Bench, clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
     """Benchmark 1 (and the thresholds and profile that benchmark 4 reuses).
 
-    Thresholds are calibrated on the validation split (the "default" policy: the cheapest point of
-    the budgeted sweep whose loss against the last exit, paired per image, is within
-    ``--tolerance`` points at the one-sided ``--confidence`` level), then the Cascade runs on every
+    Thresholds are calibrated on the validation split (the "default" policy: walking the
+    budgeted sweep from the full network towards cheaper points, the last point before the first whose
+    loss against the last exit, paired per image, may exceed ``--tolerance`` points at the one-sided
+    ``--confidence`` level), then the Cascade runs on every
     test frame and, interleaved with it, the full chain on the same frame, same backend, precision,
     threads and sessions. Figure: mean latency per frame of the full network / of the cascade.
     Matched: the cascade's test accuracy is at most ``MATCH_POINTS`` below the last exit's FP32

@@ -69,7 +69,8 @@ def labels_fingerprint(labels: np.ndarray) -> str:
 
 
 def split_keys_differing(a: dict[str, Any], b: dict[str, Any]) -> tuple[str, ...]:
-    """The keys by which two recorded validation splits are compared, where they differ (empty: the same split).
+    """The keys by which two recorded validation splits are compared, all of them where the splits differ
+    (empty: the same split), so that a message shows each split whole.
 
     The same split has the same seed and size, and the same training labels' fingerprint where both
     record one; a split saved before fingerprints were recorded is compared by its ``--data`` string.

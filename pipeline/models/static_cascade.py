@@ -96,14 +96,20 @@ def _same(what: str, values: list[Any], paths: list[Path]) -> Any:
 
 
 def _check_splits(paths: list[Path], splits: list[dict[str, Any]]) -> dict[str, Any]:
-    """The members' one validation split (``split_keys_differing``), the one with a fingerprint where one has it."""
+    """The members' one validation split (``split_keys_differing``), the one with a fingerprint where one has it.
+
+    Every pair is compared: a member saved without a fingerprint agrees by its ``--data`` string with two
+    members whose fingerprints differ, so agreeing with the first member is not enough.
+    """
+    from itertools import combinations
+
     from pipeline.data.splits import split_keys_differing
 
-    for p, split in zip(paths[1:], splits[1:]):
-        keys = split_keys_differing(splits[0], split)
+    for (p, a), (q, b) in combinations(zip(paths, splits), 2):
+        keys = split_keys_differing(a, b)
         if keys:
-            raise PipelineError(f"static_cascade: members {paths[0]} and {p} differ in their validation split ("
-                                + ", ".join(f"{k} {splits[0].get(k)} against {split.get(k)}" for k in keys)
+            raise PipelineError(f"static_cascade: members {p} and {q} differ in their validation split ("
+                                + ", ".join(f"{k} {a.get(k)} against {b.get(k)}" for k in keys)
                                 + "): one may have trained on images the other validates on; train them with the "
                                   "same --data, --seed and --val-size")
     return dict(next((s for s in splits if s.get("labels_sha256")), splits[0]))

@@ -5,7 +5,8 @@ Inputs everywhere: ``probs`` (N, K, C) softmax outputs of the K exits, ``labels`
 is stored in its criterion's units (confidence: answer when max softmax >= t; entropy: when the
 entropy in nats <= t) and compared as a score, higher = surer (``to_scores``). The sweep is
 MSDNet's budgeted-batch method (``budgeted_curve``); the "default" policy is the cheapest point
-whose loss against the last exit is bounded at a confidence level (``thresholds_table``). numpy
+reached from the full network, towards cheaper points, while each one's loss against the last exit
+stays bounded at a confidence level (``thresholds_table``). numpy
 only, so the runtime and the profiler use it without torch.
 """
 

@@ -16,7 +16,7 @@ from pipeline.thresholds.sweep import (CHOICE_DENSITY, CHOICE_QS, DEFAULT_CONFID
                                        min_cost_for_accuracy)
 
 DEFAULT_TOLERANCE = 0.3  # accuracy points below the last exit that the "default" policy may give up
-DEFAULT_POLICY = "default"  # the cheapest point within the guarded loss (``thresholds_table``)
+DEFAULT_POLICY = "default"  # the last point of the guarded walk towards cheaper points (``thresholds_table``)
 LAST_EXIT_POLICY = "last-exit"  # run every stage (the deadline may still stop early)
 _MAX_ACC = re.compile(r"^max-accuracy@(\d+(?:\.\d+)?)ms$")
 _MIN_LAT = re.compile(r"^min-latency@(\d+(?:\.\d+)?)%$")
@@ -156,8 +156,8 @@ def policy_thresholds(table: dict[str, Any], policy: str) -> np.ndarray:
             raise PipelineError(f"stored policy {policy!r} has no thresholds list; "
                                 "re-run the latency profiler") from None
     m_acc, m_lat = _MAX_ACC.match(policy), _MIN_LAT.match(policy)
-    if (m_acc or m_lat) and table.get("curve"):
-        curve = curve_from_table(table) + _stored_last_exit(policies, criterion)
+    curve = curve_from_table(table) + _stored_last_exit(policies, criterion) if m_acc or m_lat else []
+    if curve:
         if m_acc:
             point = max_accuracy_for_cost(curve, float(m_acc.group(1)))
         else:

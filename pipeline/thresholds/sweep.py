@@ -161,13 +161,18 @@ def cheapest_within_loss(probs: np.ndarray, labels: np.ndarray, curve: Sequence[
     bound within ``tolerance``: the walk stops at the first point that does not (None if the first fails).
 
     Each bound holds for one point; taking the cheapest of all that pass would let one of many
-    candidates pass by luck, more often the denser the sweep. Tested in order of cost, stopping at the
-    first failure, the chosen point keeps the bound's confidence however many points the sweep has
-    (fixed-sequence testing), where the loss grows as the cost falls, as it does along a sweep.
+    candidates pass by luck, more often the denser the sweep. Tested one after another in order of cost,
+    stopping at the first failure (fixed-sequence testing), the chosen point's bound is not diluted by
+    the number of points; the guarantee is approximate, since the order and the thresholds come from the
+    same images the bounds are computed on. Of points of equal cost only the most accurate is tested:
+    a less accurate twin is never the better choice, and its failure must not end the walk.
     """
     paired = _PairedLoss(probs, labels, confidence, criterion, reference)
-    chosen = None
-    for point in sorted(curve, key=lambda p: (-p.cost, p.accuracy)):
+    chosen, tested_cost = None, None
+    for point in sorted(curve, key=lambda p: (-p.cost, -p.accuracy)):
+        if point.cost == tested_cost:
+            continue
+        tested_cost = point.cost
         if paired.bound(point.thresholds) > tolerance:
             break
         chosen = point
@@ -184,6 +189,7 @@ def min_cost_within_loss(probs: np.ndarray, labels: np.ndarray, curve: Sequence[
     """
     point = cheapest_within_loss(probs, labels, curve, tolerance, confidence, criterion, reference)
     if point is None:
-        raise PipelineError(f"no operating point loses at most {tolerance:g} points against the reference at "
+        where = f"the costliest operating point (cost {max(p.cost for p in curve):g})" if curve else "no operating point"
+        raise PipelineError(f"{where} may lose more than {tolerance:g} points against the reference at "
                             f"{confidence:.0%} confidence; include the last-exit point or raise the tolerance")
     return point

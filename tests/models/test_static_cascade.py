@@ -109,6 +109,8 @@ def test_bad_members_are_refused_with_the_file_that_differs(members, tmp_path):
     relabelled = member(tmp_path / "r.pt", 8, 3, split={**SPLIT, "labels_sha256": "4567"})
     with pytest.raises(PipelineError, match=r"r\.pt differ in their validation split.*labels_sha256"):
         build([str(labelled), str(relabelled)])
+    with pytest.raises(PipelineError, match=r"a\.pt and .*r\.pt differ in their validation split"):
+        build([str(members[0]), str(labelled), str(relabelled)])  # each agrees with the first, not with each other
     named = member(tmp_path / "n.pt", 8, 3, classes=[c.upper() for c in CLASSES])
     with pytest.raises(PipelineError, match="differ in their classes"):
         build([str(members[0]), str(named)])
