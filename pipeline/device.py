@@ -22,11 +22,14 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def check_threads(threads: int, option: str = "--threads") -> int:
-    """Refuse a thread count far past the usable cores (more than twice them): such a run makes no progress
-    while its threads fight for the cores. One per core is fastest."""
+def check_threads(threads: int, option: str = "--threads", minimum: int = 1) -> int:
+    """Refuse a thread count below ``minimum`` (0 where it means the library's default), or far past the
+    usable cores (more than twice them): such a run makes no progress while its threads fight for the
+    cores. One per core is fastest."""
     from pipeline.errors import PipelineError
 
+    if threads < minimum:
+        raise PipelineError(f"{option} must be at least {minimum}, got {threads}")
     cores = usable_cores()
     if threads > 2 * cores:
         raise PipelineError(f"{option} {threads} is more than twice the {cores} CPU cores this process may use; "

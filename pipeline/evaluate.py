@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import PipelineError, cli_main
+from pipeline.device import check_threads
+from pipeline.errors import PipelineError, check_seed, cli_main
 
 
 def evaluate_checkpoint(checkpoint: Path, data: str, split: str, cache_dir: Path, threads: int = 0,
@@ -194,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--precision", default="fp32", help="whose thresholds --engines reads")
     ap.add_argument("--policy", default="default", help="the threshold policy --engines reads")
     args = ap.parse_args(argv)
+    check_threads(args.threads, minimum=0)
+    check_seed(args.corruption_seed, "--corruption-seed")
     inputs = [("--checkpoint", args.checkpoint), ("--data", Path(args.data) if args.data else None),
               ("--engines", args.engines)]
     for option, out in (("--json", args.json), ("--card", args.card)):

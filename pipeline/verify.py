@@ -28,6 +28,7 @@ import numpy as np
 
 from pipeline.backends import REFERENCE_BACKEND, backend_module, package_versions
 from pipeline.data.options import DataOptions, add_data_options
+from pipeline.device import check_threads
 from pipeline.errors import PipelineError, cli_main
 from pipeline.files import check_output, write_output
 from pipeline.manifest import Manifest, load_manifest, sha256_file, variant_key
@@ -171,8 +172,9 @@ def render(report: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     tolerances = parse_tolerances(args.tolerance)
-    if args.images < 1 or args.threads < 1:
-        raise PipelineError(f"--images and --threads must be at least 1, got {args.images} and {args.threads}")
+    if args.images < 1:
+        raise PipelineError(f"--images must be at least 1, got {args.images}")
+    check_threads(args.threads)
     if args.checkpoint is not None and not args.checkpoint.is_file():
         raise PipelineError(f"--checkpoint {args.checkpoint} does not exist; pass the checkpoint the engines were "
                             f"built from, or drop --checkpoint to compare with {fallback_title()}")

@@ -67,7 +67,8 @@ def test_a_tolerance_exceeded_fails_with_exit_1_and_says_where(tiny, capsys):
     (["--tolerance", "int4:max_abs=1"], "--tolerance must be PRECISION:METRIC=VALUE"),
     (["--tolerance", "fp16:max=1"], "METRIC one of max_abs, mean_abs, agreement"),
     (["--tolerance", "fp16:max_abs=-1"], "VALUE a number >= 0"),
-    (["--images", "0"], "--images and --threads must be at least 1"),
+    (["--images", "0"], "--images must be at least 1"),
+    (["--threads", "0"], "--threads must be at least 1"),
     (["--checkpoint", "missing.pt"], "--checkpoint missing.pt does not exist"),
 ])
 def test_bad_requests_are_one_line_errors(tiny, capsys, extra, match):

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pipeline.device import check_threads
 from pipeline.errors import PipelineError
 from pipeline.files import write_output
 
@@ -30,6 +31,7 @@ def check_counts(args: argparse.Namespace) -> None:
     for name in NOT_NEGATIVE:
         if getattr(args, name) < 0:
             raise PipelineError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(args, name)}")
+    check_threads(args.threads)
 
 
 def bench_inputs(args: argparse.Namespace) -> list[tuple[str, Path | None]]:

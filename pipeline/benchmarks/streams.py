@@ -30,10 +30,14 @@ import numpy as np
 from pipeline.backends import BACKENDS
 from pipeline.benchmarks.common import bench_inputs, command_text
 from pipeline.data.options import add_data_options
+from pipeline.device import check_threads
 from pipeline.errors import PipelineError, check_seed, cli_main
 from pipeline.files import check_output, write_output
 from pipeline.names import PRECISIONS
 from pipeline.runtime.cascade import Cascade
+
+MAX_FPS = 1000.0  # a stream's frame rate
+MAX_SECONDS = 3600.0  # a stream's clip, and a frame's budget
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,10 +207,13 @@ def main(argv: list[str] | None = None) -> int:
         counts = sorted({int(x) for x in args.streams.split(",") if x.strip()})
     except ValueError:
         counts = []
-    if not counts or counts[0] < 1 or args.fps <= 0 or args.seconds <= 0 or args.repeats < 1 or args.threads < 1 \
-            or args.shards < 1 or (args.budget_ms is not None and args.budget_ms <= 0):
-        raise PipelineError("--streams should list counts of 1 or more; --fps, --seconds, --repeats, --threads and "
-                            "--budget-ms should be positive")
+    if not counts or counts[0] < 1 or args.repeats < 1 or args.shards < 1:
+        raise PipelineError("--streams should list counts of 1 or more; --repeats and --shards should be positive")
+    for option, value, most in (("--fps", args.fps, MAX_FPS), ("--seconds", args.seconds, MAX_SECONDS),
+                                ("--budget-ms", args.budget_ms, MAX_SECONDS * 1e3)):
+        if value is not None and not 0 < value <= most:  # also refuses nan and inf
+            raise PipelineError(f"{option} should be a positive number of at most {most:g}; got {value}")
+    check_threads(args.threads)
     check_seed(args.seed, "--seed")
     check_output(args.json, "--json", bench_inputs(args))
     started = time.time()

@@ -136,7 +136,7 @@ def read_spec(path: Path) -> OnnxSpec:
         raise PipelineError(f"spec file {path} does not exist; pass --onnx-spec with the JSON file beside the graphs")
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: nesting past what Python parses
         raise _fail(path, f"not valid JSON ({exc})") from None
     if not isinstance(raw, dict):
         raise _fail(path, "should be a JSON object")

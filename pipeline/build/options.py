@@ -10,6 +10,7 @@ from pathlib import Path
 from pipeline import names
 from pipeline.backends.base import EngineOptions
 from pipeline.data.options import DataOptions
+from pipeline.device import check_threads
 from pipeline.errors import PipelineError
 from pipeline.export.calibration import DEFAULT_IMAGES
 from pipeline.files import check_output_folder
@@ -122,8 +123,7 @@ def check_options(opts: BuildOptions) -> BuildTargets:
     if opts.calib_seed < 0:
         raise PipelineError(f"--calib-seed must be 0 or more, got {opts.calib_seed}")
     check_name(opts.name)
-    if opts.engine.threads < 1:
-        raise PipelineError(f"--threads must be at least 1, got {opts.engine.threads}")
+    check_threads(opts.engine.threads)
     backends = _backends(opts)
     check_engine_options(opts.engine, precisions, backends)  # each registered backend checks its own
     if opts.onnx_spec is not None:

@@ -118,7 +118,22 @@ def check_consistency(manifest: Any) -> None:
                                                                                     spec.dtype):
         found = ", ".join(f"{t.name} {t.shape} {t.dtype}" for t in first) or "nothing"
         raise SchemaError(f"input is {spec.name} {spec.shape} {spec.dtype}, but stage 1 reads {found}")
+    _check_split(manifest.model.get("split") if isinstance(manifest.model, dict) else None)
     check_ranges(manifest)
+
+
+def _check_split(split: Any) -> None:
+    """The recorded validation split, which redraws the validation images: an object whose size and seed,
+    where present, are whole numbers (a size of at least 1, a seed numpy takes)."""
+    if split is None:
+        return
+    if not isinstance(split, dict):
+        raise SchemaError(f"model.split should be an object, found {_found(split)}")
+    for name, low in (("size", 1), ("seed", 0)):
+        value = split.get(name)
+        if name in split and (not isinstance(value, int) or isinstance(value, bool) or not low <= value < 2**32):
+            raise SchemaError(f"model.split.{name} should be a whole number from {low} to {2**32 - 1}, "
+                              f"found {_found(value)}")
 
 
 MAX_STAGE_MS = 60_000.0  # a minute per stage: past any device, short of a value that silences the deadline rule

@@ -285,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.files import check_output
 
     check_seed(args.seed)
+    if args.val_size < 1:
+        raise PipelineError(f"--val-size must be at least 1, got {args.val_size}")
     check_output(args.out, "--out", [("--classes", Path(args.classes) if args.classes else None)])
     torch.manual_seed(args.seed)
     name = args.model_factory or args.model

@@ -67,6 +67,10 @@ class MSDNetConfig:
                 if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
                     raise PipelineError(f"the model config's {name} must be whole numbers from 1 to {top}, got "
                                         f"{values!r}; the checkpoint or --model-opt is damaged or mistyped")
+        if isinstance(self.reduction, bool) or not isinstance(self.reduction, (int, float)) \
+                or not 0 <= self.reduction <= 1:  # NaN fails too
+            raise PipelineError(f"the model config's reduction must be a number from 0 (no transition layers) to 1, "
+                                f"got {self.reduction!r}")
         if len(self.gr_factor) > 8:
             raise PipelineError(f"the model config has {len(self.gr_factor)} scales; at most 8 are supported")
 
@@ -246,6 +250,11 @@ class MSDNet(nn.Module):
                 n_in += cfg.growth_rate
                 if in_scales > out_scales and cfg.reduction > 0:
                     n_out = math.floor(cfg.reduction * n_in)
+                    if n_out < 1:
+                        from pipeline.errors import PipelineError
+
+                        raise PipelineError(f"reduction {cfg.reduction:g} leaves no channel of {n_in} at a transition "
+                                            "layer; raise it, or 0 for no transition layers")
                     layers.append(Transition(n_in, n_out, out_scales, cfg))
                     n_in = n_out
             head = Classifier(n_in * cfg.gr_factor[-1], cfg.num_classes, cfg.stem)

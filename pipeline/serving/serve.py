@@ -50,7 +50,7 @@ def check_repository(folder: str | Path) -> dict[str, Any]:
     try:
         rec = json.loads((folder / RECORD).read_text())
         stages = rec["stages"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         raise PipelineError(f"{folder} is not a model repository written by `anytime triton repo` (no readable "
                             f"{RECORD}); write one with `anytime triton repo --engines ... --out {folder}`") from None
     carried: list[Tensor] | None = None

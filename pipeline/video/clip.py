@@ -25,6 +25,9 @@ from pipeline.files import check_output, mark_temporary, refuse_special, write_o
 from pipeline.stop import stop_at_once
 from pipeline.video.scenes import MOTIONS, ClipPlan, ClipSpec, plan_clip, render_frames
 
+MAX_FPS = 1000  # the clip's frame rate, as the video file records it
+MAX_SIDE = 4096  # pixels: a frame as large as a 4K camera's; larger is a typo that would exhaust memory
+
 
 def count_frames(path: Path) -> int:
     """The frames OpenCV can read back from the video at ``path``."""
@@ -128,8 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("runs/demo"))
     args = ap.parse_args(argv)
-    if not args.fps > 0:
-        raise PipelineError(f"--fps should be a positive number of frames per second; got {args.fps}")
+    if not 1 <= args.fps <= MAX_FPS:  # also refuses nan and inf, on which the video writer never returns
+        raise PipelineError(f"--fps should be a number of frames per second from 1 to {MAX_FPS}; got {args.fps}")
+    if not 8 <= min(args.width, args.height) <= max(args.width, args.height) <= MAX_SIDE:
+        raise PipelineError(f"--width and --height should be 8 to {MAX_SIDE} pixels; got {args.width}x{args.height}")
     check_seed(args.seed)
     inputs = [("--data", Path(args.data) if args.data else None)]
     for name in ("clip.avi", "labels.json", "scenes.json"):

@@ -22,6 +22,7 @@ class Inputs:
     folder: Path
     spec: SourceSpec
     labels: LabelFile | None
+    files: tuple[tuple[str, Path], ...] = ()  # (option, path) of every file read, which no output may be
 
 
 def check_engines(folder: Path) -> Path:
@@ -54,4 +55,4 @@ def read_inputs(options: CameraOptions) -> Inputs:
         check_video_path(options.output)
     if options.log is not None:
         check_output(options.log, "the log")
-    return Inputs(folder, spec, labels)
+    return Inputs(folder, spec, labels, tuple(sources))

@@ -122,7 +122,7 @@ def read_labels(path: str | Path) -> LabelFile:
     if path.suffix.lower() == ".json":
         try:
             data: Any = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nesting past what Python parses
             raise PipelineError(f"labels file {path} is not valid JSON: {exc}") from None
         if isinstance(data, list):
             return LabelFile(path, tuple((f"{path} item {i}", None, str(v).strip()) for i, v in enumerate(data)),

@@ -94,9 +94,7 @@ def run_streams(streams: list[CameraOptions], choice: RuntimeChoice,
     paths = [p.resolve() for p in outputs.values()]
     if len(set(paths)) != len(paths):
         raise PipelineError("two streams write the same file; give each stream its own log and output")
-    sources = [(f"the source of stream {i + 1}", Path(p)) for i, s in enumerate(states) for p in s.inputs.spec.paths]
-    sources += [(f"the source of stream {i + 1}", Path(str(s.inputs.spec.target))) for i, s in enumerate(states)
-                if s.inputs.spec.kind == "file"]
+    sources = [(f"{option} of stream {i + 1}", path) for i, s in enumerate(states) for option, path in s.inputs.files]
     refuse_inputs(outputs, sources)  # one stream's output must not be another's input
     engines = states[0].inputs.folder
     stop = StopFlag()

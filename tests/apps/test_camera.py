@@ -155,6 +155,9 @@ def test_labels_formats(tmp_path):
     (tmp_path / "d.json").write_text("{oops")
     with pytest.raises(PipelineError, match="not valid JSON"):
         load_labels(tmp_path / "d.json", classes)
+    (tmp_path / "e.json").write_text("[" * 100_000 + "]" * 100_000)  # nesting past what Python's parser takes
+    with pytest.raises(PipelineError, match="not valid JSON"):
+        load_labels(tmp_path / "e.json", classes)
 
 
 def test_window_q_quits(engines, clip, capsys):

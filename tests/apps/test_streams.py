@@ -62,3 +62,15 @@ def test_one_streams_output_may_not_be_anothers_source(built, tmp_path):
         main(["--engines", str(built.folder), "--stream", f"source={tmp_path / 'a.avi'}",
               "--stream", f"source={tmp_path / 'b.avi'},output={tmp_path / 'a.avi'}"])
     assert exc.value.code == 2 and (tmp_path / "a.avi").stat().st_size > 0
+
+
+def test_one_streams_log_may_not_be_anothers_labels(built, tmp_path, capsys):
+    _clip(tmp_path / "a.avi", 2, 1)
+    _clip(tmp_path / "b.avi", 2, 2)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("c1\nc2\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["--engines", str(built.folder), "--stream", f"source={tmp_path / 'a.avi'},log={labels}",
+              "--stream", f"source={tmp_path / 'b.avi'},labels={labels}"])
+    assert exc.value.code == 2 and labels.read_text() == "c1\nc2\n"
+    assert "is the same file as --labels of stream 2" in capsys.readouterr().err

@@ -151,11 +151,15 @@ def test_logits_that_are_not_one_per_class(tmp_path, built, capsys):
     _refused(tmp_path, built, capsys, "stage 1's logits have shape (2, 3), expected (2, 4)", classes=CLASSES + ["fly"])
 
 
-def test_spec_mistakes_are_named():
+def test_spec_mistakes_are_named(tmp_path):
     from pipeline.build.onnx_spec import read_spec
 
     with pytest.raises(PipelineError, match="does not exist"):
         read_spec(Path("no/such/spec.json"))
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)  # nesting past what Python's parser takes
+    with pytest.raises(PipelineError, match="not valid JSON"):
+        read_spec(deep)
 
 
 def test_an_unknown_key_and_a_last_stage_that_carries(tmp_path, built, capsys):

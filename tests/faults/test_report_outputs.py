@@ -85,3 +85,27 @@ def test_seeds_numpy_would_refuse_are_one_line_before_any_work(inputs, tmp_path,
     refused(capsys, video, ["--engines", folder, "--data", archive, "--seed", "-1", "--json", tmp_path / "v.json"],
             "--seed must be", tmp_path)
     refused(capsys, clip, ["--data", archive, "--seed", "-1", "--out", tmp_path / "clip"], "--seed must be", tmp_path)
+
+
+def test_numbers_out_of_range_are_one_line_before_any_work(inputs, tmp_path, capsys):
+    """Values argparse takes as numbers but the work cannot: nan and inf frame rates (on which the video
+    writer never returns), negative threads and seeds, a negative validation size."""
+    from pipeline.benchmarks.streams import main as streams
+    from pipeline.evaluate import main as evaluate
+    from pipeline.models.factory import main as factory
+    from pipeline.video.clip import main as clip
+
+    folder, checkpoint, archive = inputs
+    for fps in ("inf", "nan", "0.5"):
+        refused(capsys, clip, ["--data", archive, "--fps", fps, "--out", tmp_path / "clip"],
+                "--fps should be a number of frames per second from 1 to 1000", tmp_path)
+    refused(capsys, clip, ["--data", archive, "--width", "100000", "--out", tmp_path / "clip"],
+            "--width and --height should be 8 to 4096 pixels", tmp_path)
+    bench = ["--engines", folder, "--data", archive, "--json", tmp_path / "s.json"]
+    for option, value in (("--fps", "nan"), ("--fps", "inf"), ("--seconds", "inf"), ("--budget-ms", "nan")):
+        refused(capsys, streams, [*bench, option, value], f"{option} should be a positive number", tmp_path)
+    base = ["--checkpoint", checkpoint, "--data", archive]
+    refused(capsys, evaluate, [*base, "--threads", "-1"], "--threads must be at least 0", tmp_path)
+    refused(capsys, evaluate, [*base, "--corruption-seed", "-1"], "--corruption-seed must be", tmp_path)
+    refused(capsys, factory, ["--model", "msdnet_cifar", "--val-size", "-5", "--out", tmp_path / "f.pt"],
+            "--val-size must be at least 1", tmp_path)

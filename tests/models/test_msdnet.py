@@ -75,6 +75,11 @@ def test_registry_rejects_unknown_names_and_options():
         model_config("msdnet_cifar", depth=3)
     with pytest.raises(PipelineError, match="stepmode"):
         model_config("msdnet_cifar", stepmode="odd")
+    for reduction in ("abc", float("nan"), -0.5, 1.5, True):
+        with pytest.raises(PipelineError, match="reduction must be a number from 0"):
+            model_config("msdnet_cifar", reduction=reduction)
+    with pytest.raises(PipelineError, match="leaves no channel"):
+        create_model("msdnet_cifar", reduction=0.001)
 
 
 def test_preprocess_matches_manual_normalisation(tiny_model):

@@ -126,6 +126,9 @@ def test_a_stage_graph_that_differs_from_its_configuration_is_named(damaged, man
 def test_not_a_repository(tmp_path):
     with pytest.raises(PipelineError, match="is not a model repository written by"):
         check_repository(tmp_path)
+    (tmp_path / "repository.json").write_text("[" * 100_000 + "]" * 100_000)  # nesting past Python's parser
+    with pytest.raises(PipelineError, match="is not a model repository written by"):
+        check_repository(tmp_path)
 
 
 def test_int8_stage_models_run_the_graphs_of_the_int8_chain_built_here(tiny, manifest):
