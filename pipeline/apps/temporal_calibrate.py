@@ -40,7 +40,7 @@ from pipeline.build.folder import model_lock
 from pipeline.errors import PipelineError, check_seed, cli_main
 from pipeline.temporal.rule import DEFAULT_MAX_AGE_FRAMES, TemporalSettings
 from pipeline.temporal.simulate import ClipExits, Replay, replay
-from pipeline.thresholds import from_scores, to_scores
+from pipeline.thresholds import check_calibration_options, from_scores, to_scores
 
 CUT_MARGIN = 0.8
 REUSE_CUT_RATIO = 0.5  # the reuse threshold's ceiling, as a fraction of the cut threshold
@@ -191,7 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.scenes < 2:
         raise PipelineError(f"--scenes should be 2 or more (the cut threshold needs cuts); got {args.scenes}")
+    if args.max_age_frames < 1:
+        raise PipelineError(f"--max-age-frames should be 1 or more; got {args.max_age_frames}")
     check_seed(args.seed)
+    check_calibration_options(args.tolerance, args.confidence)  # before the clips are rendered and run
     # The build's lock: no build or profiler changes the folder meanwhile.
     with model_lock(args.engines, "the temporal calibration"):
         return calibrate_folder(args)

@@ -89,7 +89,9 @@ def test_seeds_numpy_would_refuse_are_one_line_before_any_work(inputs, tmp_path,
 
 def test_numbers_out_of_range_are_one_line_before_any_work(inputs, tmp_path, capsys):
     """Values argparse takes as numbers but the work cannot: nan and inf frame rates (on which the video
-    writer never returns), negative threads and seeds, a negative validation size."""
+    writer never returns), negative threads and seeds, a negative validation size; the temporal
+    calibration's before it renders and runs its clips."""
+    from pipeline.apps.temporal_calibrate import main as temporal
     from pipeline.benchmarks.streams import main as streams
     from pipeline.evaluate import main as evaluate
     from pipeline.models.factory import main as factory
@@ -109,3 +111,7 @@ def test_numbers_out_of_range_are_one_line_before_any_work(inputs, tmp_path, cap
     refused(capsys, evaluate, [*base, "--corruption-seed", "-1"], "--corruption-seed must be", tmp_path)
     refused(capsys, factory, ["--model", "msdnet_cifar", "--val-size", "-5", "--out", tmp_path / "f.pt"],
             "--val-size must be at least 1", tmp_path)
+    calibrate = ["--engines", folder, "--data", archive]
+    refused(capsys, temporal, [*calibrate, "--tolerance", "nan"], "--tolerance must be 0 or more", tmp_path)
+    refused(capsys, temporal, [*calibrate, "--confidence", "1"], "--confidence must be between 0 and 1", tmp_path)
+    refused(capsys, temporal, [*calibrate, "--max-age-frames", "0"], "--max-age-frames should be 1 or more", tmp_path)
