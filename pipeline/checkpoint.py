@@ -81,6 +81,19 @@ def state_part_of(path: Path, name: str) -> tuple[bool, int] | None:
     return found[1:] if found and found[0] == path.name else None
 
 
+def check_checkpoint_output(out: Path, option: str, inputs: list[tuple[str, Path | None]]) -> None:
+    """``check_output`` for a checkpoint, and no input named as a file of its resume state: saving the
+    checkpoint replaces those files, or removes them."""
+    from pipeline.files import check_output
+
+    check_output(out, option, inputs)
+    for role, path in inputs:
+        if path is not None and os.path.realpath(path.parent) == os.path.realpath(out.parent) \
+                and state_part_of(out, path.name) is not None:
+            raise PipelineError(f"{role} {path} is named as a file of {option} {out}'s resume state, which saving "
+                                f"{option} replaces or removes; rename it or choose another {option}")
+
+
 def state_files_on_disk(path: Path, previous: bool | None = None) -> list[Path]:
     """Every file of a resume state of the checkpoint ``path`` in its folder, in part order (``previous``:
     only those kept aside, or only those in place; None: both)."""

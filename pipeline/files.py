@@ -264,8 +264,9 @@ def hold_lock(path: Path, busy: str, holder: str = "") -> Iterator[None]:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
         except OSError as exc:
-            if exc.errno not in (errno.ELOOP, errno.ENXIO, errno.EISDIR):
-                raise
+            if exc.errno not in (errno.ELOOP, errno.ENXIO, errno.EISDIR):  # a folder that is missing, not writable
+                raise PipelineError(f"cannot take the lock {path}: "
+                                    f"{(exc.strerror or str(exc)).lower()}") from None
             fd = -1
         if fd < 0 or not stat.S_ISREG(os.fstat(fd).st_mode):
             if fd >= 0:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -60,20 +61,32 @@ def check_options(args: argparse.Namespace) -> None:
             raise PipelineError(f"no built model at {folder} (no manifest.json): build it with `make engines "
                                 f"CHECKPOINT=... ENGINE_ARGS='--name {folder.name}'` (`make anchors` builds the "
                                 "static family)")
-    if len(set(map(str, args.static))) != len(args.static) or str(args.engines) in map(str, args.static):
+    real = [os.path.realpath(folder) for folder in args.static]  # one folder by two spellings is one folder
+    if len(set(real)) != len(real) or os.path.realpath(args.engines) in real:
         raise PipelineError("each --static folder must be named once, and not be the --engines folder")
 
 
 def _check_comparable(model: Any, static: Any, where: Path) -> None:
-    if static.classes != model.classes or static.input.size != model.input.size:
-        raise PipelineError(f"{where} classifies {len(static.classes)} classes at {static.input.size}, the cascade "
-                            f"{len(model.classes)} at {model.input.size}: a static network must be trained on the "
-                            "same data")
-    split = ("seed", "size")
-    if [static.model.get("split", {}).get(k) for k in split] != [model.model.get("split", {}).get(k) for k in split]:
-        raise PipelineError(f"{where} was trained with another validation split than the cascade's model; its "
-                            "validation accuracy would not be comparable: train both with the same --seed and "
-                            "--val-size")
+    """A static anchor answers at one exit, from the same classes, frames and validation split as the cascade."""
+    from pipeline.data.splits import class_difference, split_keys_differing
+
+    if static.num_exits != 1:
+        raise PipelineError(f"{where} is a model of {static.num_exits} exits; a static network answers at one "
+                            "(`make anchors` builds the static family)")
+    if static.classes != model.classes:
+        raise PipelineError(f"{where} classifies other classes than the cascade: "
+                            f"{class_difference(list(static.classes), list(model.classes))}; a static network "
+                            "must be trained on the same data")
+    if static.input.size != model.input.size:
+        raise PipelineError(f"{where} reads frames of {static.input.size}, the cascade {model.input.size}; a static "
+                            "network must be trained on the same data")
+    keys = split_keys_differing(static.model.get("split") or {}, model.model.get("split") or {})
+    if keys:
+        raise PipelineError(f"{where} was trained with another validation split than the cascade's model ("
+                            + ", ".join(f"{k} {static.model.get('split', {}).get(k)} against "
+                                        f"{model.model.get('split', {}).get(k)}" for k in keys)
+                            + "); its validation accuracy would not be comparable: train both with the same --data, "
+                              "--seed and --val-size")
 
 
 def _timed(clock: Callable[[], float], fn: Callable[[], int]) -> tuple[float, int]:

@@ -42,8 +42,12 @@ def folder_name(name: str) -> str:
     return where.removesuffix(".py").replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[-1] or "model"
 
 
+_BOOLS = {"true": True, "false": False}
+
+
 def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``["n_blocks=3", "gr_factor=1,2"]`` -> ``{"n_blocks": 3, "gr_factor": (1, 2)}``."""
+    """``["n_blocks=3", "gr_factor=1,2", "bottleneck=false"]`` -> ``{"n_blocks": 3, "gr_factor": (1, 2),
+    "bottleneck": False}``: whole numbers, decimals, true and false (any case), else the text."""
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -52,7 +56,8 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         parts = [p for p in value.split(",") if p]
         if not key or not parts:
             raise PipelineError(f"model option {item!r} should look like key=value, e.g. n_blocks=3")
-        conv = [int(p) if p.lstrip("-").isdigit() else float(p) if p.replace(".", "", 1).isdigit() else p for p in parts]
+        conv = [int(p) if p.lstrip("-").isdigit() else float(p) if p.replace(".", "", 1).isdigit()
+                else _BOOLS.get(p.lower(), p) for p in parts]
         out[key] = tuple(conv) if "," in value else conv[0]
     return out
 

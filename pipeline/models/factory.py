@@ -281,13 +281,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
+    from pipeline.checkpoint import check_checkpoint_output
     from pipeline.errors import check_seed
-    from pipeline.files import check_output
 
     check_seed(args.seed)
     if args.val_size < 1:
         raise PipelineError(f"--val-size must be at least 1, got {args.val_size}")
-    check_output(args.out, "--out", [("--classes", Path(args.classes) if args.classes else None)])
+    check_checkpoint_output(args.out, "--out", [("--classes", Path(args.classes) if args.classes else None)])
     torch.manual_seed(args.seed)
     name = args.model_factory or args.model
     model = create_model(name, **parse_overrides(args.model_opt))
@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     classes = read_classes(args.classes, "imagenet", num) if args.classes else list(given or [])
     recorded = getattr(model, "recorded", {})  # a registered model records nothing
     read = [Path(str(m.get("file"))) for m in recorded.get("origin", {}).get("members", []) if isinstance(m, dict)]
-    check_output(args.out, "--out", [("a checkpoint the model is made from", f) for f in read])
+    check_checkpoint_output(args.out, "--out", [("a checkpoint the model is made from", f) for f in read])
     split = recorded.get("split") or {"seed": 0, "size": args.val_size, "source": "--data"}
     save_checkpoint(args.out, model, name, classes, split, origin=recorded.get("origin"))
     print(f"{name}: {model.num_exits} exits, {num} classes, {sum(t.numel() for t in model.parameters()):,} "

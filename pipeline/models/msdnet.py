@@ -26,6 +26,7 @@ from pipeline.models.preprocess import Preprocess, PreprocessConfig
 # that would exhaust memory while it is being built.
 SIZE_BOUNDS = {"n_blocks": 64, "step": 256, "base": 256, "n_channels": 4096, "growth_rate": 1024,
                "gr_factor": 64, "bn_factor": 64, "num_classes": 100_000}
+PER_SCALE = ("gr_factor", "bn_factor")  # the sizes given one per scale
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,10 @@ class MSDNetConfig:
     def __post_init__(self) -> None:
         from pipeline.errors import PipelineError
 
+        for name in PER_SCALE:
+            value = getattr(self, name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, name, (value,))  # one scale, as --model-opt gr_factor=1 gives it
         if self.stepmode not in ("even", "lin_grow"):
             raise PipelineError(f"stepmode must be 'even' or 'lin_grow', got {self.stepmode!r}")
         if self.prune != "max":
@@ -63,6 +68,9 @@ class MSDNetConfig:
             raise PipelineError("n_blocks, base and step must be at least 1")
         for name, top in SIZE_BOUNDS.items():  # refused before a tensor is allocated, not by the kernel later
             values = getattr(self, name)
+            if isinstance(values, tuple) != (name in PER_SCALE):
+                raise PipelineError(f"the model config's {name} must be {'a list of' if name in PER_SCALE else 'one'} "
+                                    f"whole number{'s' if name in PER_SCALE else ''}, got {values!r}")
             for value in (values if isinstance(values, tuple) else (values,)):
                 if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
                     raise PipelineError(f"the model config's {name} must be whole numbers from 1 to {top}, got "
@@ -71,6 +79,12 @@ class MSDNetConfig:
                 or not 0 <= self.reduction <= 1:  # NaN fails too
             raise PipelineError(f"the model config's reduction must be a number from 0 (no transition layers) to 1, "
                                 f"got {self.reduction!r}")
+        for name in ("bottleneck", "stem_bias"):
+            if not isinstance(getattr(self, name), bool):
+                raise PipelineError(f"the model config's {name} must be true or false, got {getattr(self, name)!r}")
+        if not isinstance(self.preprocess, PreprocessConfig):
+            raise PipelineError("the model config's preprocess is set by the model, not by --model-opt; got "
+                                f"{self.preprocess!r}")
         if len(self.gr_factor) > 8:
             raise PipelineError(f"the model config has {len(self.gr_factor)} scales; at most 8 are supported")
 

@@ -186,12 +186,12 @@ def read_classes(spec: str | None, configuration: str, num_classes: int) -> list
 def convert_file(src: Path, out: Path, configuration: str, overrides: Mapping[str, Any] | None = None,
                  classes: str | None = None, val_size: int | None = None) -> dict[str, Any]:
     """Convert ``src`` into ``out`` (written atomically, never over ``src``); returns the recorded origin."""
-    from pipeline.checkpoint import save_checkpoint
-    from pipeline.files import check_output, sha256_file
+    from pipeline.checkpoint import check_checkpoint_output, save_checkpoint
+    from pipeline.files import sha256_file
 
     if out.exists() and src.exists() and out.resolve() == src.resolve():
         raise PipelineError(f"--out {out} is the reference checkpoint itself; write the converted one elsewhere")
-    check_output(out, "--out", [("--checkpoint", src), ("--classes", Path(classes) if classes else None)])
+    check_checkpoint_output(out, "--out", [("--checkpoint", src), ("--classes", Path(classes) if classes else None)])
     state, meta = read_reference(src)
     model, facts = convert_state_dict(state, configuration, overrides, what=str(src))
     names = read_classes(classes, configuration, model.cfg.num_classes)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipelineError, cli_main
-from pipeline.files import atomic_write_text, check_output_folder
+from pipeline.files import MODEL_MARK, atomic_write_text, check_output_folder
 from pipeline.manifest import FileEntry, Manifest, load_manifest, variant_key
 from pipeline.names import PRECISIONS
 from pipeline.serving.configs import (DEFAULT_MAX_BATCH, DEFAULT_QUEUE_DELAY_US, ModelSpec, Tensor, config_text,
@@ -36,6 +36,9 @@ FORMAT = 1
 CASCADE = "cascade"
 KINDS = ("auto", "python", "tensorrt")
 BLS_CHUNK = 16  # frames per BLS request: later chunks are checked against their deadlines again
+MAX_BATCH = 1 << 16  # frames per batch: ONNX Runtime's stage graphs take at most this many
+MAX_QUEUE_DELAY_US = 10_000_000  # ten seconds: past any frame's deadline
+MAX_INSTANCES = 64  # model instances, or threads per instance: each is a process stub or thread on one machine
 
 
 def stage_model(k: int) -> str:
@@ -58,11 +61,13 @@ class RepoOptions:
             raise PipelineError(f"--precision should be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.kind not in KINDS:
             raise PipelineError(f"--kind should be one of {', '.join(KINDS)}, got {self.kind!r}")
-        for name, value, low in (("--max-batch", self.max_batch, 1), ("--plan-max-batch", self.plan_max_batch, 1),
-                                 ("--queue-delay-us", self.queue_delay_us, 0), ("--instances", self.instances, 1),
-                                 ("--threads", self.threads, 1)):
-            if value < low:
-                raise PipelineError(f"{name} should be {low} or more, got {value}")
+        for name, value, low, high in (("--max-batch", self.max_batch, 1, MAX_BATCH),
+                                       ("--plan-max-batch", self.plan_max_batch, 1, MAX_BATCH),
+                                       ("--queue-delay-us", self.queue_delay_us, 0, MAX_QUEUE_DELAY_US),
+                                       ("--instances", self.instances, 1, MAX_INSTANCES),
+                                       ("--threads", self.threads, 1, MAX_INSTANCES)):
+            if not low <= value <= high:  # past the highs, the configuration is one Triton refuses or cannot run
+                raise PipelineError(f"{name} should be {low} to {high}, got {value}")
 
 
 def stage_tensors(manifest: Manifest, k: int) -> tuple[list[Tensor], list[Tensor]]:
@@ -138,6 +143,11 @@ def write_repository(engines: str | Path, out: str | Path, opts: RepoOptions = R
     engines, out = Path(engines), Path(out)
     manifest = load_manifest(engines)
     check_output_folder(out, "--out")
+    real = Path(os.path.realpath(out))
+    model = next((p for p in (real, *real.parents) if (p / MODEL_MARK).is_file()), None)
+    if model is not None:  # a rebuild replaces the model folder whole, and the repository with it
+        raise PipelineError(f"--out {out} lies inside the built model folder {model}, which only the build writes; "
+                            "choose a folder outside it")
     if out.exists() and not (out / RECORD).is_file() and (not out.is_dir() or any(out.iterdir())):
         raise PipelineError(f"{out} exists and is not a model repository written by `anytime triton repo`; "
                             "choose another --out or remove it")

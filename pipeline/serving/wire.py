@@ -54,9 +54,13 @@ class NotSent(RemoteFailure):
 def split_url(url: str) -> tuple[str, int]:
     """``host:port`` or ``http://host:port`` -> (host, port); a PipelineError for anything else."""
     parts = urlsplit(url if "//" in url else f"http://{url}")
-    if parts.scheme != "http" or not parts.hostname or parts.port is None or parts.path not in ("", "/"):
-        raise PipelineError(f"expected a server address like 127.0.0.1:8000 (its HTTP port), got {url!r}")
-    return parts.hostname, parts.port
+    try:
+        port = parts.port  # a ValueError for a port that is not a number from 0 to 65535
+    except ValueError:
+        port = None
+    if parts.scheme != "http" or not parts.hostname or not port or parts.path not in ("", "/"):
+        raise PipelineError(f"expected a server address like 127.0.0.1:8000 (its HTTP port, 1 to 65535), got {url!r}")
+    return parts.hostname, port
 
 
 def encode(inputs: Mapping[str, np.ndarray], outputs: Sequence[str], timeout_us: int = 0

@@ -87,12 +87,12 @@ def check_out(opts: TrainOptions, overwrite: bool) -> None:
     """Refuse, before any work, an --out that would destroy an input or a finished run: the data, the
     teacher, a file inside the data folder or a model folder, a folder, a device; an existing checkpoint
     without --resume or --overwrite."""
-    from pipeline.checkpoint import resume_state_path
+    from pipeline.checkpoint import check_checkpoint_output, resume_state_path
     from pipeline.files import check_output
 
     inputs = [("--data", Path(opts.data) if opts.data else None),
               ("--teacher", Path(opts.teacher) if opts.teacher else None)]
-    check_output(opts.out, "--out", inputs)
+    check_checkpoint_output(opts.out, "--out", inputs)
     check_output(resume_state_path(opts.out), "--out's resume state", inputs)
     if opts.resume and overwrite:
         raise PipelineError("--resume continues the run at --out and --overwrite replaces it: pass one of them")
@@ -144,8 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     if done:
         print(done)
         return 0
+    from pipeline.models import model_config
     from pipeline.training.loop import run_training
 
+    model_config(opts.model, **opts.model_overrides)  # an unknown model or option, before any folder is made
     opts.out.parent.mkdir(parents=True, exist_ok=True)
     with run_lock(opts.out):
         check_out(opts, args.overwrite)  # again under the lock: another run may have finished meanwhile

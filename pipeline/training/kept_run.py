@@ -146,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("action", choices=("keep", "drop"))
     ap.add_argument("out", type=Path, help="the run's checkpoint (TRAIN_OUT); its resume state lies beside it")
     args = ap.parse_args(argv)
+    if not args.out.name or args.out.name in (".", ".."):
+        raise PipelineError(f"give the run's checkpoint file (make's TRAIN_OUT), got {str(args.out)!r}")
     print(keep(args.out) if args.action == "keep" else drop(args.out))
     return 0
 

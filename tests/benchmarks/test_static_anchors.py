@@ -91,7 +91,29 @@ def test_a_static_network_of_other_classes_or_split_is_refused(built, tmp_path, 
     other = build_static(built, tmp_path, "other", (8,), split_size=21)
     with pytest.raises(SystemExit, match="2"):
         main(args(built, "--static", str(other)))
-    assert "another validation split" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "another validation split than the cascade's model (seed 0 against 0, size 21 against 20" in err
+    renamed = build_static(built, tmp_path, "renamed", (8,), classes=[*CLASSES[1:], CLASSES[0]])
+    with pytest.raises(SystemExit, match="2"):
+        main(args(built, "--static", str(renamed)))
+    assert "classifies other classes than the cascade: the same" in capsys.readouterr().err
+
+
+def test_a_multi_exit_model_or_the_cascade_itself_is_no_static_network(built, tmp_path, capsys):
+    """Not even the cascade's own folder by another spelling, which would compare the model with itself."""
+    (tmp_path / "link").symlink_to(built.folder)
+    for static, told in ((tmp_path / "link", "not be the --engines folder"),
+                         (built.folder / ".." / built.folder.name, "not be the --engines folder")):
+        with pytest.raises(SystemExit, match="2"):
+            main(args(built, "--static", str(static)))
+        assert told in capsys.readouterr().err
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(built.folder, copy)
+    with pytest.raises(SystemExit, match="2"):
+        main(args(built, "--static", str(copy)))
+    assert f"{copy} is a model of 3 exits; a static network answers at one" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("extra, match", [(["--runs", "0"], "--runs must be at least 1"),

@@ -149,7 +149,7 @@ def test_dropping_a_run_that_trained_on_after_it_was_kept_takes_both_out_and_kee
     assert git(repo, "rev-list", "--count", "HEAD") == "3"
 
 
-@pytest.mark.parametrize("case", ["no state", "state aside", "not one pair", "outside"])
+@pytest.mark.parametrize("case", ["no state", "state aside", "not one pair", "outside", "no name", "no folder"])
 def test_what_is_not_one_run_in_the_repository_is_refused(repo, pairs, tmp_path, case, kept):
     train_out = "checkpoints/r.pt"
     if case == "no state":
@@ -158,6 +158,10 @@ def test_what_is_not_one_run_in_the_repository_is_refused(repo, pairs, tmp_path,
         (repo / "checkpoints" / "r.state.pt").rename(repo / "checkpoints" / "r.state.previous.pt")
     elif case == "not one pair":
         place(pairs[1], repo, "r.state.pt")  # a state of a later step beside the earlier checkpoint
+    elif case == "no name":  # make keep-run TRAIN_OUT=
+        train_out = ""
+    elif case == "no folder":
+        train_out = "checkpoints/missing/r.pt"
     else:
         train_out = str(tmp_path / "elsewhere" / "r.pt")
         Path(train_out).parent.mkdir()
@@ -167,7 +171,8 @@ def test_what_is_not_one_run_in_the_repository_is_refused(repo, pairs, tmp_path,
     message = {"no state": "no run at checkpoints/r.pt with its resume state",
                "state aside": "is not whole (a run stopped between its writes); resume it with `make train`",
                "not one pair": "the resume state beside checkpoints/r.pt is not the one it was saved with",
-               "outside": "is outside the repository"}[case]
+               "outside": "is outside the repository", "no name": "give the run's checkpoint file",
+               "no folder": "checkpoints/missing/r.pt"}[case]
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
     assert git(repo, "rev-list", "--count", "HEAD") == "1" and git(repo, "ls-files") == ".gitignore\ncode.py"
 

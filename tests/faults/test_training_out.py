@@ -60,3 +60,26 @@ def test_numbers_that_make_a_nan_model_are_refused(files, tmp_path, capsys, opti
     name = option.split("=")[0]
     told = "--seed must be" if name == "--seed" else f"{name} must be a finite number"
     refused(capsys, ["--data", data, "--out", tmp_path / "new.pt", option, *([value] if value else [])], told, tmp_path)
+
+
+def test_an_input_named_as_outs_resume_state_is_refused_and_kept(files, tmp_path, capsys):
+    """Saving --out replaces or removes the files of its resume state: a teacher of such a name would go."""
+    from pipeline.training.cli import main
+
+    data, teacher, _, _ = files
+    named = tmp_path / "student.state.part2.pt"
+    shutil.copy(teacher, named)
+    before = snapshot(tmp_path)
+    argv = ["--data", data, "--teacher", named, "--distill", "0.5", "--out", tmp_path / "student.pt"]
+    assert run_command(main, argv) == 2
+    assert "is named as a file of --out" in one_error(capsys.readouterr().err)
+    assert snapshot(tmp_path) == before
+
+
+def test_an_unknown_model_option_leaves_no_folder(files, tmp_path, capsys):
+    from pipeline.training.cli import main
+
+    data = files[0]
+    out = tmp_path / "new" / "sub" / "x.pt"
+    assert run_command(main, ["--data", data, "--model-opt", "nosuch=3", "--out", out]) == 2
+    assert "nosuch" in one_error(capsys.readouterr().err) and not (tmp_path / "new").exists()

@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from pipeline.errors import PipelineError  # noqa: E402
-from pipeline.models import create_model, list_models, model_config  # noqa: E402
+from pipeline.models import create_model, list_models, model_config, parse_overrides  # noqa: E402
 from pipeline.models.flops import exit_costs  # noqa: E402
 
 
@@ -80,6 +80,14 @@ def test_registry_rejects_unknown_names_and_options():
             model_config("msdnet_cifar", reduction=reduction)
     with pytest.raises(PipelineError, match="leaves no channel"):
         create_model("msdnet_cifar", reduction=0.001)
+    with pytest.raises(PipelineError, match="n_channels must be one whole number"):
+        model_config("msdnet_cifar", **parse_overrides(["n_channels=16,16"]))
+    with pytest.raises(PipelineError, match="preprocess is set by the model"):
+        model_config("msdnet_cifar", preprocess="foo")
+    with pytest.raises(PipelineError, match="bottleneck must be true or false"):
+        model_config("msdnet_cifar", bottleneck="False")
+    assert model_config("msdnet_cifar", **parse_overrides(["bottleneck=False", "stem_bias=true"])).bottleneck is False
+    assert model_config("msdnet_cifar", **parse_overrides(["gr_factor=1", "bn_factor=1"])).gr_factor == (1,)
 
 
 def test_preprocess_matches_manual_normalisation(tiny_model):

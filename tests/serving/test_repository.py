@@ -87,6 +87,18 @@ def test_the_repository_replaces_its_own_folder_and_refuses_anything_else(tiny, 
     with pytest.raises(PipelineError, match="not a model repository written by"):
         write_repository(tiny.folder, foreign)
     assert (foreign / "notes.txt").read_text() == "keep"
+    model = tiny.copy(tmp_path / "model")
+    with pytest.raises(PipelineError, match="lies inside the built model folder"):
+        write_repository(model, model / "triton" / "repo")
+    assert not (model / "triton").exists()
+
+
+@pytest.mark.parametrize("change, told", [(dict(max_batch=3_000_000_000), "--max-batch should be 1 to 65536"),
+                                          (dict(instances=1_000_000), "--instances should be 1 to 64"),
+                                          (dict(queue_delay_us=10**23), "--queue-delay-us should be 0 to 10000000")])
+def test_options_triton_would_refuse_are_refused_first(change, told):
+    with pytest.raises(PipelineError, match=told):
+        RepoOptions(**change).check()
 
 
 @pytest.fixture

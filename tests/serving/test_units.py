@@ -25,7 +25,8 @@ def test_server_addresses(url, want):
     assert split_url(url) == want
 
 
-@pytest.mark.parametrize("url", ["127.0.0.1", "https://x:1", "x:1/v2", ""])
+@pytest.mark.parametrize("url", ["127.0.0.1", "https://x:1", "x:1/v2", "", "127.0.0.1:70000", "127.0.0.1:-1",
+                                 "127.0.0.1:0", "127.0.0.1:http"])
 def test_a_bad_server_address_is_refused(url):
     with pytest.raises(PipelineError, match="expected a server address like"):
         split_url(url)
@@ -86,8 +87,9 @@ def test_the_fallback_answer_is_the_last_exit_or_the_mean():
 def test_fleet_options_are_checked():
     with pytest.raises(PipelineError, match="needs --url"):
         FleetOptions(mode="bls").check()
-    with pytest.raises(PipelineError, match="--cameras should be 1 or more"):
-        FleetOptions(cameras=0, mode="local").check()
+    for cameras in (0, 100_000):
+        with pytest.raises(PipelineError, match="--cameras should be 1 to 256"):
+            FleetOptions(cameras=cameras, mode="local").check()
     assert FleetOptions(fps=25).budget_s == pytest.approx(0.04)
     FleetOptions(mode="batched").check()  # in process: no server to name
 
