@@ -223,6 +223,19 @@ def _join_resume_state(path: Path, train_state: dict) -> dict:
     return {**bare, **side}
 
 
+def load_failure(exc: Exception) -> tuple[bool, str]:
+    """Why ``torch.load(weights_only=True)`` failed, shortly: (the file names Python objects, which loading
+    would run; the cause). torch's own text also advises loading without ``weights_only``, which runs
+    whatever the file holds: it is not passed on."""
+    text = str(exc)
+    unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if unsafe:
+        return True, f"it names the Python object {unsafe.group(1)}"
+    cause = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
+    first = cause.group(1) if cause else (text.strip().splitlines() or [""])[0]
+    return False, f"{type(exc).__name__}: {first[:160]}"
+
+
 def read_checkpoint(path: str | Path, resume: bool | None = False) -> dict:
     """Load and check a checkpoint's structure; a missing, corrupt or foreign file raises PipelineError.
 
@@ -238,7 +251,7 @@ def read_checkpoint(path: str | Path, resume: bool | None = False) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or foreign files
-        raise PipelineError(f"checkpoint {path} could not be read ({type(exc).__name__}: {str(exc)[:200]}); "
+        raise PipelineError(f"checkpoint {path} could not be read ({load_failure(exc)[1]}); "
                             "it is corrupt or not a checkpoint of this project: retrain or restore it") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__

@@ -103,15 +103,18 @@ def check_options(args: ProfileOptions) -> None:
         check_output_folder(args.engines, "the manifest's folder --engines")
 
 
+MAX_PROFILED_BATCH = 1024  # frames a batch: past what a camera fleet batches, short of exhausting memory
+
+
 def batch_sizes(value: str) -> list[int]:
     """``--batch-sizes`` as sorted distinct whole numbers of 1 or more (1 always included)."""
     try:
         sizes = {int(v) for v in value.split(",") if v.strip()}
     except ValueError:
         sizes = {0}
-    if not sizes or min(sizes) < 1:
-        raise PipelineError(f"--batch-sizes must be a comma list of whole numbers of 1 or more, e.g. 1,4,16; "
-                            f"got {value!r}")
+    if not sizes or min(sizes) < 1 or max(sizes) > MAX_PROFILED_BATCH:
+        raise PipelineError(f"--batch-sizes must be a comma list of whole numbers from 1 to {MAX_PROFILED_BATCH}, "
+                            f"e.g. 1,4,16; got {value!r}")
     return sorted(sizes | {1})
 
 

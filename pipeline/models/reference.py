@@ -70,28 +70,29 @@ def read_reference(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(state dict, metadata: arch, epoch, best_prec1) of a reference checkpoint; PipelineError when unreadable."""
     import torch
 
-    from pipeline.checkpoint import FORMAT
+    from pipeline.checkpoint import FORMAT, load_failure
 
     if not path.is_file():
         raise PipelineError(f"reference checkpoint {path} does not exist; pass the .pth.tar that its main.py saved")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated, foreign or unsafe files
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
-        if "Weights only load failed" in str(exc):
-            raise PipelineError(f"{path} holds Python objects besides tensors and numbers ({first}); it is not "
+        unsafe, cause = load_failure(exc)
+        if unsafe:
+            raise PipelineError(f"{path} holds Python objects besides tensors and numbers ({cause}); it is not "
                                 f"loaded, since unpickling them would run code: save {{'state_dict': "
                                 "model.state_dict()}} from the reference code and convert that") from None
-        raise PipelineError(f"{path} could not be read ({type(exc).__name__}: {first}); it is truncated or not a "
-                            "PyTorch checkpoint: download or copy it again") from None
+        raise PipelineError(f"{path} could not be read ({cause}); it is truncated or not a PyTorch checkpoint: "
+                            "download or copy it again") from None
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         raise PipelineError(f"{path} is already a checkpoint of this project ({FORMAT}); build it with `make engines`")
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
-    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if not isinstance(state, dict) or not state or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                           for k, v in state.items()):
         raise PipelineError(f"{path} holds no state dict (expected a dict with 'state_dict', as the reference's "
-                            f"main.py saves, or a dict of tensors); found {type(obj).__name__}")
+                            f"main.py saves, or a dict of tensors by name); found {type(obj).__name__}")
     meta = {k: (v.item() if isinstance(v, torch.Tensor) else v) for k, v in obj.items()
-            if k in ("arch", "epoch", "best_prec1")}
+            if k in ("arch", "epoch", "best_prec1") and (not isinstance(v, torch.Tensor) or v.numel() == 1)}
     return state, meta
 
 

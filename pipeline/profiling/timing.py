@@ -166,9 +166,9 @@ def profile_batches(chain: StageChain, frames: np.ndarray, sizes: Sequence[int],
     out: dict[int, LatencyProfile] = {}
     for b in sorted(set(s for s in sizes if s > 1)):
         if b > chain.max_batch:
+            rebuild = f"rebuild them with --max-batch {b} or " if chain.backend == "tensorrt" else ""
             raise PipelineError(f"batch {b} is beyond what the {chain.backend}/{chain.precision} engines take "
-                                f"(at most {chain.max_batch}); rebuild them with --max-batch {b} or ask for smaller "
-                                "--batch-sizes")
+                                f"(at most {chain.max_batch}); {rebuild}ask for smaller --batch-sizes")
         n, skip = max(10, runs // b), max(1, warmup // b)
         timer = _RunTimer(chain, n, clock)
         pick = np.arange(b)

@@ -99,13 +99,29 @@ def check_repository(folder: str | Path) -> dict[str, Any]:
     return rec
 
 
+def check_listen_address(host: str) -> None:
+    """A one-line PipelineError where this machine cannot listen on ``host``: a name that does not resolve, or
+    an address that is not one of its own."""
+    import socket
+
+    if not host.strip():
+        raise PipelineError("--host is empty; use 127.0.0.1, or 0.0.0.0 for every interface")
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+    except (OSError, UnicodeError) as exc:  # socket.gaierror is an OSError
+        raise PipelineError(f"--host {host} is not an address this machine can listen on "
+                            f"({(exc.strerror or str(exc)).lower() if isinstance(exc, OSError) else exc}); "
+                            "use 127.0.0.1, or 0.0.0.0 for every interface") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="anytime triton serve", description=__doc__.split("\n")[0])
     ap.add_argument("--repo", type=Path, required=True, help="a repository written by `anytime triton repo`")
     ap.add_argument("--host", default="127.0.0.1", help="the address to listen on (0.0.0.0: every interface)")
-    ap.add_argument("--http-port", type=int, default=8000)
-    ap.add_argument("--grpc-port", type=int, default=8001)
-    ap.add_argument("--metrics-port", type=int, default=8002)
+    ap.add_argument("--http-port", type=int, default=8000, help="0: a free port")
+    ap.add_argument("--grpc-port", type=int, default=8001, help="0: a free port")
+    ap.add_argument("--metrics-port", type=int, default=8002, help="0: a free port")
     ap.add_argument("--seconds", type=float, default=None, help="stop after this long (default: at Ctrl-C)")
     ap.add_argument("--log", type=Path, default=None, help="the server's log file (default: a temporary one)")
     return ap
@@ -119,6 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.seconds is not None and not args.seconds > 0:
         raise PipelineError(f"--seconds should be a positive number, got {args.seconds}")
+    for option in ("--http-port", "--grpc-port", "--metrics-port"):
+        port = getattr(args, option[2:].replace("-", "_"))
+        if not 0 <= port <= 65535:
+            raise PipelineError(f"{option} should be a port from 1 to 65535 (0: a free one), got {port}")
+    check_listen_address(args.host)
     if args.log is not None:
         from pipeline.files import check_output
 

@@ -128,6 +128,9 @@ def test_without_torch_the_baseline_is_skipped_with_a_note(built, tmp_path, monk
     (["--checkpoint", "missing.pt"], "--checkpoint missing.pt does not exist"),
     (["--tolerance", "-1"], "--tolerance must be 0 or more accuracy points"),
     (["--confidence", "0"], "--confidence must be between 0 and 1"),
+    (["--batch-sizes", "4,abc"], "--batch-sizes must be a comma list of whole numbers from 1 to 1024"),
+    (["--batch-sizes", "0"], "--batch-sizes must be a comma list of whole numbers from 1 to 1024"),
+    (["--batch-sizes", "1,100000"], "--batch-sizes must be a comma list of whole numbers from 1 to 1024"),
 ])
 def test_bad_options_are_refused(built, tmp_path, capsys, extra, match):
     fails(args(built, built.folder, tmp_path / "r", *extra), capsys, match)

@@ -155,6 +155,22 @@ def test_a_truncated_checkpoint_is_refused(tmp_path, cifar_state, capsys):
     assert exc.value.code == 2 and "truncated" in capsys.readouterr().err
 
 
+def test_malformed_checkpoints_are_named(tmp_path):
+    from pipeline.models.reference import read_reference
+
+    noise = tmp_path / "noise.pth.tar"
+    noise.write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(PipelineError, match="could not be read .*truncated or not a PyTorch checkpoint") as exc:
+        read_reference(noise)
+    assert "Python objects" not in str(exc.value) and "weights_only" not in str(exc.value)
+    torch.save({0: torch.zeros(1), 1: torch.zeros(1)}, tmp_path / "numbered.pth.tar")
+    with pytest.raises(PipelineError, match="a dict of tensors by name"):
+        read_reference(tmp_path / "numbered.pth.tar")
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "epoch": torch.zeros(3), "best_prec1": torch.tensor(9.5)},
+               tmp_path / "meta.pth.tar")
+    assert read_reference(tmp_path / "meta.pth.tar")[1] == {"best_prec1": 9.5}
+
+
 def test_a_state_dict_missing_a_tensor_names_it(cifar_state):
     partial = dict(cifar_state)
     del partial["module.blocks.2.0.layers.1.conv_down.net.3.weight"]
@@ -169,8 +185,9 @@ def test_pickled_objects_are_not_loaded_and_the_input_is_never_overwritten(tmp_p
 
     src = tmp_path / "ref.pth.tar"
     torch.save({"state_dict": cifar_state, "args": argparse.Namespace(data="cifar10")}, src)
-    with pytest.raises(PipelineError, match="would run code"):
+    with pytest.raises(PipelineError, match=r"it names the Python object argparse\.Namespace.*would run code") as exc:
         convert_file(src, tmp_path / "x.pt", "cifar10")
+    assert "weights_only" not in str(exc.value)  # torch's advice to load it unsafely is not passed on
     before = src.read_bytes()
     with pytest.raises(PipelineError, match="is the reference checkpoint itself"):
         convert_file(src, src, "cifar10")

@@ -208,3 +208,16 @@ def test_a_stopped_server_never_signals_its_old_process_id_again(tmp_path, monke
     server.stop()  # the pid may be another group's by now
     server.kill()
     assert sent == []
+
+
+@pytest.mark.parametrize("extra, told", [(["--http-port", "70000"], "--http-port should be a port from 1 to 65535"),
+                                         (["--metrics-port", "-1"], "--metrics-port should be a port from 1 to 65535"),
+                                         (["--host", "10.255.255.1"], "is not an address this machine can listen on"),
+                                         (["--host", ""], "--host is empty")])
+def test_a_server_that_cannot_listen_is_refused_before_it_starts(tmp_path, capsys, extra, told):
+    """Binding a socket to an address not assigned here sends nothing anywhere."""
+    from pipeline.serving.serve import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--repo", str(tmp_path), *extra])
+    assert exc.value.code == 2 and told in capsys.readouterr().err
