@@ -29,11 +29,20 @@ TEMP_MARKER = ".anytime-build"  # in a build's temporary folder: the process id 
 def build_lock(out: Path) -> Iterator[None]:
     """Hold the output folder's build lock (:func:`pipeline.files.hold_lock` on ``<out>/.build.lock``): a
     PipelineError naming the holder when another build, profiler or calibration has it; a lock file that
-    is a symbolic link is refused, never followed."""
+    is a symbolic link is refused, never followed. The folders it makes for ``out`` are removed again where
+    the build left them empty (it failed before it wrote a model)."""
+    made = [p for p in (out, *out.parents) if not p.exists()]  # the deepest first
     out.mkdir(parents=True, exist_ok=True)
-    with hold_lock(out / LOCK_NAME, f"{out} is in use by another process{{who}}; wait for it to finish, or build "
-                                    "into another --out", "a build"):
-        yield
+    try:
+        with hold_lock(out / LOCK_NAME, f"{out} is in use by another process{{who}}; wait for it to finish, or "
+                                        "build into another --out", "a build"):
+            yield
+    finally:
+        for folder in made:
+            try:
+                folder.rmdir()  # only while empty
+            except OSError:
+                break
 
 
 @contextlib.contextmanager
