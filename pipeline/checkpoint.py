@@ -228,12 +228,17 @@ def load_failure(exc: Exception) -> tuple[bool, str]:
     would run; the cause). torch's own text also advises loading without ``weights_only``, which runs
     whatever the file holds: it is not passed on."""
     text = str(exc)
-    unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", text)
-    if unsafe:
-        return True, f"it names the Python object {unsafe.group(1)}"
+    named = re.search(r"Unsupported global: GLOBAL (\S+)|unsupported GLOBAL (\S+)", text)
+    if named:
+        return True, f"it names the Python object {named.group(1) or named.group(2)}"
+    if re.search(r"is blocked|unrecognized function|Can only create new object", text):
+        return True, "it builds Python objects"
     cause = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
-    first = cause.group(1) if cause else (text.strip().splitlines() or [""])[0]
-    return False, f"{type(exc).__name__}: {first[:160]}"
+    if cause:
+        return False, f"{type(exc).__name__}: {cause.group(1)[:160]}"
+    if text.startswith("Weights only load failed"):  # torch's wrapper, whose advice is not passed on
+        return False, f"{type(exc).__name__}: not a file of tensors and numbers"
+    return False, f"{type(exc).__name__}: {(text.strip().splitlines() or [''])[0][:160]}"
 
 
 def read_checkpoint(path: str | Path, resume: bool | None = False) -> dict:

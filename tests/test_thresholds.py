@@ -309,7 +309,7 @@ def test_default_policy_guards_against_a_noisy_loss():
     assert min_cost_within_loss(probs, labels, points, 0.0, confidence=0.95) is points[2]
     with pytest.raises(PipelineError, match=r"the costliest operating point \(cost 2\) may lose more than 0.3 points"):
         min_cost_within_loss(probs, labels, points[:1], 0.3)
-    with pytest.raises(PipelineError, match="no operating point may lose"):
+    with pytest.raises(PipelineError, match="no operating point to choose from"):
         min_cost_within_loss(probs, labels, [], 0.3)
     # The table's default: a point of the sweep whose bound is within the tolerance; the mean-loss rule
     # (confidence 0.5) is at least as cheap.

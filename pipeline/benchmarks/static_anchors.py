@@ -68,7 +68,7 @@ def check_options(args: argparse.Namespace) -> None:
 
 def _check_comparable(model: Any, static: Any, where: Path) -> None:
     """A static anchor answers at one exit, from the same classes, frames and validation split as the cascade."""
-    from pipeline.data.splits import class_difference, split_keys_differing
+    from pipeline.data.splits import class_difference
 
     if static.num_exits != 1:
         raise PipelineError(f"{where} is a model of {static.num_exits} exits; a static network answers at one "
@@ -80,11 +80,14 @@ def _check_comparable(model: Any, static: Any, where: Path) -> None:
     if static.input.size != model.input.size:
         raise PipelineError(f"{where} reads frames of {static.input.size}, the cascade {model.input.size}; a static "
                             "network must be trained on the same data")
-    keys = split_keys_differing(static.model.get("split") or {}, model.model.get("split") or {})
+    mine, theirs = static.model.get("split") or {}, model.model.get("split") or {}
+    # Seed and size, and the labels' fingerprint where both record one; not the --data text, by which a
+    # converted or ONNX-spec model names its data in words, and one file has many spellings.
+    fingerprint = ("labels_sha256",) if mine.get("labels_sha256") and theirs.get("labels_sha256") else ()
+    keys = [k for k in ("seed", "size", *fingerprint) if str(mine.get(k)) != str(theirs.get(k))]
     if keys:
         raise PipelineError(f"{where} was trained with another validation split than the cascade's model ("
-                            + ", ".join(f"{k} {static.model.get('split', {}).get(k)} against "
-                                        f"{model.model.get('split', {}).get(k)}" for k in keys)
+                            + ", ".join(f"{k} {mine.get(k)} against {theirs.get(k)}" for k in keys)
                             + "); its validation accuracy would not be comparable: train both with the same --data, "
                               "--seed and --val-size")
 

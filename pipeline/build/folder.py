@@ -31,7 +31,15 @@ def build_lock(out: Path) -> Iterator[None]:
     PipelineError naming the holder when another build, profiler or calibration has it; a lock file that
     is a symbolic link is refused, never followed. The folders it makes for ``out`` are removed again where
     the build left them empty (it failed before it wrote a model)."""
-    made = [p for p in (out, *out.parents) if not p.exists()]  # the deepest first
+    made: list[Path] = []  # the folders this call made, one level at a time: only those are removed again
+    for folder in reversed((out, *out.parents)):  # as given: "new/../old" makes new, never counts old as made
+        try:
+            folder.mkdir()
+            made.insert(0, folder)  # the deepest first
+        except FileExistsError:
+            continue
+        except OSError:
+            break  # told by the mkdir below
     out.mkdir(parents=True, exist_ok=True)
     try:
         with hold_lock(out / LOCK_NAME, f"{out} is in use by another process{{who}}; wait for it to finish, or "

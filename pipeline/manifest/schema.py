@@ -129,7 +129,7 @@ def _check_split(split: Any) -> None:
         return
     if not isinstance(split, dict):
         raise SchemaError(f"model.split should be an object, found {_found(split)}")
-    for name, low in (("size", 1), ("seed", 0)):
+    for name, low in (("size", 0), ("seed", 0)):  # size 0: no split (a model made without one)
         value = split.get(name)
         if name in split and (not isinstance(value, int) or isinstance(value, bool) or not low <= value < 2**32):
             raise SchemaError(f"model.split.{name} should be a whole number from {low} to {2**32 - 1}, "

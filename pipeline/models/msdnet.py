@@ -56,16 +56,6 @@ class MSDNetConfig:
             value = getattr(self, name)
             if isinstance(value, int) and not isinstance(value, bool):
                 object.__setattr__(self, name, (value,))  # one scale, as --model-opt gr_factor=1 gives it
-        if self.stepmode not in ("even", "lin_grow"):
-            raise PipelineError(f"stepmode must be 'even' or 'lin_grow', got {self.stepmode!r}")
-        if self.prune != "max":
-            raise PipelineError(f"only prune='max' (the paper's) is supported, got {self.prune!r}")
-        if self.stem not in ("cifar", "imagenet"):
-            raise PipelineError(f"stem must be 'cifar' or 'imagenet', got {self.stem!r}")
-        if len(self.gr_factor) != len(self.bn_factor):
-            raise PipelineError("gr_factor and bn_factor need one entry per scale (same length)")
-        if self.n_blocks < 1 or self.base < 1 or self.step < 1:
-            raise PipelineError("n_blocks, base and step must be at least 1")
         for name, top in SIZE_BOUNDS.items():  # refused before a tensor is allocated, not by the kernel later
             values = getattr(self, name)
             if isinstance(values, tuple) != (name in PER_SCALE):
@@ -75,6 +65,14 @@ class MSDNetConfig:
                 if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
                     raise PipelineError(f"the model config's {name} must be whole numbers from 1 to {top}, got "
                                         f"{values!r}; the checkpoint or --model-opt is damaged or mistyped")
+        if self.stepmode not in ("even", "lin_grow"):
+            raise PipelineError(f"stepmode must be 'even' or 'lin_grow', got {self.stepmode!r}")
+        if self.prune != "max":
+            raise PipelineError(f"only prune='max' (the paper's) is supported, got {self.prune!r}")
+        if self.stem not in ("cifar", "imagenet"):
+            raise PipelineError(f"stem must be 'cifar' or 'imagenet', got {self.stem!r}")
+        if len(self.gr_factor) != len(self.bn_factor):
+            raise PipelineError("gr_factor and bn_factor need one entry per scale (same length)")
         if isinstance(self.reduction, bool) or not isinstance(self.reduction, (int, float)) \
                 or not 0 <= self.reduction <= 1:  # NaN fails too
             raise PipelineError(f"the model config's reduction must be a number from 0 (no transition layers) to 1, "
@@ -102,6 +100,9 @@ class MSDNetConfig:
         d = dict(d)
         d["gr_factor"], d["bn_factor"] = tuple(d["gr_factor"]), tuple(d["bn_factor"])
         d["preprocess"] = PreprocessConfig.from_dict(d["preprocess"])
+        for name in ("bottleneck", "stem_bias"):  # saved before they were checked: 0/1, or text (all text was true)
+            if name in d and not isinstance(d[name], bool):
+                d[name] = bool(d[name])
         return cls(**d)
 
 

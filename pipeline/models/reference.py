@@ -80,8 +80,8 @@ def read_reference(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         unsafe, cause = load_failure(exc)
         if unsafe:
             raise PipelineError(f"{path} holds Python objects besides tensors and numbers ({cause}); it is not "
-                                f"loaded, since unpickling them would run code: save {{'state_dict': "
-                                "model.state_dict()}} from the reference code and convert that") from None
+                                "loaded, since unpickling them would run code: save {'state_dict': "
+                                "model.state_dict()} from the reference code and convert that") from None
         raise PipelineError(f"{path} could not be read ({cause}); it is truncated or not a PyTorch checkpoint: "
                             "download or copy it again") from None
     if isinstance(obj, dict) and obj.get("format") == FORMAT:

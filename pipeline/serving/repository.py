@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.build.folder import BUILD_INFO
 from pipeline.errors import PipelineError, cli_main
 from pipeline.files import MODEL_MARK, atomic_write_text, check_output_folder
 from pipeline.manifest import FileEntry, Manifest, load_manifest, variant_key
@@ -144,7 +145,8 @@ def write_repository(engines: str | Path, out: str | Path, opts: RepoOptions = R
     manifest = load_manifest(engines)
     check_output_folder(out, "--out")
     real = Path(os.path.realpath(out))
-    model = next((p for p in (real, *real.parents) if (p / MODEL_MARK).is_file()), None)
+    model = next((p for p in (real, *real.parents)  # a manifest beside a build record: a folder the build made
+                  if (p / MODEL_MARK).is_file() and (p / BUILD_INFO).is_file()), None)
     if model is not None:  # a rebuild replaces the model folder whole, and the repository with it
         raise PipelineError(f"--out {out} lies inside the built model folder {model}, which only the build writes; "
                             "choose a folder outside it")

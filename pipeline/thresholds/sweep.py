@@ -189,7 +189,9 @@ def min_cost_within_loss(probs: np.ndarray, labels: np.ndarray, curve: Sequence[
     """
     point = cheapest_within_loss(probs, labels, curve, tolerance, confidence, criterion, reference)
     if point is None:
-        where = f"the costliest operating point (cost {max(p.cost for p in curve):g})" if curve else "no operating point"
-        raise PipelineError(f"{where} may lose more than {tolerance:g} points against the reference at "
-                            f"{confidence:.0%} confidence; include the last-exit point or raise the tolerance")
+        if not curve:
+            raise PipelineError("no operating point to choose from; include the last-exit point")
+        raise PipelineError(f"the costliest operating point (cost {max(p.cost for p in curve):g}) may lose more than "
+                            f"{tolerance:g} points against the reference at {confidence:.0%} confidence; include the "
+                            "last-exit point or raise the tolerance")
     return point

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from pipeline.build import folder
 
 
@@ -33,3 +37,15 @@ def test_leftovers_of_a_killed_build_are_cleaned_or_restored(tmp_path):
     (tmp_path / f".live.tmp-{os.getpid()}").mkdir()  # a running build: left alone
     folder.remove_stale_temps(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["gone", "kept", f".live.tmp-{os.getpid()}"])
+
+
+def test_a_failed_build_removes_only_the_folders_it_made(tmp_path, monkeypatch):
+    """Reached through "new/..", the existing "keep" is not one the build made, though it lies under "new"."""
+    from pipeline.build.folder import build_lock
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "keep").mkdir()
+    with pytest.raises(RuntimeError):
+        with build_lock(Path("new/../keep/child/deeper")):
+            raise RuntimeError("the build failed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep"] and not list((tmp_path / "keep").iterdir())

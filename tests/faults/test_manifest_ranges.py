@@ -35,9 +35,9 @@ CASES = [
     (lambda raw, k: raw.update(temporal={KEY: {"reuse_threshold": 4.0, "cut_threshold": 2.0}}),
      "cut_threshold 2.0 is below its reuse_threshold 4.0"),
     (lambda raw, k: raw["model"].update(split=[5000, 0]), "model.split should be an object, found an array"),
-    (lambda raw, k: raw["model"]["split"].update(size=None), "model.split.size should be a whole number from 1"),
+    (lambda raw, k: raw["model"]["split"].update(size=None), "model.split.size should be a whole number from 0"),
     (lambda raw, k: raw["model"]["split"].update(seed=-1), "model.split.seed should be a whole number from 0"),
-    (lambda raw, k: raw["model"]["split"].update(size=2.5), "model.split.size should be a whole number from 1"),
+    (lambda raw, k: raw["model"]["split"].update(size=2.5), "model.split.size should be a whole number from 0"),
 ]
 
 

@@ -88,6 +88,14 @@ def test_registry_rejects_unknown_names_and_options():
         model_config("msdnet_cifar", bottleneck="False")
     assert model_config("msdnet_cifar", **parse_overrides(["bottleneck=False", "stem_bias=true"])).bottleneck is False
     assert model_config("msdnet_cifar", **parse_overrides(["gr_factor=1", "bn_factor=1"])).gr_factor == (1,)
+    with pytest.raises(PipelineError, match="gr_factor must be a list of whole numbers, got 1.5"):
+        model_config("msdnet_cifar", gr_factor=1.5)
+    # Saved before the check: 0/1, or text (which built the network as true), load as the network was built.
+    saved = model_config("msdnet_cifar").to_dict()
+    from pipeline.models.msdnet import MSDNetConfig
+
+    assert MSDNetConfig.from_dict({**saved, "bottleneck": 0}).bottleneck is False
+    assert MSDNetConfig.from_dict({**saved, "bottleneck": "false", "stem_bias": 1}).bottleneck is True
 
 
 def test_preprocess_matches_manual_normalisation(tiny_model):

@@ -169,6 +169,19 @@ def test_malformed_checkpoints_are_named(tmp_path):
     torch.save({"state_dict": {"w": torch.zeros(1)}, "epoch": torch.zeros(3), "best_prec1": torch.tensor(9.5)},
                tmp_path / "meta.pth.tar")
     assert read_reference(tmp_path / "meta.pth.tar")[1] == {"best_prec1": 9.5}
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "hook": _RunsCode()}, tmp_path / "code.pth.tar")
+    with pytest.raises(PipelineError, match=r"names the Python object \S*system.*would run code") as exc:
+        read_reference(tmp_path / "code.pth.tar")
+    assert "weights_only" not in str(exc.value)
+
+
+class _RunsCode:
+    """Pickles as a call of os.system: what a file must never make the converter run."""
+
+    def __reduce__(self):
+        import os
+
+        return os.system, ("true",)
 
 
 def test_a_state_dict_missing_a_tensor_names_it(cifar_state):
