@@ -96,7 +96,7 @@ def compare(logits: np.ndarray, ref: np.ndarray) -> list[dict[str, float]]:
 def exceeded(stats: dict[str, float], tol: Tolerance) -> list[str]:
     """What in ``stats`` is outside ``tol``, in words."""
     out = [f"{m.replace('_', ' ')} difference {stats[m]:.3g} > {getattr(tol, m):.3g}" for m in ("max_abs", "mean_abs")
-           if stats[m] > getattr(tol, m)]
+           if not stats[m] <= getattr(tol, m)]  # NaN is outside every tolerance
     if stats["agreement"] < tol.agreement:
         out.append(f"top-1 agreement {stats['agreement']:.2f}% < {tol.agreement:.2f}%")
     return out

@@ -98,6 +98,8 @@ def test_compare_and_exceeded():
     tol = verify.Tolerance(max_abs=1.0, mean_abs=0.5, agreement=80.0)
     assert verify.exceeded(stats[0], tol) == []
     assert verify.exceeded(stats[1], tol) == ["max abs difference 2 > 1", "top-1 agreement 75.00% < 80.00%"]
+    nan = {"max_abs": float("nan"), "mean_abs": float("nan"), "agreement": 99.0}  # an engine that answers NaN
+    assert verify.exceeded(nan, tol) == ["max abs difference nan > 1", "mean abs difference nan > 0.5"]
     assert verify.parse_tolerances(["fp32:agreement=50"])["fp32"].agreement == 50.0
     with pytest.raises(PipelineError):
         verify.parse_tolerances(["fp32:agreement=nan"])

@@ -155,10 +155,14 @@ def _score_range(criterion: str) -> tuple[float, float]:
 def check_ranges(manifest: Any) -> None:
     """Values a hand edit can make absurd while keeping their type: latencies (finite, 0 to a minute),
     exit thresholds (scores of their criterion), the temporal settings (a prior floor of the criterion's
-    range, a cut threshold not below the reuse threshold)."""
+    range, a cut threshold not below the reuse threshold), and one row or threshold per stage."""
+    k = len(manifest.stages)
     for key, table in manifest.latency.items():
         rows = [("stages", table.stages)] + [(f"batches[{b!r}]", r) for b, r in table.batches.items()]
         for name, stages in rows:
+            if len(stages) != k or not all("p50_ms" in row for row in stages):
+                raise SchemaError(f"latency[{key!r}].{name} should hold one row with a p50_ms per stage ({k}), found "
+                                  f"{len(stages)} rows, {sum('p50_ms' in row for row in stages)} with a p50_ms")
             for i, row in enumerate(stages):
                 for field, value in row.items():
                     _number(value, f"latency[{key!r}].{name}[{i}].{field}", 0.0, MAX_STAGE_MS)
@@ -170,8 +174,9 @@ def check_ranges(manifest: Any) -> None:
         low, high = _score_range(table.criterion)
         for name, policy in table.policies.items():
             values = policy.get("thresholds") if isinstance(policy, dict) else None
-            if not isinstance(values, list):
-                raise SchemaError(f"thresholds[{key!r}].policies[{name!r}].thresholds should be an array")
+            if not isinstance(values, list) or len(values) != k:
+                raise SchemaError(f"thresholds[{key!r}].policies[{name!r}].thresholds should be an array of one "
+                                  f"threshold per stage ({k})")
             for i, value in enumerate(values):
                 if value is not None:
                     _number(value, f"thresholds[{key!r}].policies[{name!r}].thresholds[{i}]", low, high)

@@ -186,6 +186,9 @@ class Cascade(AnytimeRuntime[CascadeResult]):
         np.subtract(z, z[label], out=self._shifted)  # <= 0
         np.exp(self._shifted, out=self._exp)
         total = float(self._exp.sum())
+        if not math.isfinite(total):  # a NaN or infinite logit: an answer would be class 0 at confidence NaN
+            raise PipelineError(f"stage {stage} returned logits that are not finite numbers; its engine is damaged or "
+                                "overflows at this precision: check it with `anytime verify`")
         if self.aggregate == "mean":
             return self._mean_test(stage, total)
         conf = 1.0 / total  # exp(0) / sum

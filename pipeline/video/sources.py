@@ -34,6 +34,8 @@ LIVE_KINDS = ("v4l2", "csi", "gstreamer", "stream")
 RTSP_FFMPEG_OPTIONS = "rtsp_transport;tcp|fflags;nobuffer|flags;low_delay|max_delay;500000"
 
 CSI_DEFAULTS = {"width": 1280, "height": 720, "fps": 30, "flip": 0}
+CSI_FLIPS = 8  # nvvidconv's flip-method: 0 to 7
+_DIGITS = re.compile(r"[0-9]+")  # ASCII digits only: str.isdigit also takes "²", which int() refuses
 
 _USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s?#]*@")
 _SECRET_QUERY = re.compile(
@@ -97,15 +99,18 @@ def _images_in(paths: list[str]) -> tuple[str, ...]:
 
 def _parse_csi(text: str) -> SourceSpec:
     parts = urlsplit(text)
-    if not parts.netloc.isdigit():
+    if not _DIGITS.fullmatch(parts.netloc):
         raise PipelineError(f"CSI source {text!r} should name a sensor id, "
                             "e.g. csi://0 or csi://1?width=1920&height=1080")
     opts = dict(CSI_DEFAULTS)
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         if key not in opts:
             raise PipelineError(f"CSI source {text!r}: unknown option {key!r}; expected some of {sorted(opts)}")
-        if not value.isdigit() or (key != "flip" and int(value) == 0):
+        if not _DIGITS.fullmatch(value) or (key != "flip" and int(value) == 0):
             raise PipelineError(f"CSI source {text!r}: {key}={value!r} should be a positive integer")
+        if key == "flip" and int(value) >= CSI_FLIPS:
+            raise PipelineError(f"CSI source {text!r}: flip={value} should be 0 to {CSI_FLIPS - 1} (nvvidconv's "
+                                "flip-method)")
         opts[key] = int(value)
     sensor = int(parts.netloc)
     return SourceSpec("csi", csi_pipeline(sensor, **opts), f"csi://{sensor}", options={"sensor_id": sensor, **opts})
@@ -117,7 +122,7 @@ def parse_source(text: str) -> SourceSpec:
     if not text:
         raise PipelineError("--source is empty; expected a camera (0, /dev/video0, csi://0), a stream "
                             "(rtsp://..., http://...), a video file, or a folder or glob of images")
-    if text.isdigit():
+    if _DIGITS.fullmatch(text):
         return SourceSpec("v4l2", int(text), f"/dev/video{text}")
     if re.fullmatch(r"/dev/video\d+", text):
         return SourceSpec("v4l2", text, text)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -123,3 +125,26 @@ def test_a_batch_equals_its_frames_one_by_one_and_keep_narrows_it(model_folder):
             chain.keep([0, 0])
         with pytest.raises(PipelineError, match=r"frame must be \(1, 32, 32, 3\) uint8, or a batch"):
             chain.set_frame(np.zeros((2, 16, 16, 3), np.uint8))
+
+
+def test_a_graph_unlike_its_manifest_stage_is_refused_by_name():
+    """Checked when the chain activates, before any frame: a wrong shape, a missing output, an input more."""
+    from types import SimpleNamespace as Arg
+
+    from pipeline.backends.onnxruntime.chain import check_graph
+    from pipeline.manifest import StageSpec, TensorSpec
+
+    spec = StageSpec(index=2, inputs=[TensorSpec("x", ["N", 8], "float32")],
+                     outputs=[TensorSpec("logits", ["N", 3], "float32")], flops=1, params=1)
+
+    def session(inputs, outputs):
+        return Arg(get_inputs=lambda: [Arg(name=n, shape=s, type="tensor(float)") for n, s in inputs],
+                   get_outputs=lambda: [Arg(name=n, shape=s, type="tensor(float)") for n, s in outputs])
+
+    check_graph(session([("x", ["batch", 8])], [("logits", ["batch", 3])]), spec, Path("s2.onnx"))
+    for inputs, outputs, told in (([("x", ["batch", 9])], [("logits", ["batch", 3])], "s2.onnx has [\'batch\', 9]"),
+                                  ([("x", ["batch", 8])], [("z", ["batch", 3])], "has no tensor logits (z)"),
+                                  ([("x", ["batch", 8]), ("extra", [1])], [("logits", ["batch", 3])],
+                                   "also reads extra, which the manifest does not list")):
+        with pytest.raises(PipelineError, match=re.escape(told)):
+            check_graph(session(inputs, outputs), spec, Path("s2.onnx"))

@@ -161,6 +161,11 @@ def test_bad_construction_is_refused():
     cascade = Cascade(chain, CLASSES[:3], None, LatencyPredictor(K), clock=clock)
     with pytest.raises(PipelineError, match="returned 5 logits, the model lists 3 classes"):
         cascade.classify(FRAME)
+    broken = random_logits(1)
+    broken[0, 0, 2] = np.nan  # stage 1 of frame 0
+    with pytest.raises(PipelineError, match="stage 1 returned logits that are not finite numbers"):
+        Cascade(ScriptedChain(broken, [1.0, 2.0, 3.0], clock), CLASSES, None, LatencyPredictor(K),
+                clock=clock).classify(FRAME)
 
 
 # --- from_folder, with the backend loader replaced by the double ---------------------------------------------

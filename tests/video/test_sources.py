@@ -25,6 +25,8 @@ def test_v4l2_index_and_device_path():
     assert (spec.kind, spec.target, spec.name, spec.live) == ("v4l2", 0, "/dev/video0", True)
     spec = parse_source("/dev/video2")
     assert (spec.kind, spec.target) == ("v4l2", "/dev/video2")
+    with pytest.raises(PipelineError, match="is not a camera, stream, existing file"):
+        parse_source("\u00b2")  # a digit to str.isdigit, no camera index
 
 
 def test_csi_pipeline_text_exactly():
@@ -46,6 +48,9 @@ def test_csi_options():
     ("csi://0?zoom=2", "unknown option 'zoom'"),
     ("csi://0?fps=0", "positive integer"),
     ("csi://0?width=wide", "positive integer"),
+    ("csi://0?width=\u00b2", "positive integer"),  # a digit to str.isdigit, not to int()
+    ("csi://\u00b2", "sensor id"),
+    ("csi://0?flip=9", "flip=9 should be 0 to 7"),
 ])
 def test_csi_bad_options(text, match):
     with pytest.raises(PipelineError, match=match):

@@ -43,6 +43,10 @@ def check_graph(session: Any, spec: StageSpec, path: Path) -> None:
                 raise PipelineError(f"the manifest says stage {spec.index} {kind} {t.name} {list(t.shape)} "
                                     f"{t.dtype}, but its graph {path} has {found}; the manifest does not describe "
                                     "its engines: rebuild with `make engines`")
+    unfed = sorted({a.name for a in session.get_inputs()} - {t.name for t in spec.inputs})
+    if unfed:  # the chain feeds only what the manifest lists: the graph would fail on its first run
+        raise PipelineError(f"stage {spec.index}'s graph {path} also reads {', '.join(unfed)}, which the manifest "
+                            "does not list; the manifest does not describe its engines: rebuild with `make engines`")
 
 
 class OnnxRuntimeChain(StageChain):
