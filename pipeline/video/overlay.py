@@ -17,19 +17,25 @@ from pipeline.video.sources import redact
 WHITE, GREEN, RED, BLACK = (255, 255, 255), (0, 200, 0), (0, 0, 255), (0, 0, 0)  # BGR
 
 
-def display_frame(image: np.ndarray, min_height: int = 360) -> np.ndarray:
-    """A BGR copy of a source frame, enlarged (whole pixels, no blur) until it is ``min_height`` tall.
+def display_frame(image: np.ndarray, min_height: int = 360, min_width: int = 320) -> np.ndarray:
+    """A BGR copy of a source frame, enlarged (whole pixels, no blur) until it is ``min_height`` tall, and
+    widened with black on the right to ``min_width``.
 
-    Small inputs (a 32x32 CIFAR clip) would otherwise have no room for legible text.
+    Small inputs (a 32x32 CIFAR clip) would otherwise have no room for legible text; a frame a few pixels
+    wide has none either, and OpenCV's MJPG writer corrupts its memory on some such widths.
     """
     import cv2
 
     bgr = to_bgr(image)
     h = bgr.shape[0]
-    if h >= min_height:
-        return bgr.copy()
-    scale = -(-min_height // h)  # ceil
-    return cv2.resize(bgr, (bgr.shape[1] * scale, h * scale), interpolation=cv2.INTER_NEAREST)
+    if h < min_height:
+        scale = -(-min_height // h)  # ceil
+        bgr = cv2.resize(bgr, (bgr.shape[1] * scale, h * scale), interpolation=cv2.INTER_NEAREST)
+    else:
+        bgr = bgr.copy()
+    if bgr.shape[1] < min_width:
+        bgr = cv2.copyMakeBorder(bgr, 0, 0, 0, min_width - bgr.shape[1], cv2.BORDER_CONSTANT, value=(0, 0, 0))
+    return bgr
 
 
 def overlay_lines(result: FrameResult, frame_ms: float, budget_ms: float | None, fps: float | None,

@@ -41,6 +41,9 @@ def test_small_frames_are_enlarged_for_display():
     assert shown.shape == (384, 384, 3)
     big = np.zeros((480, 640, 3), np.uint8)
     assert display_frame(big).shape == big.shape and display_frame(big) is not big
+    narrow = np.full((300, 1, 3), 200, np.uint8)  # a frame one pixel wide: no room for text, and video
+    shown = display_frame(narrow)  # writers fail on some such widths
+    assert shown.shape == (600, 320, 3) and (shown[:, :2] == 200).all() and (shown[:, 2:] == 0).all()
 
 
 def test_missed_budget_is_drawn_red():
