@@ -26,7 +26,7 @@ import numpy as np
 
 from pipeline.backends.base import StageChain
 from pipeline.errors import PipelineError
-from pipeline.runtime.cascade import Cascade, CascadeResult, StoppedBy
+from pipeline.runtime.cascade import Cascade, CascadeResult, StoppedBy, non_finite_logits
 from pipeline.runtime.deadline import check_budget
 
 Prior = tuple[int, Sequence[float]]  # (label, (K,) scores), as Cascade.classify's prior
@@ -152,6 +152,8 @@ class BatchedCascade:
         shifted = z - z.max(axis=1, keepdims=True)  # <= 0
         e = np.exp(shifted)
         total = e.sum(axis=1)  # (B,)
+        if not np.isfinite(total).all():
+            raise non_finite_logits(stage)
         if c.aggregate == "mean":
             sums[rows] += e / total[:, None]
             mean = sums[rows] / stage  # (B, C)

@@ -32,6 +32,12 @@ from pipeline.thresholds import (DEFAULT_POLICY, LAST_EXIT_POLICY, check_aggrega
 StoppedBy = Literal["confidence", "prior", "deadline", "last-exit"]
 
 
+def non_finite_logits(stage: int) -> PipelineError:
+    """The error for a stage whose logits hold NaN or infinity (the single and the batched cascade)."""
+    return PipelineError(f"stage {stage} returned logits that are not finite numbers; its engine is damaged or "
+                         "overflows at this precision: check it with `anytime verify`")
+
+
 @dataclass(frozen=True)
 class CascadeResult:
     label: int
@@ -187,8 +193,7 @@ class Cascade(AnytimeRuntime[CascadeResult]):
         np.exp(self._shifted, out=self._exp)
         total = float(self._exp.sum())
         if not math.isfinite(total):  # a NaN or infinite logit: an answer would be class 0 at confidence NaN
-            raise PipelineError(f"stage {stage} returned logits that are not finite numbers; its engine is damaged or "
-                                "overflows at this precision: check it with `anytime verify`")
+            raise non_finite_logits(stage)
         if self.aggregate == "mean":
             return self._mean_test(stage, total)
         conf = 1.0 / total  # exp(0) / sum

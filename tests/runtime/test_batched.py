@@ -95,3 +95,18 @@ def test_a_tight_deadline_drops_only_the_frames_whose_budgets_the_batch_would_ov
     with pytest.raises(PipelineError, match="one budget, arrival time and prior per frame"):
         BatchedCascade(cascade).classify_batch(frames, [1.0])
     cascade.close()
+
+
+def test_a_stage_that_returns_nan_stops_the_batch_in_one_line(model_folder, monkeypatch):  # noqa: F811
+    batched = BatchedCascade(_cascade(model_folder, [0.99, 0.99, math.inf]))
+    chain = batched.cascade.chain
+    run = chain.run
+
+    def broken(stage, *args, **kwargs):
+        out = run(stage, *args, **kwargs)
+        return np.full_like(out, np.nan) if stage == 2 else out
+
+    monkeypatch.setattr(chain, "run", broken)
+    with pytest.raises(PipelineError, match="stage 2 returned logits that are not finite numbers"):
+        batched.classify_batch(list(image_like(4, seed=1)))
+    batched.cascade.close()
