@@ -3,6 +3,7 @@ the labels, and every output's path (writable, and never one of the inputs)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,10 +40,22 @@ def check_engines(folder: Path) -> Path:
     raise PipelineError(f"engines folder {folder} has no {MANIFEST_NAME}, so it is not a built model{hint}")
 
 
+def check_images(paths: Sequence[str]) -> None:
+    """Refuse, before anything is written, an image of the source that OpenCV has no decoder for (its first
+    bytes are no image format's): the run would otherwise stop at it, its outputs part-written."""
+    import cv2
+
+    for path in paths:
+        if not cv2.haveImageReader(path):
+            raise PipelineError(f"source image {path} is not an image OpenCV can decode (by its first bytes); "
+                                "remove it from the source")
+
+
 def read_inputs(options: CameraOptions) -> Inputs:
     """Check the engines folder and the source, read the labels, and check every output's path."""
     folder = check_engines(options.engines)
     spec = parse_source(options.source)
+    check_images(spec.paths)
     labels = read_labels(options.labels) if options.labels is not None else None
     sources: list[tuple[str, Path]] = [("--source", Path(p)) for p in spec.paths]
     if spec.kind == "file":

@@ -83,6 +83,10 @@ def test_every_input_and_option_is_checked_before_an_output_opens(engines, clip,
     bad_labels.write_text('["purple"]')
     not_json = tmp_path / "broken.json"
     not_json.write_text("{oops")
+    images = tmp_path / "images"
+    images.mkdir()
+    cv2.imwrite(str(images / "a1.png"), colour_frame(0, 1))
+    (images / "a2.png").write_text("not an image")  # an image the run would stop at after writing frame 1
     before = snapshot(tmp_path)
     base = ["--engines", engines, "--headless", "--log", log, "--output", out]
     cases = [
@@ -91,6 +95,7 @@ def test_every_input_and_option_is_checked_before_an_output_opens(engines, clip,
         (["--source", video, "--labels", tmp_path / "none.json"], "not found"),
         (["--source", tmp_path / "missing.avi"], "is not a camera, stream, existing file"),
         (["--source", video, "--reconnects", "-1"], "--reconnects should be 0 or more"),
+        (["--source", images], f"source image {images / 'a2.png'} is not an image OpenCV can decode"),
     ]
     for argv, match in cases:
         refused(capsys, base + argv, match)
