@@ -87,8 +87,6 @@ def check_options(args: ProfileOptions) -> None:
         raise PipelineError(f"--runs must be at least 1, got {args.runs}")
     if args.warmup < 0:
         raise PipelineError(f"--warmup must be 0 or more, got {args.warmup}")
-    if args.threads < 1:
-        raise PipelineError(f"--threads must be at least 1, got {args.threads}")
     check_threads(args.threads)
     check_calibration_options(args.tolerance, args.confidence)
     batch_sizes(args.batch_sizes)

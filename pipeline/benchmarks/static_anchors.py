@@ -68,7 +68,7 @@ def check_options(args: argparse.Namespace) -> None:
 
 def _check_comparable(model: Any, static: Any, where: Path) -> None:
     """A static anchor answers at one exit, from the same classes, frames and validation split as the cascade."""
-    from pipeline.data.splits import class_difference
+    from pipeline.data.splits import class_difference, split_keys_differing
 
     if static.num_exits != 1:
         raise PipelineError(f"{where} is a model of {static.num_exits} exits; a static network answers at one "
@@ -81,10 +81,7 @@ def _check_comparable(model: Any, static: Any, where: Path) -> None:
         raise PipelineError(f"{where} reads frames of {static.input.size}, the cascade {model.input.size}; a static "
                             "network must be trained on the same data")
     mine, theirs = static.model.get("split") or {}, model.model.get("split") or {}
-    # Seed and size, and the labels' fingerprint where both record one; not the --data text, by which a
-    # converted or ONNX-spec model names its data in words, and one file has many spellings.
-    fingerprint = ("labels_sha256",) if mine.get("labels_sha256") and theirs.get("labels_sha256") else ()
-    keys = [k for k in ("seed", "size", *fingerprint) if str(mine.get(k)) != str(theirs.get(k))]
+    keys = split_keys_differing(mine, theirs, by_source=False)  # one data file has many spellings
     if keys:
         raise PipelineError(f"{where} was trained with another validation split than the cascade's model ("
                             + ", ".join(f"{k} {mine.get(k)} against {theirs.get(k)}" for k in keys)

@@ -68,16 +68,16 @@ def labels_fingerprint(labels: np.ndarray) -> str:
     return hashlib.sha256(np.asarray(labels, dtype="<i8").tobytes()).hexdigest()[:16]
 
 
-def split_keys_differing(a: dict[str, Any], b: dict[str, Any]) -> tuple[str, ...]:
-    """The keys by which two recorded validation splits are compared, all of them where the splits differ
-    (empty: the same split), so that a message shows each split whole.
+def split_keys_differing(a: dict[str, Any], b: dict[str, Any], by_source: bool = True) -> tuple[str, ...]:
+    """The keys in which two recorded validation splits differ (empty: the same split).
 
     The same split has the same seed and size, and the same training labels' fingerprint where both
-    record one; a split saved before fingerprints were recorded is compared by its ``--data`` string.
+    record one; where one does not, ``by_source`` compares the ``--data`` strings instead (a model
+    converted or built from an ONNX spec names its data in words, which only the fingerprint can match).
     """
-    data = "labels_sha256" if a.get("labels_sha256") and b.get("labels_sha256") else "source"
-    keys = ("seed", "size", data)
-    return keys if any(str(a.get(k)) != str(b.get(k)) for k in keys) else ()
+    data = ("labels_sha256",) if a.get("labels_sha256") and b.get("labels_sha256") else \
+        ("source",) if by_source else ()
+    return tuple(k for k in ("seed", "size", *data) if str(a.get(k)) != str(b.get(k)))
 
 
 def _apportion(counts: np.ndarray, size: int, n: int) -> np.ndarray:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.backends.onnxruntime.chain import MAX_BATCH
 from pipeline.build.folder import BUILD_INFO
 from pipeline.errors import PipelineError, cli_main
 from pipeline.files import MODEL_MARK, atomic_write_text, check_output_folder
@@ -37,7 +38,6 @@ FORMAT = 1
 CASCADE = "cascade"
 KINDS = ("auto", "python", "tensorrt")
 BLS_CHUNK = 16  # frames per BLS request: later chunks are checked against their deadlines again
-MAX_BATCH = 1 << 16  # frames per batch: ONNX Runtime's stage graphs take at most this many
 MAX_QUEUE_DELAY_US = 10_000_000  # ten seconds: past any frame's deadline
 MAX_INSTANCES = 64  # model instances, or threads per instance: each is a process stub or thread on one machine
 
