@@ -35,9 +35,7 @@ from pipeline.errors import PipelineError, check_seed, cli_main
 from pipeline.files import check_output, write_output
 from pipeline.names import PRECISIONS
 from pipeline.runtime.cascade import Cascade
-
-MAX_FPS = 1000.0  # a stream's frame rate
-MAX_SECONDS = 3600.0  # a stream's clip, and a frame's budget
+from pipeline.serving.fleet import MAX_FPS, MAX_SECONDS
 
 
 def build_parser() -> argparse.ArgumentParser:

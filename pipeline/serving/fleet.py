@@ -36,6 +36,8 @@ from pipeline.serving.report import IN_BUDGET, LATE, NO_ANSWER, Outcome, format_
 MODES = ("client", "bls", "local", "batched")
 IN_PROCESS = ("local", "batched")  # the modes that run the engines here, with no server
 MAX_CAMERAS = 256  # each camera is a thread and, in process, a cascade of its own (sessions, buffers)
+MAX_FPS = 1000.0  # a camera's frame rate
+MAX_SECONDS = 3600.0  # a camera's clip, and a frame's budget
 _PRINT = threading.Lock()
 
 
@@ -60,9 +62,10 @@ class FleetOptions:
     def check(self) -> None:
         if self.mode not in MODES:
             raise PipelineError(f"--mode should be one of {', '.join(MODES)}, got {self.mode!r}")
-        if not (1 <= self.cameras <= MAX_CAMERAS) or not (0 < self.fps <= 1000) or not (0 < self.seconds <= 3600):
-            raise PipelineError(f"--cameras should be 1 to {MAX_CAMERAS}, --fps in (0, 1000], --seconds in (0, 3600]; "
-                                f"got {self.cameras}, {self.fps}, {self.seconds}")
+        if not (1 <= self.cameras <= MAX_CAMERAS) or not (0 < self.fps <= MAX_FPS) \
+                or not (0 < self.seconds <= MAX_SECONDS):
+            raise PipelineError(f"--cameras should be 1 to {MAX_CAMERAS}, --fps in (0, {MAX_FPS:g}], --seconds in "
+                                f"(0, {MAX_SECONDS:g}]; got {self.cameras}, {self.fps}, {self.seconds}")
         if self.budget_ms is not None and not (0 < self.budget_ms < math.inf):
             raise PipelineError(f"--budget-ms should be a positive number of milliseconds, got {self.budget_ms}")
         if self.mode not in IN_PROCESS and not self.url:
