@@ -193,7 +193,7 @@ def profile(args: ProfileOptions) -> int:
     from pipeline.data.splits import split_images
     from pipeline.backends.facts import device_facts
     from pipeline.profiling import chain_exit_probs, profile_chain, torch_baseline
-    from pipeline.profiling.timing import profile_batches
+    from pipeline.profiling.timing import check_batch_sizes, profile_batches
     from pipeline.profiling.curves import variant_report
     from pipeline.profiling.report import write_reports
     from pipeline.profiling.tables import latency_table, now_utc, threshold_table, update_manifest
@@ -239,6 +239,7 @@ def profile(args: ProfileOptions) -> int:
         key = variant_key(backend, precision)
         t0 = time.time()
         with load_chain(manifest, folder, backend, precision, args.threads) as chain:
+            check_batch_sizes(chain, batch_sizes(args.batch_sizes))
             profile = profile_chain(chain, frames, args.runs, args.warmup, args.threads)
             batches = profile_batches(chain, frames, batch_sizes(args.batch_sizes), args.runs, args.warmup,
                                       args.threads)

@@ -153,6 +153,17 @@ class _RunTimer:
                               threads, warmup, self.device)
 
 
+def check_batch_sizes(chain: StageChain, sizes: Sequence[int]) -> None:
+    """Refuse a batch size beyond the chain's ``max_batch`` (activating the chain to learn it), so a profiler
+    asks before it spends minutes timing batch 1."""
+    chain.activate()
+    for b in sorted(set(sizes)):
+        if b > chain.max_batch:
+            rebuild = f"rebuild them with --max-batch {b} or " if chain.backend == "tensorrt" else ""
+            raise PipelineError(f"batch {b} is beyond what the {chain.backend}/{chain.precision} engines take "
+                                f"(at most {chain.max_batch}); {rebuild}ask for smaller --batch-sizes")
+
+
 def profile_batches(chain: StageChain, frames: np.ndarray, sizes: Sequence[int], runs: int = 1000, warmup: int = 100,
                     threads: int = 1, clock: Callable[[], float] = time.perf_counter) -> dict[int, LatencyProfile]:
     """Per batch size b > 1 in ``sizes``: each stage's time for one run on b frames at once (the batched cascade's
@@ -162,13 +173,9 @@ def profile_batches(chain: StageChain, frames: np.ndarray, sizes: Sequence[int],
     """
     frames = check_frames(frames)
     check_runs(runs, warmup)
-    chain.activate()
+    check_batch_sizes(chain, sizes)
     out: dict[int, LatencyProfile] = {}
     for b in sorted(set(s for s in sizes if s > 1)):
-        if b > chain.max_batch:
-            rebuild = f"rebuild them with --max-batch {b} or " if chain.backend == "tensorrt" else ""
-            raise PipelineError(f"batch {b} is beyond what the {chain.backend}/{chain.precision} engines take "
-                                f"(at most {chain.max_batch}); {rebuild}ask for smaller --batch-sizes")
         n, skip = max(10, runs // b), max(1, warmup // b)
         timer = _RunTimer(chain, n, clock)
         pick = np.arange(b)

@@ -118,6 +118,23 @@ def test_without_torch_the_baseline_is_skipped_with_a_note(built, tmp_path, monk
     assert "note: torch is not installed here: no PyTorch eager baseline" in (out / "latency.md").read_text()
 
 
+def test_a_batch_beyond_the_engines_is_refused_before_any_timing(built, tmp_path, capsys, monkeypatch):
+    """Engines that take at most 2 frames: --batch-sizes 1,4 fails at once, not after batch 1's profile."""
+    import pipeline.profiling
+    from pipeline.backends.onnxruntime.chain import OnnxRuntimeChain
+
+    def never(*a, **k):
+        raise AssertionError("timed before the batch sizes were checked")
+
+    monkeypatch.setattr(OnnxRuntimeChain, "_max_batch", lambda self: 2)
+    monkeypatch.setattr(pipeline.profiling, "profile_chain", never)
+    folder = built.copy(tmp_path)
+    before = (folder / "manifest.json").read_bytes()
+    fails(args(built, folder, tmp_path / "r", "--precisions", "fp32", "--batch-sizes", "1,4"), capsys,
+          "batch 4 is beyond what the onnxruntime/fp32 engines take (at most 2)")
+    assert (folder / "manifest.json").read_bytes() == before and not (tmp_path / "r" / "latency.json").exists()
+
+
 @pytest.mark.parametrize("extra, match", [
     (["--precisions", "fp64"], "--precisions must be 'all' or a comma list of fp32, fp16, int8"),
     (["--backends", "cuda"], "--backends must be 'all' or a comma list of onnxruntime, tensorrt"),
