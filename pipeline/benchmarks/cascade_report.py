@@ -22,8 +22,11 @@ def limits_line(b1: dict[str, Any]) -> str:
             f"points of this precision's last exit ({_pct(lim['last_exit_accuracy'])}): stage 1 alone "
             f"{times_text(lim['first_stage'])}; a rule that knew the labels {times_text(lim['perfect_rule'])}; the best "
             f"thresholds of this exit rule found in hindsight {times_text(lim['hindsight'])} "
-            f"({_pct(lim['hindsight_accuracy'])}{exits}); thresholds from validation (measured above, mean wall "
-            f"times) {b1['ratio_mean']:.2f}x.")
+            f"({_pct(lim['hindsight_accuracy'])}{exits}); "
+            + (f"a gate learnt on validation from the exits' softmax outputs, its thresholds in hindsight "
+               f"{times_text(lim['learned_gate'])} ({_pct(lim['learned_gate_accuracy'])}); "
+               if "learned_gate" in lim else "")
+            + f"thresholds from validation (measured above, mean wall times) {b1['ratio_mean']:.2f}x.")
 
 
 def format_table(results: dict[str, Any]) -> str:

@@ -142,7 +142,7 @@ def cascade_vs_full(bench: Bench, clock: Callable[[], float] = time.perf_counter
                     logits[i] = [z.reshape(-1) for z in seen]
     # What bounds the figure on these test frames, at the profile's costs: the full network's own exits.
     limits = speedup_limits(softmax(logits, axis=-1), labels, profile.cumulative_p50(), MATCH_POINTS,
-                            table["criterion"], table["aggregate"])
+                            table["criterion"], table["aggregate"], calibration=(val_probs, bench.val[1]))
     casc_ms, full_ms, fp32_ms = ms[0], ms[1], (ms[2] if fp32_chain is not None else None)
     casc_pred, full_pred = pred[0], pred[1]
 

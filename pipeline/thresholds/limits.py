@@ -12,6 +12,9 @@ lifts the limits before it, on the same images and costs:
   tolerance found on these very images: the rule's own limit, free of calibration noise. Found by
   search (the budgeted sweep's points and a coarse grid, the best refined by coordinate descent), so
   the rule can do at least this well; on small cases the tests hold it to an exhaustive search.
+- ``learned_gate`` (given a calibration split): the same search on the scores of a gate fit there on
+  more of the exits' outputs (``pipeline.thresholds.gate``) in place of the rule's one number: whether
+  a richer reading of the same exits lifts the rule's limit.
 
 The tolerance is counted against the network's own last exit on the same images. A bound whose
 tolerance no assignment meets (an answer that never reaches the last exit's accuracy) is None, as is
@@ -26,6 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.errors import PipelineError
+from pipeline.thresholds.gate import fit_gate
 from pipeline.thresholds.scores import Costs, aggregate_exits, check_inputs, exit_index, exit_scores
 from pipeline.thresholds.sweep import DEFAULT_QS, _greedy_score_thresholds, geometric_distribution
 
@@ -46,19 +51,24 @@ class SpeedupLimits:
     hindsight: float | None
     hindsight_accuracy: float | None
     hindsight_exit_fractions: tuple[float, ...] | None
+    learned_gate: float | None = None
+    learned_gate_accuracy: float | None = None
 
     def to_dict(self) -> dict[str, float | list[float] | None]:
         return {"last_exit_accuracy": self.last_exit_accuracy, "first_stage": self.first_stage,
                 "perfect_rule": self.perfect_rule, "perfect_rule_accuracy": self.perfect_rule_accuracy,
                 "hindsight": self.hindsight, "hindsight_accuracy": self.hindsight_accuracy,
                 "hindsight_exit_fractions": None if self.hindsight_exit_fractions is None
-                else list(self.hindsight_exit_fractions)}
+                else list(self.hindsight_exit_fractions),
+                "learned_gate": self.learned_gate, "learned_gate_accuracy": self.learned_gate_accuracy}
 
 
 def speedup_limits(probs: np.ndarray, labels: np.ndarray, costs: Costs, tolerance: float = 0.3,
-                   criterion: str = "confidence", aggregate: str = "last") -> SpeedupLimits:
-    """The three bounds for (N, K, C) exit softmax ``probs``, ``labels`` and cumulative ``costs`` (K,); the
-    exit rule answers with ``aggregate`` and tests ``criterion``, as the cascade does."""
+                   criterion: str = "confidence", aggregate: str = "last",
+                   calibration: tuple[np.ndarray, np.ndarray] | None = None) -> SpeedupLimits:
+    """The bounds for (N, K, C) exit softmax ``probs``, ``labels`` and cumulative ``costs`` (K,); the exit
+    rule answers with ``aggregate`` and tests ``criterion``, as the cascade does. With ``calibration``
+    (softmax and labels of other images, the validation split) also the learned gate's bound."""
     probs, labels, c = check_inputs(probs, labels, costs)
     n = len(labels)
     answers = aggregate_exits(probs, aggregate)
@@ -68,13 +78,22 @@ def speedup_limits(probs: np.ndarray, labels: np.ndarray, costs: Costs, toleranc
     full = float(c[-1])
     perfect = _perfect_rule(right, c, need)
     exits = _hindsight_exits(exit_scores(answers, criterion), right, c, need)
+    gated = None
+    if calibration is not None:
+        cal_probs, cal_labels, _ = check_inputs(*calibration, c)
+        if cal_probs.shape[1:] != probs.shape[1:]:
+            raise PipelineError(f"calibration probabilities {cal_probs.shape} and these {probs.shape} differ in "
+                                "exits or classes")
+        gated = _hindsight_exits(fit_gate(cal_probs, cal_labels, aggregate).scores(probs), right, c, need)
     return SpeedupLimits(
         last_exit_accuracy=100.0 * own_last / n, first_stage=_ratio(full, float(c[0])),
         perfect_rule=None if perfect is None else _ratio(full, perfect[0]),
         perfect_rule_accuracy=None if perfect is None else 100.0 * perfect[1] / n,
         hindsight=None if exits is None else _ratio(full, float(c[exits].mean())),
         hindsight_accuracy=None if exits is None else 100.0 * float(right[np.arange(n), exits].mean()),
-        hindsight_exit_fractions=None if exits is None else tuple((np.bincount(exits, minlength=c.size) / n).tolist()))
+        hindsight_exit_fractions=None if exits is None else tuple((np.bincount(exits, minlength=c.size) / n).tolist()),
+        learned_gate=None if gated is None else _ratio(full, float(c[gated].mean())),
+        learned_gate_accuracy=None if gated is None else 100.0 * float(right[np.arange(n), gated].mean()))
 
 
 def times_text(x: float | None) -> str:
