@@ -15,18 +15,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.errors import PipelineError
-from pipeline.thresholds.scores import aggregate_exits
+from pipeline.thresholds.scores import aggregate_exits, check_inputs
 
-L2 = 1e-3  # ridge on the weights (not the bias): keeps separable calibration sets finite
-NEWTON_STEPS = 25  # a handful of features converges in well under this
+L2 = 1e-3  # ridge on the weights and the bias: keeps separable or one-class calibration sets finite
+NEWTON_STEPS = 50  # a handful of features converges in a few steps; a bound, not a schedule
 TINY = 1e-12
 
 
 def gate_features(probs: np.ndarray, aggregate: str = "last") -> list[np.ndarray]:
     """(N, K, C) exit softmax -> per exit k an (N, F_k) feature matrix about exit k's ``aggregate`` answer:
-    its log max, margin and entropy; from exit 2 on, exit k's own log max, whether the answer agrees with exit
-    k-1's, the log of exit k-1's probability for it and the log max of the mean of exits 1..k."""
+    its log max, margin and entropy; from exit 2 on also whether it agrees with exit k-1's answer, the log of
+    exit k-1's probability for its class, and the log max of the other reading of exit k (the mean of exits
+    1..k where the answer is exit k alone, exit k alone where it is the mean)."""
     answers = aggregate_exits(probs, aggregate)
+    other = aggregate_exits(probs, "mean" if aggregate == "last" else "last")
     n, k_exits, _ = probs.shape
     rows = np.arange(n)
     out = []
@@ -37,26 +39,26 @@ def gate_features(probs: np.ndarray, aggregate: str = "last") -> list[np.ndarray
         f = [np.log(top[:, -1] + TINY), top[:, -1] - top[:, -2], -(a * np.log(a + TINY)).sum(axis=-1)]
         if k:
             before = answers[:, k - 1]
-            f += [np.log(probs[:, k].max(axis=-1) + TINY), (before.argmax(axis=-1) == label).astype(np.float64),
-                  np.log(before[rows, label] + TINY), np.log(probs[:, :k + 1].mean(axis=1).max(axis=-1) + TINY)]
+            f += [(before.argmax(axis=-1) == label).astype(np.float64), np.log(before[rows, label] + TINY),
+                  np.log(other[:, k].max(axis=-1) + TINY)]
         out.append(np.stack(f, axis=1))
     return out
 
 
-def _fit_logistic(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Weights (F + 1,) of an L2-regularised logistic regression of ``y`` (0/1) on standardised ``x``, by Newton."""
+def fit_logistic(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, int]:
+    """Weights (F + 1,) (the bias last) of an L2-regularised logistic regression of ``y`` (0/1) on standardised
+    ``x`` by Newton's method, and the steps it took (fewer than ``NEWTON_STEPS`` where it converged)."""
     x1 = np.c_[x, np.ones(len(x))]
     w = np.zeros(x1.shape[1])
-    ridge = np.r_[np.full(x.shape[1], L2), 0.0]
-    for _ in range(NEWTON_STEPS):
+    for step_count in range(1, NEWTON_STEPS + 1):
         p = 1.0 / (1.0 + np.exp(-np.clip(x1 @ w, -50, 50)))
-        grad = x1.T @ (p - y) / len(y) + ridge * w
-        hess = (x1 * (p * (1 - p))[:, None]).T @ x1 / len(y) + np.diag(ridge + TINY)
+        grad = x1.T @ (p - y) / len(y) + L2 * w
+        hess = (x1 * (p * (1 - p))[:, None]).T @ x1 / len(y) + L2 * np.eye(len(w))
         step = np.linalg.solve(hess, grad)
         w -= step
         if float(np.abs(step).max()) < 1e-8:
-            break
-    return w
+            return w, step_count
+    return w, NEWTON_STEPS
 
 
 @dataclass(frozen=True)
@@ -64,27 +66,33 @@ class ExitGate:
     """Per exit: feature means, spreads and logistic weights; ``scores`` ranks frames, higher = surer."""
 
     aggregate: str
+    classes: int
     means: tuple[np.ndarray, ...]
     spreads: tuple[np.ndarray, ...]
     weights: tuple[np.ndarray, ...]
 
     def scores(self, probs: np.ndarray) -> np.ndarray:
-        """(N, K, C) exit softmax -> (N, K) gate scores (log-odds that each exit's answer is right)."""
+        """(N, K, C) exit softmax -> (N, K) gate scores (regularised log-odds that each exit's answer is right)."""
+        probs = np.asarray(probs)
+        if probs.ndim != 3 or probs.shape[1:] != (len(self.weights), self.classes):
+            raise PipelineError(f"the gate was fit on {len(self.weights)} exits of {self.classes} classes; these "
+                                f"probabilities have shape {probs.shape}")
         feats = gate_features(probs, self.aggregate)
-        if len(feats) != len(self.weights):
-            raise PipelineError(f"the gate was fit on {len(self.weights)} exits, these probabilities have {len(feats)}")
         return np.stack([np.c_[(f - m) / s, np.ones(len(f))] @ w
                          for f, m, s, w in zip(feats, self.means, self.spreads, self.weights)], axis=1)
 
 
 def fit_gate(probs: np.ndarray, labels: np.ndarray, aggregate: str = "last") -> ExitGate:
-    """Fit one gate per exit on (N, K, C) calibration softmax ``probs`` and (N,) ``labels``."""
-    right = aggregate_exits(probs, aggregate).argmax(axis=-1) == np.asarray(labels)[:, None]  # (N, K)
+    """Fit one gate per exit on (N, K, C) calibration softmax ``probs`` (C >= 2) and (N,) ``labels``."""
+    probs, labels, _ = check_inputs(probs, labels, np.zeros(np.asarray(probs).shape[1:2]))
+    if probs.shape[2] < 2:
+        raise PipelineError(f"a gate needs at least 2 classes, got probabilities of shape {probs.shape}")
+    right = aggregate_exits(probs, aggregate).argmax(axis=-1) == labels[:, None]  # (N, K)
     means, spreads, weights = [], [], []
     for k, f in enumerate(gate_features(probs, aggregate)):
         m, s = f.mean(axis=0), f.std(axis=0)
-        s = np.where(s > 0, s, 1.0)
+        s = np.where(s > 1e-6 * np.maximum(1.0, np.abs(m)), s, 1.0)  # a constant (or rounding-noise) feature: 0
         means.append(m)
         spreads.append(s)
-        weights.append(_fit_logistic((f - m) / s, right[:, k].astype(np.float64)))
-    return ExitGate(aggregate, tuple(means), tuple(spreads), tuple(weights))
+        weights.append(fit_logistic((f - m) / s, right[:, k].astype(np.float64))[0])
+    return ExitGate(aggregate, int(probs.shape[2]), tuple(means), tuple(spreads), tuple(weights))

@@ -1,8 +1,9 @@
 """What bounds a cascade's speed-up over its own last exit at matched accuracy, one limit lifted at a time.
 
 A cascade that answers within ``tolerance`` points of its last exit can be held back by three things:
-the cost of its first stage, the accuracy gap between its exits, and its exit rule. Each bound below
-lifts the limits before it, on the same images and costs:
+the cost of its first stage, the accuracy gap between its exits, and its exit rule. Each of the first
+three bounds below lifts the limits before it, on the same images and costs; the fourth sits beside the
+third:
 
 - ``first_stage``: every frame answered by exit 1 (the cost of stage 1 alone; nothing is faster).
 - ``perfect_rule``: a rule that knew the labels: within the tolerance at the least cost, each frame it
@@ -14,7 +15,8 @@ lifts the limits before it, on the same images and costs:
   the rule can do at least this well; on small cases the tests hold it to an exhaustive search.
 - ``learned_gate`` (given a calibration split): the same search on the scores of a gate fit there on
   more of the exits' outputs (``pipeline.thresholds.gate``) in place of the rule's one number: whether
-  a richer reading of the same exits lifts the rule's limit.
+  this richer reading of the same exits beats ``hindsight``. It can come out below it (the gate is fit
+  on other images, by likelihood, not by cost), never above ``perfect_rule``.
 
 The tolerance is counted against the network's own last exit on the same images. A bound whose
 tolerance no assignment meets (an answer that never reaches the last exit's accuracy) is None, as is
@@ -51,16 +53,21 @@ class SpeedupLimits:
     hindsight: float | None
     hindsight_accuracy: float | None
     hindsight_exit_fractions: tuple[float, ...] | None
+    gate_fitted: bool = False  # a calibration split was given; the two figures below are None where unmet
     learned_gate: float | None = None
     learned_gate_accuracy: float | None = None
 
     def to_dict(self) -> dict[str, float | list[float] | None]:
-        return {"last_exit_accuracy": self.last_exit_accuracy, "first_stage": self.first_stage,
-                "perfect_rule": self.perfect_rule, "perfect_rule_accuracy": self.perfect_rule_accuracy,
-                "hindsight": self.hindsight, "hindsight_accuracy": self.hindsight_accuracy,
-                "hindsight_exit_fractions": None if self.hindsight_exit_fractions is None
-                else list(self.hindsight_exit_fractions),
-                "learned_gate": self.learned_gate, "learned_gate_accuracy": self.learned_gate_accuracy}
+        """The bounds as JSON; the learned gate's keys only where a gate was fit (None there means unmet)."""
+        out: dict[str, float | list[float] | None] = {
+            "last_exit_accuracy": self.last_exit_accuracy, "first_stage": self.first_stage,
+            "perfect_rule": self.perfect_rule, "perfect_rule_accuracy": self.perfect_rule_accuracy,
+            "hindsight": self.hindsight, "hindsight_accuracy": self.hindsight_accuracy,
+            "hindsight_exit_fractions": None if self.hindsight_exit_fractions is None
+            else list(self.hindsight_exit_fractions)}
+        if self.gate_fitted:
+            out.update(learned_gate=self.learned_gate, learned_gate_accuracy=self.learned_gate_accuracy)
+        return out
 
 
 def speedup_limits(probs: np.ndarray, labels: np.ndarray, costs: Costs, tolerance: float = 0.3,
@@ -92,6 +99,7 @@ def speedup_limits(probs: np.ndarray, labels: np.ndarray, costs: Costs, toleranc
         hindsight=None if exits is None else _ratio(full, float(c[exits].mean())),
         hindsight_accuracy=None if exits is None else 100.0 * float(right[np.arange(n), exits].mean()),
         hindsight_exit_fractions=None if exits is None else tuple((np.bincount(exits, minlength=c.size) / n).tolist()),
+        gate_fitted=calibration is not None,
         learned_gate=None if gated is None else _ratio(full, float(c[gated].mean())),
         learned_gate_accuracy=None if gated is None else 100.0 * float(right[np.arange(n), gated].mean()))
 
