@@ -59,15 +59,15 @@ def test_bad_options_are_refused_before_anything_is_allocated(kw, match):
         build(**kw)
 
 
-def test_its_engines_of_every_precision_agree_with_pytorch(tmp_path, capsys):
-    """Built with `make engines`' command and checked with `make verify`'s: FP32 to float precision, FP16 and
-    INT8 within the verifier's tolerances, every exit."""
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """The tiny network built with `make engines`' command for ONNX Runtime: (engines, checkpoint, data options)."""
     pytest.importorskip("onnxsim")
     from pipeline import build as build_cli
-    from pipeline import verify
     from pipeline.checkpoint import save_checkpoint
     from tests.helpers import CLASSES, _write_images
 
+    tmp_path = tmp_path_factory.mktemp("ranet")
     data = tmp_path / "data"
     _write_images(data, {"train": 5, "test": 1})
     torch.manual_seed(0)
@@ -77,7 +77,15 @@ def test_its_engines_of_every_precision_agree_with_pytorch(tmp_path, capsys):
     common = ["--data", str(data), "--cache-dir", str(tmp_path / "cache")]
     assert build_cli.main(["--checkpoint", str(ckpt), "--out", str(tmp_path / "engines"), "--backend", "onnxruntime",
                            "--calib-images", "8", "--calib-dir", str(tmp_path / "calib"), *common]) == 0
-    folder = tmp_path / "engines" / "ranet"
+    return tmp_path / "engines" / "ranet", ckpt, common
+
+
+def test_its_engines_of_every_precision_agree_with_pytorch(built, capsys):
+    """Built with `make engines`' command and checked with `make verify`'s: FP32 to float precision, FP16 and
+    INT8 within the verifier's tolerances, every exit."""
+    from pipeline import verify
+
+    folder, ckpt, common = built
     # An untrained network's exits give near-tied logits whose top-1 any rounding flips (INT8's on a CPU without
     # VNNI flipped most): INT8 is held to the logit tolerances here, its agreement to `make verify` on a trained model.
     code = verify.main(["--engines", str(folder), "--checkpoint", str(ckpt), "--images", "16",
@@ -87,3 +95,39 @@ def test_its_engines_of_every_precision_agree_with_pytorch(tmp_path, capsys):
     for precision in ("fp32", "fp16", "int8"):
         assert all(f"onnxruntime/{precision} | {k} |" in out for k in range(1, 5)), out
     assert out.rstrip().endswith("result: PASS")
+
+
+def test_the_batched_cascade_narrows_its_carried_maps_to_the_plain_cascades_answers(built):
+    """Stage 2 reads three carried maps (the frame among them): a batch narrowed between stages still gives each
+    frame the answer, exit and probabilities the one-frame cascade gives it."""
+    import numpy as np
+
+    from pipeline.backends import load_chain
+    from pipeline.manifest import load_manifest
+    from pipeline.runtime.batched import BatchedCascade
+    from pipeline.runtime.cascade import Cascade
+    from pipeline.runtime.deadline import LatencyPredictor
+    from pipeline.thresholds import softmax
+
+    folder = built[0]
+    manifest = load_manifest(folder)
+    frames = np.random.default_rng(0).integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
+    with load_chain(manifest, folder, "onnxruntime", "fp32") as chain:
+        conf = softmax(np.stack(chain.run_all(frames), axis=1).astype(np.float64), axis=-1).max(-1)  # (N, 4)
+    thresholds = [float(np.median(conf[:, k])) for k in range(3)] + [float("inf")]  # about half leave at each
+
+    def cascade() -> Cascade:
+        return Cascade(load_chain(manifest, folder, "onnxruntime", "fp32"), manifest.classes, thresholds,
+                       LatencyPredictor(4), frame_size=manifest.input.size)
+
+    plain, batched = cascade(), BatchedCascade(cascade())
+    try:
+        one = [(plain.classify(f), plain.answer_probs().copy()) for f in frames]
+        got = batched.classify_batch(list(frames))
+    finally:
+        plain.close()
+        batched.cascade.close()
+    assert len({r.exit for r, _ in one}) >= 3  # the batch is narrowed more than once
+    for i, (g, (r, probs)) in enumerate(zip(got, one)):
+        assert (g.label, g.exit) == (r.label, r.exit)
+        assert np.abs(batched.probs[i] - probs).max() < 1e-5
