@@ -233,16 +233,16 @@ def profile(args: ProfileOptions) -> int:
         "images": int(len(images)), "calibration_images": int(len(val[1])), "runs": args.runs,
         "warmup": args.warmup, "threads": args.threads, "device": device, "notes": notes, "variants": {}}
     measured_at = now_utc()
+    sizes = batch_sizes(args.batch_sizes)
     latency: dict[str, LatencyTable] = {}
     thresholds: dict[str, ThresholdTable] = {}
     for backend, precision in variants:
         key = variant_key(backend, precision)
         t0 = time.time()
         with load_chain(manifest, folder, backend, precision, args.threads) as chain:
-            check_batch_sizes(chain, batch_sizes(args.batch_sizes))
+            check_batch_sizes(chain, sizes)  # before batch 1's timing, not after it
             profile = profile_chain(chain, frames, args.runs, args.warmup, args.threads)
-            batches = profile_batches(chain, frames, batch_sizes(args.batch_sizes), args.runs, args.warmup,
-                                      args.threads)
+            batches = profile_batches(chain, frames, sizes, args.runs, args.warmup, args.threads)
             val_probs = chain_exit_probs(chain, val[0])  # (N, K, C)
             test_set = (chain_exit_probs(chain, test[0]), test[1]) if test is not None else None
             providers = list(chain.providers)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.errors import PipelineError
-from pipeline.thresholds.scores import aggregate_exits, check_inputs
+from pipeline.thresholds.scores import aggregate_exits, check_probs_labels, exit_scores
 
 L2 = 1e-3  # ridge on the weights and the bias: keeps separable or one-class calibration sets finite
 NEWTON_STEPS = 50  # a handful of features converges in a few steps; a bound, not a schedule
@@ -24,23 +24,22 @@ TINY = 1e-12
 
 def gate_features(probs: np.ndarray, aggregate: str = "last") -> list[np.ndarray]:
     """(N, K, C) exit softmax -> per exit k an (N, F_k) feature matrix about exit k's ``aggregate`` answer:
-    its log max, margin and entropy; from exit 2 on also whether it agrees with exit k-1's answer, the log of
+    its log max, margin and (minus) entropy; from exit 2 on also whether it agrees with exit k-1's answer, the log of
     exit k-1's probability for its class, and the log max of the other reading of exit k (the mean of exits
     1..k where the answer is exit k alone, exit k alone where it is the mean)."""
     answers = aggregate_exits(probs, aggregate)
-    other = aggregate_exits(probs, "mean" if aggregate == "last" else "last")
-    n, k_exits, _ = probs.shape
-    rows = np.arange(n)
+    top2 = np.sort(answers, axis=-1)[..., -2:]  # (N, K, 2)
+    log_max, margin = np.log(top2[..., 1] + TINY), top2[..., 1] - top2[..., 0]
+    neg_entropy = exit_scores(answers, "entropy")  # (N, K), the rule's own entropy score
+    other_log_max = np.log(exit_scores(aggregate_exits(probs, "mean" if aggregate == "last" else "last")) + TINY)
+    labels = answers.argmax(axis=-1)  # (N, K)
+    rows = np.arange(len(probs))
     out = []
-    for k in range(k_exits):
-        a = answers[:, k]
-        top = np.sort(a, axis=-1)
-        label = a.argmax(axis=-1)
-        f = [np.log(top[:, -1] + TINY), top[:, -1] - top[:, -2], -(a * np.log(a + TINY)).sum(axis=-1)]
+    for k in range(probs.shape[1]):
+        f = [log_max[:, k], margin[:, k], neg_entropy[:, k]]
         if k:
-            before = answers[:, k - 1]
-            f += [(before.argmax(axis=-1) == label).astype(np.float64), np.log(before[rows, label] + TINY),
-                  np.log(other[:, k].max(axis=-1) + TINY)]
+            f += [(labels[:, k - 1] == labels[:, k]).astype(np.float64),
+                  np.log(answers[rows, k - 1, labels[:, k]] + TINY), other_log_max[:, k]]
         out.append(np.stack(f, axis=1))
     return out
 
@@ -84,7 +83,7 @@ class ExitGate:
 
 def fit_gate(probs: np.ndarray, labels: np.ndarray, aggregate: str = "last") -> ExitGate:
     """Fit one gate per exit on (N, K, C) calibration softmax ``probs`` (C >= 2) and (N,) ``labels``."""
-    probs, labels, _ = check_inputs(probs, labels, np.zeros(np.asarray(probs).shape[1:2]))
+    probs, labels = check_probs_labels(probs, labels)
     if probs.shape[2] < 2:
         raise PipelineError(f"a gate needs at least 2 classes, got probabilities of shape {probs.shape}")
     right = aggregate_exits(probs, aggregate).argmax(axis=-1) == labels[:, None]  # (N, K)

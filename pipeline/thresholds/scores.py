@@ -103,23 +103,30 @@ def exit_index(scores: np.ndarray, score_thresholds: np.ndarray) -> np.ndarray:
     return passed.argmax(axis=1)
 
 
+def check_probs_labels(probs_in: np.ndarray, labels_in: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The inputs as arrays: (N, K, C) finite probs and (N,) integer labels; else a PipelineError."""
+    probs, labels = np.asarray(probs_in), np.asarray(labels_in)
+    if probs.ndim != 3 or probs.shape[0] == 0 or probs.shape[1] == 0:
+        raise PipelineError(f"expected per-exit softmax outputs of shape (N, K, C) with N, K >= 1, got {probs.shape}")
+    if labels.shape != (probs.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
+        raise PipelineError(f"expected ({probs.shape[0]},) integer labels to match probs {probs.shape}, got "
+                            f"{labels.shape} {labels.dtype}")
+    if not np.all(np.isfinite(probs)):
+        raise PipelineError("probs contain NaN or infinity; check the model outputs")
+    return probs, labels
+
+
 def check_inputs(probs_in: np.ndarray, labels_in: np.ndarray, costs_in: Costs
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The inputs as arrays: (N, K, C) probs, (N,) integer labels, (K,) cumulative costs; else a PipelineError."""
-    probs, labels, costs = np.asarray(probs_in), np.asarray(labels_in), np.asarray(costs_in, dtype=np.float64)
-    if probs.ndim != 3 or probs.shape[0] == 0 or probs.shape[1] == 0:
-        raise PipelineError(f"expected per-exit softmax outputs of shape (N, K, C) with N, K >= 1, got {probs.shape}")
-    n, k, _ = probs.shape
-    if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
-        raise PipelineError(f"expected ({n},) integer labels to match probs {probs.shape}, got {labels.shape} "
-                            f"{labels.dtype}")
+    probs, labels = check_probs_labels(probs_in, labels_in)
+    costs = np.asarray(costs_in, dtype=np.float64)
+    k = probs.shape[1]
     if costs.shape != (k,):
         raise PipelineError(f"expected ({k},) cumulative costs, one per exit, got shape {costs.shape}")
     if not (np.all(np.isfinite(costs)) and np.all(costs >= 0) and np.all(np.diff(costs) >= 0)):
         raise PipelineError(f"costs must be cumulative to each exit (finite, >= 0, nondecreasing), got "
                             f"{costs.tolist()}; pass cumulative sums of per-stage costs")
-    if not np.all(np.isfinite(probs)):
-        raise PipelineError("probs contain NaN or infinity; check the model outputs")
     return probs, labels, costs
 
 
