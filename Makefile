@@ -11,10 +11,12 @@ VENV_ARGS   ?=
 OPENCV      ?= headless
 # CIFAR-10 for development: an ImageFolder archive, or leave empty to download the official one.
 DATA        ?= $(if $(wildcard ../shared/data/cifar10-jpg.tar.gz),../shared/data/cifar10-jpg.tar.gz,)
-MODEL       ?= msdnet_cifar
+# The shipped model (docs/model.md): the resolution-adaptive network. The MSDNet shipped before it stays in models/:
+# MODEL=msdnet_cifar NAME=msdnet_cifar CHECKPOINT=models/msdnet_cifar10.pt.
+MODEL       ?= pipeline.models.ranet:build
 # The model's folder under ENGINES and the name of its long run (MODEL may be a factory, module:function).
-NAME        ?= msdnet_cifar
-CHECKPOINT  ?= models/msdnet_cifar10.pt
+NAME        ?= ranet
+CHECKPOINT  ?= models/ranet_cifar10.pt
 # The teacher of `--teacher` (README, "Training"): a one-exit network, same data and validation split.
 TEACHER_OUT ?= models/teacher_cifar10.pt
 TEACHER_ARGS ?= --epochs 30 --batch-size 256 --lr 0.4 --nesterov --weight-decay 5e-4 --schedule cosine --warmup-epochs 1 \

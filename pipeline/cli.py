@@ -1,10 +1,10 @@
 """``anytime``: the pipeline's one command line, each subcommand one of the package's commands.
 
-    anytime engines --checkpoint models/msdnet_cifar10.pt --data DATA --out engines
-    anytime profile --engines engines/msdnet_cifar --data DATA
-    anytime camera --engines engines/msdnet_cifar --source 0 --fps 30
-    anytime bench cascade --engines engines/msdnet_cifar --data DATA
-    anytime triton repo --engines engines/msdnet_cifar --out triton/msdnet_cifar
+    anytime engines --checkpoint models/ranet_cifar10.pt --data DATA --out engines
+    anytime profile --engines engines/ranet --data DATA
+    anytime camera --engines engines/ranet --source 0 --fps 30
+    anytime bench cascade --engines engines/ranet --data DATA
+    anytime triton repo --engines engines/ranet --out triton/ranet
 
 A subcommand is a name for a module's ``main(argv)``: the arguments after the name go to it
 untouched, so options, checks and exit codes are that module's own (``anytime engines`` and

@@ -1,7 +1,7 @@
 """Per-exit accuracy of a checkpoint in PyTorch, with each exit's cumulative cost: the model card's table.
 
-    anytime evaluate --checkpoint models/msdnet_cifar10.pt --data DATA --split test [--card models/README.md] \
-        [--corruptions all [--engines engines/msdnet_cifar]]
+    anytime evaluate --checkpoint models/ranet_cifar10.pt --data DATA --split test [--card models/README.md] \
+        [--corruptions all [--engines engines/ranet]]
 
 ``--split validation`` re-draws the checkpoint's own validation split from the training images;
 ``--split test`` is for final reporting only. ``--corruptions`` adds the accuracy of every exit on
@@ -142,6 +142,12 @@ def with_files_section(card: str, folder: Path) -> str:
     return f"{head}\n\n{files_section(folder)}"
 
 
+def model_shape(ckpt: dict, exits: int) -> str:
+    """The card's one-line description of a model: its name, its scales where it has them (MSDNet), its exits."""
+    scales = ckpt["config"].get("gr_factor") if isinstance(ckpt.get("config"), dict) else None
+    return f"`{ckpt['model']}`, " + (f"{len(scales)} scales, " if scales else "") + f"{exits} exits"
+
+
 def model_card(checkpoint: Path, report: dict, command: str) -> str:
     """The model card: config, how it was trained, on what machine, and the per-exit table of ``report``."""
     from pipeline.checkpoint import read_checkpoint
@@ -158,8 +164,7 @@ def model_card(checkpoint: Path, report: dict, command: str) -> str:
     last = history[-1] if history else {}
     lines = [
         f"# Model card: {checkpoint.name}", "",
-        f"- model: `{ckpt['model']}`, {len(ckpt['config'].get('gr_factor', []))} scales, "
-        f"{ckpt['config'].get('n_blocks')} exits; config: `{ckpt['config']}`",
+        f"- model: {model_shape(ckpt, len(report['accuracy']))}; config: `{ckpt['config']}`",
         f"- classes: {', '.join(ckpt['classes'])}",
         f"- preprocessing (inside stage 1): {ckpt['preprocess']}",
         f"- validation split: {ckpt['split']}",

@@ -1,7 +1,7 @@
 """Every built engine checked against a reference on the machine at hand: ``make verify``.
 
-    python -m pipeline.verify --engines engines/msdnet_cifar --data DATA
-    python -m pipeline.verify --engines engines/msdnet_cifar --checkpoint models/msdnet_cifar10.pt \\
+    python -m pipeline.verify --engines engines/ranet --data DATA
+    python -m pipeline.verify --engines engines/ranet --checkpoint models/ranet_cifar10.pt \\
         --images 256 --tolerance int8:agreement=97 --json reports/verify.json
 
 For every backend and precision built in the folder that runs here, the stages run on ``--images``
@@ -54,7 +54,7 @@ TOLERANCES = {"fp32": Tolerance(1e-2, 1e-3, 99.0), "fp16": Tolerance(0.25, 0.05,
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="anytime verify", description=__doc__.split("\n")[0])
-    ap.add_argument("--engines", type=Path, required=True, help="a built model folder, e.g. engines/msdnet_cifar")
+    ap.add_argument("--engines", type=Path, required=True, help="a built model folder, e.g. engines/ranet")
     add_data_options(ap)
     ap.add_argument("--checkpoint", type=Path, default=None,
                     help="the engines' checkpoint: the PyTorch model becomes the reference (where torch is installed)")

@@ -1,8 +1,8 @@
-"""The model card's account of training time: per machine, with the teacher's run added."""
+"""The model card's account of training time (per machine, with the teacher's run added) and of the model's shape."""
 
 from __future__ import annotations
 
-from pipeline.evaluate import time_by_machine, training_time_lines
+from pipeline.evaluate import model_shape, time_by_machine, training_time_lines
 
 
 def test_time_by_machine_keeps_the_order_and_counts_unrecorded_epochs():
@@ -27,3 +27,10 @@ def test_the_teachers_time_is_added(tmp_path, tiny_model):
     lines = training_time_lines([{"seconds": 3600.0}], teacher)
     assert lines[1] == (f"- teacher `{teacher}`: 1.00 h over 2 epochs (cpu: 2 epochs, 1.00 h); "
                         "2.00 h in all with the student's")
+
+
+def test_the_card_counts_the_exits_it_measured_for_any_model():
+    msdnet = {"model": "msdnet_cifar", "config": {"n_blocks": 5, "gr_factor": [1, 2, 4]}}
+    factory = {"model": "pipeline.models.ranet:build", "config": {"factory": "pipeline.models.ranet:build", "kwargs": {}}}
+    assert model_shape(msdnet, 5) == "`msdnet_cifar`, 3 scales, 5 exits"
+    assert model_shape(factory, 4) == "`pipeline.models.ranet:build`, 4 exits"

@@ -66,3 +66,16 @@ def test_the_tree_holds_at_most_one_run_in_progress_and_only_where_keep_run_puts
         assert weights.endswith("_long.pt") and "/" not in weights[len("checkpoints/"):], runs
         parts = sorted(state_part_of(Path(weights), f[len("checkpoints/"):]) or (True, 0) for f in runs if f != weights)
         assert parts == [(False, n) for n in range(1, len(runs))], runs  # its resume state's files, in place
+
+
+def test_the_card_is_that_of_the_checkpoint_make_engines_builds_and_it_is_no_worse_than_the_one_it_replaced():
+    """The card describes `CHECKPOINT` of the Makefile, and its last exit on the test split is at least the
+    90.26% of the MSDNet it replaced (models/msdnet_cifar10.pt, kept for comparison)."""
+    makefile = (MODELS.parent / "Makefile").read_text()
+    shipped = re.search(r"^CHECKPOINT\s*\?=\s*(\S+)$", makefile, re.M)
+    assert shipped and (MODELS.parent / shipped.group(1)).is_file(), "the Makefile's CHECKPOINT is not shipped"
+    card = (MODELS / "README.md").read_text()
+    assert card.startswith(f"# Model card: {Path(shipped.group(1)).name}\n")
+    table = card[card.index("test split, 10000 images"):].split("\n\n")[0]
+    last_exit = [float(row.split("|")[2]) for row in table.splitlines() if re.match(r"^\| \d+ \|", row)][-1]
+    assert last_exit >= 90.26, f"the shipped model's last exit is {last_exit}% on the test split"

@@ -1,10 +1,10 @@
 """Live anytime classification: frames in, one answer per frame inside the frame's time budget.
 
-    anytime camera --engines engines/msdnet_cifar --source 0 --fps 30
-    anytime camera --engines engines/msdnet_cifar --source csi://0 --budget-ms 20 --precision int8
-    anytime camera --engines engines/msdnet_cifar --source clip.avi --headless --crop \\
+    anytime camera --engines engines/ranet --source 0 --fps 30
+    anytime camera --engines engines/ranet --source csi://0 --budget-ms 20 --precision int8
+    anytime camera --engines engines/ranet --source clip.avi --headless --crop \\
         --output annotated.mp4 --log frames.jsonl --labels clip_labels.json
-    anytime camera --engines engines/msdnet_cifar --source 0 --frame-by-frame
+    anytime camera --engines engines/ranet --source 0 --frame-by-frame
 
 For each frame: read it (a live source's newest frame, or a file's next one), convert it to the
 model's input, run the cascade of stages until a classifier is confident or the budget would be

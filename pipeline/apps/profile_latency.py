@@ -1,6 +1,6 @@
 """Per-stage latency and accuracy-versus-latency curves of every built variant; the manifest's tables.
 
-    anytime profile --engines engines/msdnet_cifar --data DATA [--backends onnxruntime] \
+    anytime profile --engines engines/ranet --data DATA [--backends onnxruntime] \
         [--precisions fp32,int8] [--runs 1000] [--warmup 100] [--split test] [--checkpoint CKPT] [--out reports] \
         [--batch-sizes 1,4,16]
 
@@ -34,7 +34,7 @@ from pipeline.stop import stop_at_once
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="anytime profile", description=__doc__.split("\n")[0])
-    ap.add_argument("--engines", type=Path, required=True, help="a built model folder, e.g. engines/msdnet_cifar")
+    ap.add_argument("--engines", type=Path, required=True, help="a built model folder, e.g. engines/ranet")
     ap.add_argument("--backends", default="all",
                     help=f"all (every built one that runs here) or a comma list: {','.join(BACKENDS)}")
     ap.add_argument("--precisions", default="all", help="all (every built one) or a comma list: fp32,fp16,int8")

@@ -1,6 +1,6 @@
 """Many cameras or clips in one process: per tick, stage k runs once on the frames still undecided.
 
-    anytime streams --engines engines/msdnet_cifar --fps 30 \\
+    anytime streams --engines engines/ranet --fps 30 \\
         --stream "source=clip1.avi,labels=clip1_labels.json,log=clip1.jsonl" \\
         --stream "source=rtsp://cam2/stream,log=cam2.jsonl,budget-ms=20" --stream "source=0,output=cam0.mp4"
 

@@ -1,6 +1,6 @@
 """Calibrate frame reuse, the cut threshold, the temporal prior and smoothing on validation clips.
 
-    python -m pipeline.apps.temporal_calibrate --engines engines/msdnet_cifar --data DATA [--precisions fp32 int8]
+    python -m pipeline.apps.temporal_calibrate --engines engines/ranet --data DATA [--precisions fp32 int8]
 
 Clips are generated from the validation split (:mod:`pipeline.video.scenes`: a mixed clip and one
 whose camera never stops), every frame runs through every exit once, and the temporal cascade is
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.data.options import add_data_options
 
     ap = argparse.ArgumentParser(prog="anytime temporal", description=__doc__.split("\n")[0])
-    ap.add_argument("--engines", type=Path, required=True, help="a built model folder, e.g. engines/msdnet_cifar")
+    ap.add_argument("--engines", type=Path, required=True, help="a built model folder, e.g. engines/ranet")
     add_data_options(ap)
     ap.add_argument("--backend", default=REFERENCE_BACKEND, choices=list(BACKENDS))
     ap.add_argument("--precisions", default="all",

@@ -1,7 +1,7 @@
 """The README's four benchmarks, measured side by side in one run on this machine from built engines.
 
-    anytime bench cascade --engines engines/msdnet_cifar --data DATA \
-        --checkpoint models/msdnet_cifar10.pt [--backend onnxruntime] [--precision fp32] [--threads 1] \
+    anytime bench cascade --engines engines/ranet --data DATA \
+        --checkpoint models/ranet_cifar10.pt [--backend onnxruntime] [--precision fp32] [--threads 1] \
         [--frames 0] [--calib-frames 0] [--runs 1000] [--warmup 100] [--aggregate auto] \
         [--json reports/benchmarks.json]
 
@@ -37,7 +37,7 @@ __all__ = ["DEADLINE_SLACK_MS", "MATCH_POINTS", "PORTABLE", "Bench", "build_pars
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="anytime bench cascade", description=__doc__.split("\n")[0])
-    ap.add_argument("--engines", type=Path, required=True, help="a built model folder, e.g. engines/msdnet_cifar")
+    ap.add_argument("--engines", type=Path, required=True, help="a built model folder, e.g. engines/ranet")
     ap.add_argument("--checkpoint", type=Path, default=None, help="the engines' checkpoint, for benchmark 2")
     add_data_options(ap)
     ap.add_argument("--backend", default=BACKENDS[0], choices=list(BACKENDS),

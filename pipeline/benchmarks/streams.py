@@ -1,6 +1,6 @@
 """Benchmark 7: N live streams in one process, the batched cascade against one cascade per stream.
 
-    anytime bench streams --engines engines/msdnet_cifar --data DATA [--streams 1,4,16] [--fps 30] \\
+    anytime bench streams --engines engines/ranet --data DATA [--streams 1,4,16] [--fps 30] \\
         [--seconds 4] [--repeats 2] [--json reports/streams_benchmark.json]
 
 Each stream is a demo clip of the test split (``pipeline.video.scenes``, rendered and converted to
@@ -40,7 +40,7 @@ from pipeline.serving.fleet import MAX_FPS, MAX_SECONDS
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="anytime bench streams", description=__doc__.split("\n")[0])
-    ap.add_argument("--engines", type=Path, required=True, help="a built model folder, e.g. engines/msdnet_cifar")
+    ap.add_argument("--engines", type=Path, required=True, help="a built model folder, e.g. engines/ranet")
     add_data_options(ap)
     ap.add_argument("--backend", default="auto", choices=["auto", *BACKENDS])
     ap.add_argument("--precision", default="fp32", choices=list(PRECISIONS))

@@ -1,6 +1,6 @@
 """Benchmark 5: the temporally adaptive cascade against the frame-by-frame cascade on generated video.
 
-    anytime bench video --engines engines/msdnet_cifar --data DATA \\
+    anytime bench video --engines engines/ranet --data DATA \\
         [--precisions fp32,int8] [--scenes 200] [--continuous-scenes 80] [--calib-scenes 300] \\
         [--json reports/video_benchmark.json]
 
@@ -38,7 +38,7 @@ from pipeline.temporal.rule import TemporalSettings
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="anytime bench video", description=__doc__.split("\n")[0])
-    ap.add_argument("--engines", type=Path, required=True, help="a built model folder, e.g. engines/msdnet_cifar")
+    ap.add_argument("--engines", type=Path, required=True, help="a built model folder, e.g. engines/ranet")
     add_data_options(ap)
     ap.add_argument("--backend", default=BACKENDS[0], choices=list(BACKENDS))
     ap.add_argument("--precisions", default="fp32,int8", help="comma list; those without engines are skipped")

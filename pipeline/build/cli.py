@@ -1,6 +1,6 @@
 """`make engines`: a checkpoint in; per-stage ONNX artifacts, engines for this machine and a manifest out.
 
-    python -m pipeline.build --checkpoint models/msdnet_cifar10.pt --data DATA --out engines \
+    python -m pipeline.build --checkpoint models/ranet_cifar10.pt --data DATA --out engines \
         [--precisions fp32,fp16,int8] [--backend auto|onnxruntime|tensorrt] [--calib-images 512] \
         [--calib-method entropy|percentile|minmax] [--threads 1] [--test-split] [--compile-only]
 

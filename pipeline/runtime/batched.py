@@ -1,6 +1,6 @@
 """The cascade over many frames at once: stage k runs once on the batch of frames still undecided.
 
-    batched = BatchedCascade(Cascade.from_folder("engines/msdnet_cifar"))
+    batched = BatchedCascade(Cascade.from_folder("engines/ranet"))
     results = batched.classify_batch(frames, budgets_ms, arrived=arrival_times)  # one CascadeResult per frame
 
 One call is one tick of a many-stream process: one frame per stream. Stage 1 runs on every frame;

@@ -1,6 +1,6 @@
 """The anytime cascade: run stage 1, 2, ... on a frame until an exit is sure enough or the budget ends.
 
-    cascade = Cascade.from_folder("engines/msdnet_cifar", precision="int8", policy="default")
+    cascade = Cascade.from_folder("engines/ranet", precision="int8", policy="default")
     result = cascade.classify(frame, budget_ms=5.0)  # frame: (H, W, 3) uint8, model size and colour order
 
 Exit rule: exit k answers when its softmax score passes threshold k (``pipeline.thresholds``: max

@@ -1,6 +1,6 @@
 """Benchmark 8: N cameras against a Triton server, client-driven and BLS, beside the in-process cascades.
 
-    anytime bench triton --engines engines/msdnet_cifar --data DATA \\
+    anytime bench triton --engines engines/ranet --data DATA \\
         [--cameras 1,4,16,64] [--modes local,batched,client,bls] [--seconds 10] [--fps 30] \\
         [--json reports/triton_benchmark.json]
 
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     from pipeline.data.options import add_data_options
 
     ap = argparse.ArgumentParser(prog="anytime bench triton", description=__doc__.split("\n")[0])
-    ap.add_argument("--engines", type=Path, required=True, help="a built model folder, e.g. engines/msdnet_cifar")
+    ap.add_argument("--engines", type=Path, required=True, help="a built model folder, e.g. engines/ranet")
     add_data_options(ap, help="the labelled images the generated clips show (test split)")
     ap.add_argument("--repo", type=Path, default=None, help="serve this repository (default: write one for --engines)")
     ap.add_argument("--precision", default="fp32")

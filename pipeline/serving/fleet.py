@@ -1,6 +1,6 @@
 """A fleet of simulated cameras against a Triton server (or the in-process cascade), bounded in time.
 
-    anytime triton fleet --url 127.0.0.1:8000 --engines engines/msdnet_cifar --data DATA \\
+    anytime triton fleet --url 127.0.0.1:8000 --engines engines/ranet --data DATA \\
         --cameras 16 --fps 30 --seconds 10 --mode client|bls|local [--budget-ms 33.3] [--json out.json]
 
 Camera i shows frame t at ``start + phase_i + t / fps`` with a deadline ``--budget-ms`` later (one

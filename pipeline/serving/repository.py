@@ -1,6 +1,6 @@
 """A Triton model repository from a built engines folder: one model per stage, and the ``cascade`` BLS model.
 
-    anytime triton repo --engines engines/msdnet_cifar --out triton/msdnet_cifar [--precision fp32]
+    anytime triton repo --engines engines/ranet --out triton/ranet [--precision fp32]
 
 Stage k is the model ``stage<k>``, batching dynamically. Where TensorRT plans of the precision
 were built, it is a ``tensorrt_plan`` model (the plan copied as ``model.plan``; its batch size is
@@ -205,8 +205,8 @@ def _fill(tmp: Path, manifest: Manifest, kind: str, files: list[Path], rec: dict
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="anytime triton repo", description=__doc__.split("\n")[0])
-    ap.add_argument("--engines", type=Path, required=True, help="a built model folder, e.g. engines/msdnet_cifar")
-    ap.add_argument("--out", type=Path, required=True, help="the repository folder, e.g. triton/msdnet_cifar")
+    ap.add_argument("--engines", type=Path, required=True, help="a built model folder, e.g. engines/ranet")
+    ap.add_argument("--out", type=Path, required=True, help="the repository folder, e.g. triton/ranet")
     ap.add_argument("--precision", default="fp32", choices=list(PRECISIONS))
     ap.add_argument("--kind", default="auto", choices=list(KINDS),
                     help="stage models: auto (TensorRT plans where built, else Python models on ONNX Runtime)")

@@ -1,6 +1,6 @@
 """Serve a model repository with the bundled Triton server, after checking it.
 
-    anytime triton serve --repo triton/msdnet_cifar [--http-port 8000] [--seconds S]
+    anytime triton serve --repo triton/ranet [--http-port 8000] [--seconds S]
 
 The check comes first and fails in one line naming the model: a stage model missing, a
 configuration Triton's schema refuses, a stage whose inputs are not what the stage before it

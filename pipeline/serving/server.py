@@ -1,6 +1,6 @@
 """Start the bundled ``tritonserver`` on loopback ports, wait until it is ready, stop it with nothing left.
 
-    with TritonServer("triton/msdnet_cifar") as server:   # free ports on 127.0.0.1
+    with TritonServer("triton/ranet") as server:   # free ports on 127.0.0.1
         url = server.url                                  # "127.0.0.1:PORT" (HTTP)
 
 The server runs in a process group of its own (its Python-backend stubs are its children), so

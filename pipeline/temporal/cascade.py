@@ -1,6 +1,6 @@
 """The cascade for video: frames that did not change reuse the last answer; the rest may exit earlier.
 
-    cascade = TemporalCascade.from_folder("engines/msdnet_cifar", precision="int8")
+    cascade = TemporalCascade.from_folder("engines/ranet", precision="int8")
     for frame in frames:                       # consecutive (H, W, 3) uint8 frames of one stream
         r = cascade.classify(frame, budget_ms=20.0)
         r.answer.class_name, r.reused, r.why, r.stages, r.shown_class

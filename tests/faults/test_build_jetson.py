@@ -20,7 +20,7 @@ STEP_2 = "make engines EXTRAS=jetson,plot VENV_ARGS=--system-site-packages ENGIN
 
 def test_the_readme_still_gives_these_steps():
     jetson = README[README.index("## On a Jetson"):]
-    assert re.search(r"copy `engines/msdnet_cifar/onnx/` and\s+`engines/msdnet_cifar/manifest.json`", jetson)
+    assert re.search(r"copy `engines/ranet/onnx/` and\s+`engines/ranet/manifest.json`", jetson)
     assert f"`{STEP_2}`" in jetson
 
 
@@ -28,7 +28,7 @@ def test_compile_from_only_the_artifacts_and_the_manifest(tiny, tmp_path):
     venv = ROOT / ".venv"
     if subprocess.run(["make", "-C", str(ROOT), "-q", f"VENV={venv}", str(venv / ".installed")]).returncode != 0:
         pytest.skip("the project's .venv is older than pyproject.toml: `make setup` first")
-    device = tmp_path / "engines" / "msdnet_cifar"  # step 1: what is copied to the device
+    device = tmp_path / "engines" / "ranet"  # step 1: what is copied to the device (the Makefile's NAME)
     device.mkdir(parents=True)
     shutil.copytree(tiny.folder / "onnx", device / "onnx")
     shutil.copy2(tiny.folder / "manifest.json", device / "manifest.json")

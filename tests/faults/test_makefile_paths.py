@@ -25,7 +25,7 @@ def test_paths_with_spaces_stay_one_argument(tmp_path):
     assert len(commands) == 6
     for args in commands:
         if "--engines" in args:
-            assert args[args.index("--engines") + 1] == f"{engines}/msdnet_cifar"
+            assert args[args.index("--engines") + 1] == f"{engines}/ranet"
         if args[1] != "bench" or args[2] == "cascade":  # every command that takes the checkpoint gets it whole
             assert args[args.index("--checkpoint") + 1] == str(checkpoint), args
 
