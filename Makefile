@@ -149,10 +149,10 @@ architectures: teacher
 evaluate: setup
 	$(PY) -m pipeline.cli evaluate --checkpoint "$(CHECKPOINT)" --data "$(DATA)" --split $(SPLIT) $(EVAL_ARGS)
 
-# Training throughput, today's setup against the faster one, side by side (images per second).
+# Training throughput of MODEL, two setups side by side (images per second).
 .PHONY: train-bench ablations
 train-bench: setup
-	$(PY) -m pipeline.cli bench train-throughput $(TRAIN_BENCH_ARGS)
+	$(PY) -m pipeline.cli bench train-throughput --model $(MODEL) $(TRAIN_BENCH_ARGS)
 
 # The recipe's ablation table (short runs, one change each; resumable): runs/ablation/.
 ablations: setup

@@ -52,3 +52,12 @@ def test_results_remeasures_every_published_figure_of_the_chosen_model_in_order(
     assert "--precision int8" in int8 and "--json out/benchmarks_int8.json" in int8
     card = next(line for line in lines if line.startswith("evaluate"))
     assert '--checkpoint "c.pt"' in card and "--split test" in card and "--card models/README.md" in card
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make here")
+def test_train_bench_times_the_model_make_train_trains():
+    script = subprocess.run(["make", "-s", "-n", "-o", "setup", "train-bench", "train", "-o", "teacher", "PY=PY"],
+                            cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    models = [line.split("--model ", 1)[1].split()[0] for line in script.replace("\\\n", " ").splitlines()
+              if "--model " in line]
+    assert len(models) == 2 and models[0] == models[1] == "pipeline.models.ranet:build", script
