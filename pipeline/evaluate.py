@@ -144,7 +144,7 @@ def with_files_section(card: str, folder: Path) -> str:
 
 def model_shape(ckpt: dict, exits: int) -> str:
     """The card's one-line description of a model: its name, its scales where it has them (MSDNet), its exits."""
-    scales = ckpt["config"].get("gr_factor") if isinstance(ckpt.get("config"), dict) else None
+    scales = ckpt["config"].get("gr_factor")
     return f"`{ckpt['model']}`, " + (f"{len(scales)} scales, " if scales else "") + f"{exits} exits"
 
 

@@ -33,7 +33,8 @@ import numpy as np
 
 from pipeline.errors import PipelineError
 from pipeline.thresholds.gate import fit_gate
-from pipeline.thresholds.scores import Costs, aggregate_exits, check_inputs, exit_index, exit_scores
+from pipeline.thresholds.scores import (Costs, aggregate_exits, check_inputs, check_probs_labels, exit_index,
+                                        exit_scores)
 from pipeline.thresholds.sweep import DEFAULT_QS, _greedy_score_thresholds, geometric_distribution
 
 MAX_PASSES = 20  # coordinate passes of one descent; each lowers the cost or ends it
@@ -87,7 +88,7 @@ def speedup_limits(probs: np.ndarray, labels: np.ndarray, costs: Costs, toleranc
     exits = _hindsight_exits(exit_scores(answers, criterion), right, c, need)
     gated = None
     if calibration is not None:
-        cal_probs, cal_labels, _ = check_inputs(*calibration, c)
+        cal_probs, cal_labels = check_probs_labels(*calibration)
         if cal_probs.shape[1:] != probs.shape[1:]:
             raise PipelineError(f"calibration probabilities {cal_probs.shape} and these {probs.shape} differ in "
                                 "exits or classes")
